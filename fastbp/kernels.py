@@ -1,0 +1,372 @@
+"""The Numba kernels: the reference's mathematics, written for speed.
+
+Plain functions over flat arrays, so one compiled function serves every depth:
+  w      all weight matrices, flattened; layer l's W (n_out, n_in) is
+         w[w_off[l] : w_off[l + 1]], row j (unit j's weights) at w_off[l] + j * n_in
+  b      all biases (zeros and never updated when has_bias is False); layer l's at
+         b[u_off[l] : u_off[l + 1]]
+  a/d/e  per-sample activations, error terms and sent-back errors, laid out like b
+  acts   one activation code per layer (functions.ACTIVATION_CODES), the output's last
+
+Every kernel is ``cache=True`` and compiled on first call, never at import. A kernel
+runs in the dtype of its arrays (float64 or float32); scalars it is given (lr, decay,
+eps) come in that dtype too, and ``lr - lr`` makes a zero of that dtype where an
+accumulator must keep it (a Python 0.0 would promote a float32 sum to float64).
+
+Parallelism: ``prange`` over the rows of a layer only when the layer has at least
+PARALLEL_MIN_WEIGHTS weights (about 10 microseconds of work): a parallel region costs
+about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba to prefer
+(see ``_prefer_openmp``), and about 150 with workqueue. Batched kernels go parallel over
+samples or rows, which is always wide enough.
+
+fastmath: FASTMATH allows reassociation and contraction (FMA), so that the dot products
+and row updates vectorise; it does not assume away NaN and inf, so a diverging run is
+still seen. tests/test_agreement.py holds the results to the NumPy reference.
+"""
+import os
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .functions import (ACTIVATION_CODES, LOSS_CODES, identity, identity_derivative,
+                        relu, relu_derivative, sigmoid, sigmoid_derivative, tanh,
+                        tanh_derivative)
+
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+PARALLEL_MIN_WEIGHTS = 32768
+
+SIGMOID = ACTIVATION_CODES["sigmoid"]
+TANH = ACTIVATION_CODES["tanh"]
+RELU = ACTIVATION_CODES["relu"]
+IDENTITY = ACTIVATION_CODES["identity"]
+SOFTMAX = ACTIVATION_CODES["softmax"]
+MSE = LOSS_CODES["mse"]
+BINARY_CROSS_ENTROPY = LOSS_CODES["binary_cross_entropy"]
+CROSS_ENTROPY = LOSS_CODES["cross_entropy"]
+
+_sigmoid, _tanh, _relu, _identity = (njit(cache=True)(f) for f in (sigmoid, tanh, relu, identity))
+_sigmoid_d, _tanh_d, _relu_d, _identity_d = (
+    njit(cache=True)(f) for f in (sigmoid_derivative, tanh_derivative, relu_derivative,
+                                  identity_derivative))
+
+
+def _prefer_openmp():
+    """Put OpenMP first in Numba's threading-layer priority, unless the user chose."""
+    if "NUMBA_THREADING_LAYER" in os.environ or "NUMBA_THREADING_LAYER_PRIORITY" in os.environ:
+        return
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+_prefer_openmp()
+
+
+def threading_info():
+    """The threading layer in use (after a parallel kernel ran) and the thread count."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:               # no parallel kernel has run yet
+        layer = "not yet chosen (preferring %s)" % numba.config.THREADING_LAYER_PRIORITY[0]
+    return {"threading_layer": layer, "threads": numba.get_num_threads()}
+
+
+# ---------------------------------------------------------------- per-unit helpers
+
+@njit(cache=True)
+def _activate(code, z):
+    if code == SIGMOID:
+        return _sigmoid(z)
+    if code == TANH:
+        return _tanh(z)
+    if code == RELU:
+        return _relu(z)
+    return _identity(z)
+
+
+@njit(cache=True)
+def _derivative(code, a):
+    if code == SIGMOID:
+        return _sigmoid_d(a)
+    if code == TANH:
+        return _tanh_d(a)
+    if code == RELU:
+        return _relu_d(a)
+    return _identity_d(a)
+
+
+@njit(cache=True)
+def _activate_inplace(code, a):
+    """a holds a layer's pre-activations z; replace them by g(z)."""
+    if code == SOFTMAX:
+        top = a.max()
+        total = 0.0
+        for j in range(a.size):
+            a[j] = np.exp(a[j] - top)
+            total += a[j]
+        for j in range(a.size):
+            a[j] = a[j] / total
+    else:
+        for j in range(a.size):
+            a[j] = _activate(code, a[j])
+
+
+@njit(cache=True)
+def _row(flat, offset, j, n):
+    """Row j of the (., n) matrix stored at flat[offset:], as a view. Loops index the
+    view from 0, which Numba knows is never negative, so they vectorise (an index like
+    flat[offset + i] keeps a negative-index check in the loop, which stops that)."""
+    return flat[offset + j * n:offset + (j + 1) * n]
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _add_scaled(acc, g, v):
+    for i in range(v.size):
+        acc[i] += g * v[i]
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _dot(row, v, acc):
+    for i in range(v.size):
+        acc += row[i] * v[i]
+    return acc
+
+
+@njit(cache=True)
+def _sample_loss(loss, o, t, eps):
+    total = 0.0
+    for k in range(o.size):
+        if loss == MSE:
+            total += 0.5 * (t[k] - o[k]) ** 2
+        else:
+            p = min(max(o[k], eps), 1.0 - eps)
+            total -= t[k] * np.log(p)
+            if loss == BINARY_CROSS_ENTROPY:
+                total -= (1.0 - t[k]) * np.log(1.0 - p)
+    return total
+
+
+@njit(cache=True)
+def _output_delta(loss, code, o, t, d):
+    """d <- dE/dz of the output layer (reference.output_delta)."""
+    if loss != MSE:
+        for k in range(o.size):
+            d[k] = o[k] - t[k]
+    elif code == SOFTMAX:
+        s = 0.0
+        for k in range(o.size):
+            s += o[k] * (o[k] - t[k])
+        for k in range(o.size):
+            d[k] = o[k] * ((o[k] - t[k]) - s)
+    else:
+        for k in range(o.size):
+            d[k] = (o[k] - t[k]) * _derivative(code, o[k])
+
+
+@njit(cache=True)
+def _send_back_output(propagate_error, o, t, d, e):
+    """e <- what the output layer sends back: its raw error o - t (seed 000) or its delta."""
+    for k in range(o.size):
+        e[k] = o[k] - t[k] if propagate_error else d[k]
+
+
+@njit(cache=True)
+def _hidden_delta(propagate_error, code, a, back, d, e):
+    """From back = W^T e of the layer above: d <- back * g'(a), e <- back or d."""
+    for i in range(a.size):
+        v = back[i]                                      # back may be d itself
+        d[i] = v * _derivative(code, a[i])
+        e[i] = v if propagate_error else d[i]
+
+
+# ---------------------------------------------------------------- one sample
+
+@njit(fastmath=FASTMATH, cache=True)
+def _forward_sample(w, b, sizes, w_off, u_off, acts, x, a):
+    """a <- every layer's output for the input x."""
+    zero = w[0] - w[0]
+    for l in range(sizes.size - 1):
+        n_in = sizes[l]
+        a_in = x if l == 0 else a[u_off[l - 1]:u_off[l]]
+        for j in range(sizes[l + 1]):
+            a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
+        _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _backward_sample(w, sizes, w_off, u_off, acts, loss, propagate_error, a, t, d, e, eps):
+    """d <- every layer's error term for the forward pass a and target t, W unchanged.
+    Returns the sample's loss."""
+    L = sizes.size - 1
+    o = a[u_off[L - 1]:u_off[L]]
+    _output_delta(loss, acts[L - 1], o, t, d[u_off[L - 1]:u_off[L]])
+    _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
+    for l in range(L - 1, 0, -1):
+        n_in = sizes[l]
+        back = d[u_off[l - 1]:u_off[l]]                  # accumulate W^T e in place of d
+        back[:] = 0.0
+        for j in range(sizes[l + 1]):
+            ej = e[u_off[l] + j]
+            row = _row(w, w_off[l], j, n_in)
+            for i in range(n_in):
+                back[i] += row[i] * ej
+        _hidden_delta(propagate_error, acts[l - 1], a[u_off[l - 1]:u_off[l]], back,
+                      back, e[u_off[l - 1]:u_off[l]])
+    return _sample_loss(loss, o, t, eps)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _update_row_then_dot(row, decay, g, x, x_next, acc):
+    """Row update row <- row * decay - g * x, and in the same pass the updated row's dot
+    product with the next sample: the row is read once instead of twice."""
+    for i in range(x.size):
+        v = row[i] * decay - g * x[i]
+        row[i] = v
+        acc += v * x_next[i]
+    return acc
+
+
+# ---------------------------------------------------------------- training kernels
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
+              X, T, order, lr, decay, eps):
+    """Per-sample SGD over the samples X[order], in one call. Returns the summed loss,
+    each sample's taken before its update (reference.train_epoch with batch_size=1).
+
+    decay = 1 - lr * l2 (the L2 penalty's shrink of every weight at each step)."""
+    L = sizes.size - 1
+    n0, n1 = sizes[0], sizes[1]
+    wide0 = n0 * n1 >= PARALLEL_MIN_WEIGHTS
+    zero = lr - lr
+    a = np.empty(u_off[L], w.dtype)
+    d = np.empty(u_off[L], w.dtype)
+    e = np.empty(u_off[L], w.dtype)
+    z1 = np.empty(n1, w.dtype)                 # first layer's z for the current sample
+    x = X[order[0]]
+    for j in range(n1):
+        z1[j] = _dot(_row(w, 0, j, n0), x, zero) + b[j]
+    total = 0.0
+    for s in range(order.size):
+        x = X[order[s]]
+        t = T[order[s]]
+        # forward: layer 1 from z1, then the layers above
+        a[:n1] = z1
+        _activate_inplace(acts[0], a[:n1])
+        for l in range(1, L):
+            n_in, n_out = sizes[l], sizes[l + 1]
+            a_in = a[u_off[l - 1]:u_off[l]]
+            if n_in * n_out >= PARALLEL_MIN_WEIGHTS:
+                for j in prange(n_out):
+                    a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
+            else:
+                for j in range(n_out):
+                    a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
+            _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
+        o = a[u_off[L - 1]:]
+        total += _sample_loss(loss, o, t, eps)
+        _output_delta(loss, acts[L - 1], o, t, d[u_off[L - 1]:])
+        _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
+        # backward and update of layers L..2 in one pass over each W: each row first
+        # sends its error back (old weights), then takes its update
+        for l in range(L - 1, 0, -1):
+            n_in = sizes[l]
+            a_in = a[u_off[l - 1]:u_off[l]]
+            back = d[u_off[l - 1]:u_off[l]]
+            back[:] = 0.0
+            for j in range(sizes[l + 1]):
+                g = lr * d[u_off[l] + j]
+                ej = e[u_off[l] + j]
+                row = _row(w, w_off[l], j, n_in)
+                for i in range(n_in):
+                    wji = row[i]
+                    back[i] += wji * ej
+                    row[i] = wji * decay - g * a_in[i]
+                if has_bias:
+                    b[u_off[l] + j] -= g
+            _hidden_delta(propagate_error, acts[l - 1], a_in, back, back,
+                          e[u_off[l - 1]:u_off[l]])
+        # layer 1: update with this sample, fused with the next sample's z1
+        x_next = X[order[s + 1]] if s + 1 < order.size else x
+        if wide0:
+            for j in prange(n1):
+                g = lr * d[j]
+                if has_bias:
+                    b[j] -= g
+                z1[j] = _update_row_then_dot(_row(w, 0, j, n0), decay, g, x, x_next, zero) + b[j]
+        else:
+            for j in range(n1):
+                g = lr * d[j]
+                if has_bias:
+                    b[j] -= g
+                z1[j] = _update_row_then_dot(_row(w, 0, j, n0), decay, g, x, x_next, zero) + b[j]
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def forward_rows(w, b, sizes, w_off, u_off, acts, X, rows, A):
+    """The batched forward pass: A[s] <- every layer's output for X[rows[s]]."""
+    for s in prange(rows.size):
+        _forward_sample(w, b, sizes, w_off, u_off, acts, X[rows[s]], A[s])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def backward_rows(w, sizes, w_off, u_off, acts, loss, propagate_error, T, rows, A, D, E,
+                  losses, eps):
+    """The batched delta propagation: D[s] <- error terms of sample rows[s]; losses[s]
+    <- its loss. E is scratch for what each layer sends back."""
+    for s in prange(rows.size):
+        losses[s] = _backward_sample(w, sizes, w_off, u_off, acts, loss, propagate_error,
+                                     A[s], T[rows[s]], D[s], E[s], eps)
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def gradient_rows(sizes, w_off, u_off, X, rows, A, D, dw, db):
+    """dw, db <- the batch's mean gradient: dW = (1/B) sum_s delta_s a_s^T, db = mean delta."""
+    B = rows.size
+    for l in range(sizes.size - 1):
+        n_in = sizes[l]
+        for j in prange(sizes[l + 1]):
+            grad = _row(dw, w_off[l], j, n_in)
+            grad[:] = 0.0
+            sum_d = 0.0
+            for s in range(B):
+                g = D[s, u_off[l] + j]
+                sum_d += g
+                if l == 0:
+                    _add_scaled(grad, g, X[rows[s]])
+                else:
+                    _add_scaled(grad, g, A[s, u_off[l - 1]:u_off[l]])
+            for i in range(n_in):
+                grad[i] = grad[i] / B
+            db[u_off[l] + j] = sum_d / B
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
+                X, T, order, batch_size, lr, decay, eps):
+    """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step
+    takes the mean gradient of batch_size samples. Returns the summed loss, each batch's
+    taken before its step (reference.train_epoch)."""
+    n_units = u_off[sizes.size - 1]
+    bs = min(batch_size, order.size)
+    A = np.empty((bs, n_units), w.dtype)
+    D = np.empty((bs, n_units), w.dtype)
+    E = np.empty((bs, n_units), w.dtype)
+    losses = np.empty(bs)
+    dw = np.empty_like(w)
+    db = np.empty_like(b)
+    total = 0.0
+    for start in range(0, order.size, bs):
+        rows = order[start:min(start + bs, order.size)]
+        B = rows.size
+        forward_rows(w, b, sizes, w_off, u_off, acts, X, rows, A[:B])
+        backward_rows(w, sizes, w_off, u_off, acts, loss, propagate_error, T, rows,
+                      A[:B], D[:B], E[:B], losses[:B], eps)
+        total += losses[:B].sum()
+        gradient_rows(sizes, w_off, u_off, X, rows, A[:B], D[:B], dw, db)
+        for k in prange(w.size):
+            w[k] = w[k] * decay - lr * dw[k]
+        if has_bias:
+            for k in range(b.size):
+                b[k] -= lr * db[k]
+    return total

@@ -1,0 +1,373 @@
+"""fastbp.Network: the network definition and the training loop, a thin layer that
+validates its input and dispatches to the NumPy reference or the Numba kernels."""
+import numbers
+import time
+
+import numpy as np
+
+from . import kernels, reference
+from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS
+
+BACKENDS = ("numba", "numpy")
+PROPAGATE = ("delta", "error")
+DTYPES = ("float64", "float32")
+
+
+def _normal(rng, n_in, n_out):          # seed 000: N(0, n_in^-1/2)
+    return rng.normal(0.0, n_in ** -0.5, (n_out, n_in))
+
+
+def _glorot(rng, n_in, n_out):          # Glorot & Bengio (2010), uniform
+    limit = np.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-limit, limit, (n_out, n_in))
+
+
+def _he(rng, n_in, n_out):              # He et al. (2015), normal, for ReLU layers
+    return rng.normal(0.0, np.sqrt(2.0 / n_in), (n_out, n_in))
+
+
+def _standard_normal(rng, n_in, n_out):  # seed 001: N(0, 1), its biases too
+    return rng.normal(0.0, 1.0, (n_out, n_in))
+
+
+# name -> (weights of one layer, whether biases are drawn from N(0, 1) rather than 0)
+INITIALISERS = {
+    "normal": (_normal, False),
+    "glorot": (_glorot, False),
+    "xavier": (_glorot, False),
+    "he": (_he, False),
+    "standard_normal": (_standard_normal, True),
+}
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training produced NaN or inf; the network keeps its last good weights."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+class _Layers(list):
+    """Per-layer views into the network's flat parameter buffer. Assigning an item
+    copies into its view (shape and values checked), so the kernels see the change."""
+
+    def __setitem__(self, index, value):
+        if not isinstance(index, numbers.Integral):
+            raise TypeError("assign one layer at a time: net.weights[l] = array")
+        view = list.__getitem__(self, index)
+        value = np.asarray(value)
+        if value.shape != view.shape:
+            raise ValueError("layer %d expects shape %s, got %s" % (index, view.shape, value.shape))
+        if not np.all(np.isfinite(value)):
+            raise ValueError("layer %d: the new values contain NaN or inf" % index)
+        view[...] = value
+
+
+def _choice(what, value, allowed):
+    if value not in allowed:
+        raise ValueError("unknown %s %r; choose from %s" % (what, value, ", ".join(map(repr, allowed))))
+    return value
+
+
+def _positive_int(what, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError("%s must be an integer >= %d, got %r" % (what, minimum, value))
+    return int(value)
+
+
+def _finite_number(what, value, minimum=0.0, strict=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value < minimum or (strict and value == minimum):
+        raise ValueError("%s must be a finite number %s %g, got %r"
+                         % (what, ">" if strict else ">=", minimum, value))
+    return float(value)
+
+
+def _check_finite(name, A):
+    bad = ~np.isfinite(A)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise ValueError("%s contains NaN or inf (first in row %d)" % (name, row))
+
+
+class Network:
+    """A fully-connected network trained by error backpropagation.
+
+    Parameters
+    ----------
+    sizes : list of int
+        [n_in, h1, ..., n_out]; any depth (at least one layer).
+    activation : str or list of str
+        Hidden activation, one name for every hidden layer or one per hidden layer:
+        'sigmoid', 'tanh', 'relu', 'identity'.
+    output : str
+        Output activation: 'sigmoid', 'softmax', 'identity', 'tanh', 'relu'.
+    loss : str
+        'mse' (per sample E = 1/2 sum_k (t_k - o_k)^2), 'binary_cross_entropy' (with a
+        sigmoid output) or 'cross_entropy' (with a softmax output).
+    bias : bool
+        Whether layers have biases (seed 000 has none).
+    init : str
+        'normal' (N(0, n_in^-1/2), seed 000), 'glorot'/'xavier' (uniform),
+        'he' (normal, sqrt(2/n_in)), 'standard_normal' (N(0, 1), biases too: seed 001).
+        Other initialisers start biases at zero.
+    propagate : str
+        'delta' sends each layer's error term back (W^T delta: the true gradient);
+        'error' sends the raw error back (W^T e), as seed 000's book network does.
+    seed : int, numpy.random.Generator or None
+        Drives the initial weights and the sample order of training.
+    dtype : str
+        'float64' or 'float32'; the kernels compute in it.
+    """
+
+    def __init__(self, sizes, activation="sigmoid", output="sigmoid", loss="mse",
+                 bias=True, init="normal", propagate="delta", seed=None, dtype="float64"):
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) < 2:
+            raise ValueError("sizes must be a list [n_in, ..., n_out] of at least two layer "
+                             "sizes, got %r" % (sizes,))
+        self.sizes = [_positive_int("every layer size", n) for n in sizes]
+        n_hidden = len(self.sizes) - 2
+        hidden = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if len(hidden) != n_hidden:
+            raise ValueError("activation lists %d names but sizes %s has %d hidden layers"
+                             % (len(hidden), self.sizes, n_hidden))
+        for name in hidden:
+            _choice("activation", name, HIDDEN_ACTIVATIONS)
+        _choice("output", output, OUTPUT_ACTIVATIONS)
+        _choice("loss", loss, tuple(LOSSES))
+        pairs = LOSSES[loss][1]
+        if pairs is not None and output not in pairs:
+            raise ValueError("loss %r needs a %s output, not %r" % (loss, " or ".join(pairs), output))
+        _choice("init", init, tuple(INITIALISERS))
+        self.propagate = _choice("propagate", propagate, PROPAGATE)
+        self.dtype = np.dtype(_choice("dtype", str(np.dtype(dtype)) if _is_dtype(dtype) else dtype, DTYPES))
+        self.activations = hidden + [output]
+        self.output, self.loss_name, self.bias, self.init = output, loss, bool(bias), init
+        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+        # one flat buffer per kind of parameter (the kernels' layout, see kernels.py)
+        fan = [n_in * n_out for n_in, n_out in zip(self.sizes, self.sizes[1:])]
+        self._sizes = np.array(self.sizes, dtype=np.int64)
+        self._w_off = np.concatenate([[0], np.cumsum(fan)]).astype(np.int64)
+        self._u_off = np.concatenate([[0], np.cumsum(self.sizes[1:])]).astype(np.int64)
+        self._acts = np.array([ACTIVATION_CODES[a] for a in self.activations], dtype=np.int64)
+        self._w = np.empty(self._w_off[-1], self.dtype)
+        self._b = np.zeros(self._u_off[-1], self.dtype)
+        draw, draw_biases = INITIALISERS[init]
+        for l, (n_in, n_out) in enumerate(zip(self.sizes, self.sizes[1:])):
+            self._layer_w(l)[...] = draw(self._rng, n_in, n_out)
+            if self.bias and draw_biases:
+                self._layer_b(l)[...] = self._rng.normal(0.0, 1.0, n_out)
+
+    # ------------------------------------------------------------ parameters
+    def _layer_w(self, l):
+        return self._w[self._w_off[l]:self._w_off[l + 1]].reshape(self.sizes[l + 1], self.sizes[l])
+
+    def _layer_b(self, l):
+        return self._b[self._u_off[l]:self._u_off[l + 1]]
+
+    @property
+    def n_layers(self):
+        return len(self.sizes) - 1
+
+    @property
+    def weights(self):
+        """Per-layer weight matrices, shape (n_out, n_in): views, writable in place."""
+        return _Layers(self._layer_w(l) for l in range(self.n_layers))
+
+    @weights.setter
+    def weights(self, values):
+        self._set_all(self.weights, values, "weights")
+
+    @property
+    def biases(self):
+        """Per-layer bias vectors, shape (n_out,), writable in place; None without biases."""
+        return _Layers(self._layer_b(l) for l in range(self.n_layers)) if self.bias else None
+
+    @biases.setter
+    def biases(self, values):
+        if not self.bias:
+            raise ValueError("this network was built with bias=False")
+        self._set_all(self.biases, values, "biases")
+
+    def _set_all(self, layers, values, what):
+        if len(values) != len(layers):
+            raise ValueError("%s needs %d layers, got %d" % (what, len(layers), len(values)))
+        for l, value in enumerate(values):
+            layers[l] = value
+
+    def _params(self):
+        """(weights, biases) as the reference takes them."""
+        return list(self.weights), (list(self.biases) if self.bias else None)
+
+    def _layout(self):
+        return self._w, self._b, self._sizes, self._w_off, self._u_off, self._acts
+
+    def __repr__(self):
+        return ("Network(%s, activation=%r, output=%r, loss=%r, bias=%r, propagate=%r, dtype=%r)"
+                % (self.sizes, self.activations[:-1], self.output, self.loss_name, self.bias,
+                   self.propagate, str(self.dtype)))
+
+    # ------------------------------------------------------------ input checks
+    def _inputs(self, X, name="X"):
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise TypeError("%s must hold numbers, got dtype %s" % (name, X.dtype))
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError("%s has shape %s; expected (n_samples, %d) for this network's %d inputs"
+                             % (name, X.shape, self.sizes[0], self.sizes[0]))
+        if X.shape[0] == 0:
+            raise ValueError("%s has no samples" % name)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        _check_finite(name, X)
+        return X
+
+    def _targets(self, Y, m, name="Y"):
+        """Targets as (m, n_out); 1-D integer labels are one-hot encoded."""
+        Y = np.asarray(Y)
+        n_out = self.sizes[-1]
+        if Y.dtype.kind not in "biuf":
+            raise TypeError("%s must hold numbers, got dtype %s" % (name, Y.dtype))
+        if Y.ndim == 1 and n_out == 1:
+            Y = Y[:, None]
+        elif Y.ndim == 1:
+            if Y.dtype.kind not in "biu":
+                raise ValueError("%s is 1-D but not integer class labels; give (n_samples, %d) "
+                                 "targets or integer labels in 0..%d" % (name, n_out, n_out - 1))
+            if Y.size and (Y.min() < 0 or Y.max() >= n_out):
+                raise ValueError("%s has labels out of range: found %d..%d, but the network has "
+                                 "%d outputs (labels 0..%d)" % (name, Y.min(), Y.max(), n_out, n_out - 1))
+            Y = np.eye(n_out, dtype=self.dtype)[Y]
+        if Y.shape != (m, n_out):
+            raise ValueError("%s has shape %s; expected (%d, %d): one target row per sample of X"
+                             % (name, Y.shape, m, n_out))
+        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        _check_finite(name, Y)
+        if self.loss_name != "mse" and (Y.min() < 0 or Y.max() > 1):
+            raise ValueError("%s: loss %r needs targets in [0, 1]" % (name, self.loss_name))
+        return Y
+
+    # ------------------------------------------------------------ inference
+    def _forward(self, X, backend):
+        """Every layer's outputs for validated X, as the kernels lay them out: (m, units)."""
+        if _choice("backend", backend, BACKENDS) == "numpy":
+            return np.hstack(reference.forward(*self._params(), self.activations, X)[1:])
+        A = np.empty((X.shape[0], self._u_off[-1]), self.dtype)
+        kernels.forward_rows(*self._layout(), X, np.arange(X.shape[0]), A)
+        return A
+
+    def predict(self, X, backend="numba"):
+        """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
+        one = np.ndim(X) == 1
+        X = self._inputs(np.atleast_2d(X) if one else X)
+        O = self._forward(X, backend)[:, self._u_off[-2]:]
+        return O[0] if one else O
+
+    def loss(self, X, Y, backend="numba"):
+        """Mean over the samples of the per-sample loss (no L2 term)."""
+        X = self._inputs(X)
+        T = self._targets(Y, X.shape[0])
+        return float(np.mean(LOSSES[self.loss_name][0](self.predict(X, backend), T)))
+
+    def gradients(self, X, Y, backend="numba"):
+        """The gradient of ``net.loss(X, Y)``: (dW list, db list or None), shaped like the
+        parameters. Always the true gradient (delta propagation), whatever ``propagate``."""
+        X = self._inputs(X)
+        T = self._targets(Y, X.shape[0])
+        if _choice("backend", backend, BACKENDS) == "numpy":
+            weights, biases = self._params()
+            A = reference.forward(weights, biases, self.activations, X)
+            deltas = reference.backward(weights, A, T, self.activations, self.loss_name, "delta")
+            dW, db = (list(g) for g in zip(*reference.gradients(A, deltas)))
+        else:
+            m, rows = X.shape[0], np.arange(X.shape[0])
+            A = self._forward(X, backend)
+            D, E = np.empty_like(A), np.empty_like(A)
+            dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
+            kernels.backward_rows(self._w, self._sizes, self._w_off, self._u_off, self._acts,
+                                  LOSS_CODES[self.loss_name], False, T, rows, A, D, E,
+                                  np.empty(m), self._eps())
+            kernels.gradient_rows(self._sizes, self._w_off, self._u_off, X, rows, A, D, dw, db_flat)
+            dW = [dw[self._w_off[l]:self._w_off[l + 1]].reshape(self.sizes[l + 1], self.sizes[l])
+                  for l in range(self.n_layers)]
+            db = [db_flat[self._u_off[l]:self._u_off[l + 1]] for l in range(self.n_layers)]
+        return dW, (db if self.bias else None)
+
+    def _eps(self):
+        return np.finfo(self.dtype).eps
+
+    # ------------------------------------------------------------ training
+    def train(self, X, Y, epochs=1, lr=0.1, batch_size=1, shuffle=True, l2=0.0,
+              backend="numba", progress=None):
+        """Train by backpropagation and gradient descent; returns the history.
+
+        batch_size=1 is per-sample SGD (seeds 000, 002, 004), 1 < batch_size < m mini-batch
+        SGD (seed 001), batch_size=None or >= m full-batch gradient descent (seed 003). A
+        step uses the mean gradient over its batch. With shuffle, the samples are visited
+        in a new order each epoch, drawn from the network's seed.
+
+        l2 is an L2 penalty on the weights (not the biases): each step minimises
+        mean(E over the batch) + (l2 / 2) * sum of squared weights, i.e. every weight
+        shrinks by the factor (1 - lr * l2) per step, whatever the batch size.
+
+        progress, if given, is called as progress(n_samples, running_mean_loss) after each
+        slice of about 1% of an epoch (training is the same with or without it).
+
+        Returns a dict: 'loss', each epoch's mean per-sample loss, each sample's taken
+        before its own update (the cost of no extra pass; as scikit-learn's loss_curve_),
+        and 'seconds', each epoch's wall time. If the loss or the weights stop being
+        finite, the epoch is undone and TrainingDiverged is raised; the network keeps
+        the weights of the last finished epoch.
+        """
+        X = self._inputs(X)
+        T = self._targets(Y, X.shape[0])
+        m = X.shape[0]
+        epochs = _positive_int("epochs", epochs, minimum=0)
+        lr = _finite_number("lr", lr, strict=True)
+        l2 = _finite_number("l2", l2)
+        batch_size = m if batch_size is None else min(_positive_int("batch_size", batch_size), m)
+        _choice("backend", backend, BACKENDS)
+        if progress is None:
+            slice_len = m
+        else:
+            slice_len = max(batch_size, (m // 100) // batch_size * batch_size)
+        history = {"loss": [], "seconds": []}
+        for epoch in range(epochs):
+            order = self._rng.permutation(m) if shuffle else np.arange(m)
+            last_good = self._w.copy(), self._b.copy()
+            start, total = time.perf_counter(), 0.0
+            for first in range(0, m, slice_len):
+                part = order[first:first + slice_len]
+                total += self._train_slice(X, T, part, batch_size, lr, l2, backend)
+                if progress is not None:
+                    progress(len(part), total / (first + len(part)))
+            mean_loss = total / m
+            if not (np.isfinite(mean_loss) and np.isfinite(self._w).all() and np.isfinite(self._b).all()):
+                self._w[...], self._b[...] = last_good
+                raise TrainingDiverged(
+                    "training diverged in epoch %d (mean loss %r): the weights are those after "
+                    "epoch %d; try a smaller lr" % (epoch + 1, mean_loss, epoch), history)
+            history["loss"].append(mean_loss)
+            history["seconds"].append(time.perf_counter() - start)
+        return history
+
+    def _train_slice(self, X, T, order, batch_size, lr, l2, backend):
+        """Train on the samples X[order]; returns their summed loss."""
+        if backend == "numpy":
+            weights, biases = self._params()
+            return reference.train_epoch(weights, biases, self.activations, self.loss_name, X, T,
+                                         order, batch_size, lr, l2, self.propagate)
+        kind = self.dtype.type
+        args = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias, X, T)
+        if batch_size == 1:
+            return kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), self._eps())
+        return kernels.batch_epoch(*args, order, batch_size, kind(lr), kind(1.0 - lr * l2), self._eps())
+
+
+def _is_dtype(value):
+    try:
+        np.dtype(value)
+        return True
+    except TypeError:
+        return False
