@@ -246,6 +246,12 @@ class Network:
         _check_finite(name, Y)
         if self.loss_name != "mse" and (Y.min() < 0 or Y.max() > 1):
             raise ValueError("%s: loss %r needs targets in [0, 1]" % (name, self.loss_name))
+        if self.loss_name == "cross_entropy":
+            off = np.abs(Y.sum(axis=1) - 1.0) > 1e-3
+            if off.any():
+                raise ValueError("%s: cross_entropy needs each target row to sum to 1 (one-hot or "
+                                 "a distribution); row %d sums to %g"
+                                 % (name, int(np.argmax(off)), Y[np.argmax(off)].sum()))
         return Y
 
     # ------------------------------------------------------------ inference
@@ -346,8 +352,8 @@ class Network:
             if not (np.isfinite(mean_loss) and np.isfinite(self._w).all() and np.isfinite(self._b).all()):
                 self._w[...], self._b[...] = last_good
                 raise TrainingDiverged(
-                    "training diverged in epoch %d (mean loss %r): the weights are those after "
-                    "epoch %d; try a smaller lr" % (epoch + 1, mean_loss, epoch), history)
+                    "training diverged in epoch %d of this run (mean loss %r); the weights are "
+                    "those before it. Try a smaller lr." % (epoch + 1, mean_loss), history)
             history["loss"].append(mean_loss)
             history["seconds"].append(time.perf_counter() - start)
         return history
@@ -356,8 +362,9 @@ class Network:
         """Train on the samples X[order]; returns their summed loss."""
         if backend == "numpy":
             weights, biases = self._params()
-            return reference.train_epoch(weights, biases, self.activations, self.loss_name, X, T,
-                                         order, batch_size, lr, l2, self.propagate)
+            with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
+                return reference.train_epoch(weights, biases, self.activations, self.loss_name,
+                                             X, T, order, batch_size, lr, l2, self.propagate)
         kind = self.dtype.type
         args = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias, X, T)
         if batch_size == 1:

@@ -1,0 +1,97 @@
+"""The kernels agree with the NumPy reference: same seed, same sample order, same weights."""
+import numpy as np
+import pytest
+
+import fastbp
+
+from conftest import make_problem
+
+# (sizes, hidden activations, output, loss)
+NETWORKS = [
+    ([6, 5, 3], "sigmoid", "sigmoid", "mse"),
+    ([6, 7, 4, 3], ["tanh", "relu"], "softmax", "cross_entropy"),
+    ([6, 5, 3], "identity", "softmax", "mse"),
+    ([6, 4, 4, 4, 2], ["relu", "sigmoid", "tanh"], "sigmoid", "binary_cross_entropy"),
+    ([6, 3], [], "identity", "mse"),
+    ([6, 5, 2], "relu", "tanh", "mse"),
+    ([6, 5, 2], "tanh", "relu", "mse"),
+    # wide enough for the kernels' parallel (prange) paths
+    ([200, 180, 4], "sigmoid", "sigmoid", "mse"),
+    ([12, 200, 200, 3], ["relu", "tanh"], "softmax", "cross_entropy"),
+]
+MODES = {"per-sample": 1, "mini-batch": 7, "full-batch": None}
+TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
+
+
+def trained_pair(spec, batch_size, dtype, bias, propagate, l2, epochs=3, m=40):
+    sizes, activation, output, loss = spec
+    results = []
+    for backend in ("numpy", "numba"):
+        net, X, T = make_problem(sizes, activation, output, loss, m, seed=7, dtype=dtype,
+                                 bias=bias, propagate=propagate)
+        # wide layers amplify rounding differences chaotically at large steps
+        lr = 0.2 if max(sizes) < 100 else 0.02
+        history = net.train(X, T, epochs=epochs, lr=lr, batch_size=batch_size, l2=l2,
+                            backend=backend)
+        results.append((net, history))
+    return results
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("spec", NETWORKS, ids=lambda s: "-".join(map(str, s[0])) + "-" + s[3])
+def test_training_agrees(spec, mode, dtype):
+    for bias, propagate, l2 in [(True, "delta", 0.0), (False, "error", 0.01)]:
+        (ref, h_ref), (fast, h_fast) = trained_pair(spec, MODES[mode], dtype, bias, propagate, l2)
+        tol = TOLERANCE[dtype]
+        for a, b in zip(ref.weights, fast.weights):
+            assert a.dtype == b.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+        if bias:
+            for a, b in zip(ref.biases, fast.biases):
+                np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+        np.testing.assert_allclose(h_fast["loss"], h_ref["loss"], rtol=tol, atol=tol)
+        # and training moved the weights: agreement is not two unchanged copies
+        start, _, _ = make_problem(spec[0], *spec[1:], 40, seed=7, dtype=dtype, bias=bias)
+        assert max(np.abs(w - w0).max() for w, w0 in zip(fast.weights, start.weights)) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_forward_and_loss_agree(dtype):
+    net, X, T = make_problem([12, 200, 200, 3], ["relu", "tanh"], "softmax", "cross_entropy",
+                             50, seed=1, dtype=dtype)
+    tol = TOLERANCE[dtype]
+    np.testing.assert_allclose(net.predict(X), net.predict(X, backend="numpy"), rtol=tol, atol=tol)
+    assert net.loss(X, T) == pytest.approx(net.loss(X, T, backend="numpy"), rel=tol)
+
+
+def test_progress_slices_do_not_change_training():
+    """The CLI's progress bar trains an epoch in slices; the result is the same."""
+    nets = []
+    seen = []
+    for progress in (None, lambda n, loss: seen.append((n, loss))):
+        net, X, T = make_problem([30, 20, 3], "sigmoid", "sigmoid", "mse", 500, seed=3)
+        net.train(X, T, epochs=2, lr=0.1, batch_size=3, progress=progress)
+        nets.append(net)
+    assert sum(n for n, _ in seen) == 1000 and len(seen) > 10
+    for a, b in zip(nets[0].weights, nets[1].weights):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_same_seed_same_run_and_different_seed_differs():
+    def run(seed, backend="numba"):
+        rng = np.random.default_rng(0)
+        X, T = rng.random((60, 5)), rng.random((60, 2))
+        net = fastbp.Network([5, 4, 2], seed=seed)
+        h = net.train(X, T, epochs=2, lr=0.5, backend=backend)
+        return np.concatenate([w.ravel() for w in net.weights]), h["loss"]
+
+    w1, l1 = run(11)
+    w2, l2 = run(11)
+    w3, _ = run(12)
+    np.testing.assert_array_equal(w1, w2)
+    assert l1 == l2
+    assert not np.allclose(w1, w3)
+    # a Generator works as a seed too, and gives the int seed's run
+    w4, _ = run(np.random.default_rng(11))
+    np.testing.assert_array_equal(w1, w4)

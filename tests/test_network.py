@@ -1,0 +1,157 @@
+"""The public contract of fastbp.Network, and clear errors for bad input."""
+import numpy as np
+import pytest
+
+import fastbp
+
+
+@pytest.fixture
+def net():
+    return fastbp.Network([4, 3, 2], seed=0)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((10, 4)), rng.random((10, 2))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sizes=[4]), "at least two"),
+    (dict(sizes=[4, 0, 2]), "every layer size"),
+    (dict(sizes=[4, 2.5, 2]), "every layer size"),
+    (dict(sizes="42"), "sizes must be a list"),
+    (dict(sizes=[4, 3, 2], activation="swish"), "unknown activation 'swish'"),
+    (dict(sizes=[4, 3, 3, 2], activation=["tanh"]), "activation lists 1 names but sizes"),
+    (dict(sizes=[4, 3, 2], activation="softmax"), "unknown activation 'softmax'"),
+    (dict(sizes=[4, 3, 2], output="gelu"), "unknown output 'gelu'"),
+    (dict(sizes=[4, 3, 2], loss="hinge"), "unknown loss 'hinge'"),
+    (dict(sizes=[4, 3, 2], output="sigmoid", loss="cross_entropy"), "needs a softmax output"),
+    (dict(sizes=[4, 3, 2], output="softmax", loss="binary_cross_entropy"), "needs a sigmoid output"),
+    (dict(sizes=[4, 3, 2], init="zeros"), "unknown init 'zeros'"),
+    (dict(sizes=[4, 3, 2], propagate="both"), "unknown propagate 'both'"),
+    (dict(sizes=[4, 3, 2], dtype="float16"), "unknown dtype 'float16'"),
+    (dict(sizes=[4, 3, 2], dtype="complex"), "unknown dtype 'complex128'"),
+])
+def test_bad_construction_is_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fastbp.Network(**kwargs)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_bad_training_input_is_a_clear_error(net, data, backend):
+    X, Y = data
+    cases = [
+        (dict(X=X[:, :3]), ValueError, r"X has shape \(10, 3\); expected \(n_samples, 4\)"),
+        (dict(X=X[0]), ValueError, r"X has shape \(4,\)"),
+        (dict(X=X[:0], Y=Y[:0]), ValueError, "X has no samples"),
+        (dict(X=np.where(np.arange(4) == 2, np.nan, X)), ValueError, r"X contains NaN or inf \(first in row 0\)"),
+        (dict(Y=np.where(np.arange(10)[:, None] == 5, np.inf, Y)), ValueError, r"Y contains NaN or inf \(first in row 5\)"),
+        (dict(Y=Y[:9]), ValueError, r"Y has shape \(9, 2\); expected \(10, 2\)"),
+        (dict(Y=np.arange(10) % 3), ValueError, r"labels out of range: found 0..2, but the network has 2 outputs"),
+        (dict(Y=np.linspace(0, 1, 10)), ValueError, "not integer class labels"),
+        (dict(X=np.array([["a"] * 4] * 10)), TypeError, "X must hold numbers"),
+        (dict(lr=-0.1), ValueError, "lr must be a finite number > 0"),
+        (dict(lr=float("nan")), ValueError, "lr must be a finite number"),
+        (dict(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
+        (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
+        (dict(epochs=1.5), ValueError, "epochs must be an integer >= 0"),
+    ]
+    for change, error, message in cases:
+        args = dict(X=X, Y=Y)
+        args.update(change)
+        X_, Y_ = args.pop("X"), args.pop("Y")
+        before = [w.copy() for w in net.weights]
+        with pytest.raises(error, match=message):
+            net.train(X_, Y_, backend=backend, **args)
+        for w, w0 in zip(net.weights, before):       # nothing lost
+            np.testing.assert_array_equal(w, w0)
+    with pytest.raises(ValueError, match="unknown backend 'torch'"):
+        net.train(X, Y, backend="torch")
+
+
+def test_loss_specific_target_checks():
+    X = np.zeros((3, 2))
+    ce = fastbp.Network([2, 3], output="softmax", loss="cross_entropy")
+    with pytest.raises(ValueError, match="row 1 sums to 0.5"):
+        ce.train(X, [[1, 0, 0], [0.5, 0, 0], [0, 0, 1]])
+    bce = fastbp.Network([2, 3], output="sigmoid", loss="binary_cross_entropy")
+    with pytest.raises(ValueError, match=r"needs targets in \[0, 1\]"):
+        bce.train(X, np.full((3, 3), 2.0))
+
+
+def test_integer_labels_are_one_hot(data):
+    X, _ = data
+    labels = np.arange(10) % 3
+    a = fastbp.Network([4, 5, 3], output="softmax", loss="cross_entropy", seed=1)
+    b = fastbp.Network([4, 5, 3], output="softmax", loss="cross_entropy", seed=1)
+    a.train(X, labels, epochs=2)
+    b.train(X, np.eye(3)[labels], epochs=2)
+    np.testing.assert_array_equal(a.weights[0], b.weights[0])
+
+
+def test_weights_and_biases_are_writable_views(net, data):
+    X, _ = data
+    net.weights[0][:] = 0.0                     # in place
+    net.weights[1] = np.ones((2, 3))            # item assignment copies into the buffer
+    net.biases[1][...] = [0.5, -0.5]
+    expected = 1 / (1 + np.exp(-(np.full((10, 2), 3 * 0.5) + [0.5, -0.5])))
+    np.testing.assert_allclose(net.predict(X), expected)
+    with pytest.raises(ValueError, match=r"layer 1 expects shape \(2, 3\), got \(3, 2\)"):
+        net.weights[1] = np.ones((3, 2))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        net.weights[0] = np.full((3, 4), np.nan)
+    with pytest.raises(ValueError, match="weights needs 2 layers, got 1"):
+        net.weights = [np.ones((3, 4))]
+    no_bias = fastbp.Network([4, 3, 2], bias=False)
+    assert no_bias.biases is None
+    with pytest.raises(ValueError, match="bias=False"):
+        no_bias.biases = [np.zeros(3), np.zeros(2)]
+
+
+def test_predict_one_sample_and_shapes(net, data):
+    X, _ = data
+    assert net.predict(X).shape == (10, 2)
+    assert net.predict(X[3]).shape == (2,)
+    np.testing.assert_allclose(net.predict(X[3]), net.predict(X)[3])
+    assert net.predict(X.astype(np.float32)).dtype == np.float64
+    assert fastbp.Network([4, 2], dtype="float32").predict(X).dtype == np.float32
+
+
+def test_history_and_loss(net, data):
+    X, Y = data
+    first = net.loss(X, Y)
+    history = net.train(X, Y, epochs=5, lr=0.5)
+    assert len(history["loss"]) == len(history["seconds"]) == 5
+    assert history["loss"][-1] < history["loss"][0]
+    assert net.loss(X, Y) < first
+    assert net.train(X, Y, epochs=0) == {"loss": [], "seconds": []}
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_diverging_run_keeps_last_good_weights(backend):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(50, 3)) * 100, rng.normal(size=(50, 1)) * 100
+    net = fastbp.Network([3, 8, 1], activation="identity", output="identity", seed=0)
+    history = net.train(X, Y, epochs=2, lr=1e-9, backend=backend)
+    good = [w.copy() for w in net.weights]
+    with pytest.raises(fastbp.TrainingDiverged, match=r"diverged in epoch 1 of this run \(mean "
+                       r"loss nan\); the weights are those before it") as caught:
+        net.train(X, Y, epochs=5, lr=10.0, backend=backend)
+    for w, w0 in zip(net.weights, good):
+        np.testing.assert_array_equal(w, w0)
+    assert caught.value.history == {"loss": [], "seconds": []}
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_initialisers():
+    for init in fastbp.INITIALISERS:
+        net = fastbp.Network([300, 200, 10], init=init, seed=0)
+        w = net.weights[0]
+        assert w.shape == (200, 300) and np.isfinite(w).all() and w.std() > 0
+    assert abs(fastbp.Network([300, 200], init="he", seed=0).weights[0].std() - (2 / 300) ** 0.5) < 0.01
+    glorot = fastbp.Network([300, 200], init="glorot", seed=0).weights[0]
+    assert np.abs(glorot).max() <= (6 / 500) ** 0.5
+    seed001 = fastbp.Network([3, 3, 2, 1], init="standard_normal", seed=0)
+    assert all(b.std() > 0 for b in seed001.biases[:2])
+    assert all((b == 0).all() for b in fastbp.Network([3, 3, 2, 1], seed=0).biases)
