@@ -3,7 +3,9 @@
 ``fastbp.Network`` is the model; ``fastbp.reference`` the NumPy specification and
 ``fastbp.kernels`` its Numba kernels (compiled on first use, cached on disk).
 """
-from .network import INITIALISERS, Network, TrainingDiverged
-
 __version__ = "0.1.0"
-__all__ = ["Network", "TrainingDiverged", "INITIALISERS", "__version__"]
+
+from .io import ModelFileError, load  # noqa: E402
+from .network import INITIALISERS, Network, TrainingDiverged  # noqa: E402
+
+__all__ = ["Network", "TrainingDiverged", "INITIALISERS", "load", "ModelFileError", "__version__"]

@@ -98,9 +98,13 @@ def main(argv=None):
     info = kernels.threading_info()
     figures.update(info)
     print("threading layer %(threading_layer)s, %(threads)d threads" % info)
-    print("%-8s %16s %14s %9s" % ("dtype", "reference s/ep", "kernels s/ep", "speedup"))
+    ref64 = dict((dtype, ref) for dtype, ref, _ in rows).get("float64")
+    print("%-8s %15s %13s %19s %20s" % ("dtype", "reference s/ep", "kernels s/ep",
+                                        "vs same-dtype ref", "vs float64 ref"))
     for dtype, ref, fast in rows:
-        print("%-8s %16.2f %14.3f %8.1fx" % (dtype, ref, fast, ref / fast))
+        print("%-8s %15.2f %13.3f %18.1fx %19s" % (dtype, ref, fast, ref / fast,
+                                                   "%.1fx" % (ref64 / fast) if ref64 else "-"))
+        figures[dtype]["speedup_vs_float64_reference"] = ref64 / fast if ref64 else None
     if ref_m != m:
         print("(reference timed on %d samples, scaled to %d)" % (ref_m, m))
     if not args.no_compile:

@@ -214,91 +214,147 @@ def _backward_sample(w, sizes, w_off, u_off, acts, loss, propagate_error, a, t, 
     return _sample_loss(loss, o, t, eps)
 
 
+# Per-sample SGD updates the first layer, the largest, by a rank-1 step per sample:
+# W <- decay * W - g x^T, g = lr * delta. Rather than read and write all of W for every
+# sample, sgd_epoch keeps the steps of a block of BLOCK samples pending and applies them
+# together, in the same pass that computes the next block's products W x:
+#   W_p = s_p W_b - sum_{i<p} c_i g_i x_i^T     (W_b: W at the start of the block)
+#   W_p x_p = s_p (W_b x_p) - sum_{i<p} c_i g_i (x_i . x_p)
+# with s_p = decay^p and c_i = decay^(p-1-i). This is exactly per-sample SGD (only the
+# rounding differs); it moves W between cache and core once per block instead of twice
+# per sample, and opens one parallel region per block instead of one per sample.
+BLOCK = 4
+
+
 @njit(fastmath=FASTMATH, cache=True)
-def _update_row_then_dot(row, decay, g, x, x_next, acc):
-    """Row update row <- row * decay - g * x, and in the same pass the updated row's dot
-    product with the next sample: the row is read once instead of twice."""
-    for i in range(x.size):
-        v = row[i] * decay - g * x[i]
-        row[i] = v
-        acc += v * x_next[i]
-    return acc
+def _block_row(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
+    """Row j of the first layer: apply the block's pending steps, row <- scale * row -
+    sum_i H[i, j] x_i, then take the updated row's products with the next block's inputs."""
+    row = _row(w, 0, j, n)
+    h0, h1, h2, h3 = H[0, j], H[1, j], H[2, j], H[3, j]
+    acc0 = acc1 = acc2 = acc3 = scale - scale
+    for c in range(n):
+        v = row[c] * scale - (h0 * x0[c] + h1 * x1[c] + h2 * x2[c] + h3 * x3[c])
+        row[c] = v
+        acc0 += v * y0[c]
+        acc1 += v * y1[c]
+        acc2 += v * y2[c]
+        acc3 += v * y3[c]
+    base[0, j], base[1, j], base[2, j], base[3, j] = acc0, acc1, acc2, acc3
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base):
+    """Apply the steps of the samples X[pending]; base[q] <- W x for x = X[upcoming[q]]."""
+    x0, x1, x2, x3 = X[pending[0]], X[pending[1]], X[pending[2]], X[pending[3]]
+    y0, y1, y2, y3 = X[upcoming[0]], X[upcoming[1]], X[upcoming[2]], X[upcoming[3]]
+    if n0 * n1 >= PARALLEL_MIN_WEIGHTS:
+        for j in prange(n1):
+            _block_row(w, j, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
+    else:
+        for j in range(n1):
+            _block_row(w, j, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
+
+
+@njit(cache=True)
+def _block_rows(order, first):
+    """The BLOCK sample indices order[first:first + BLOCK], padded with order[0]."""
+    rows = np.full(BLOCK, order[0])
+    for q in range(min(BLOCK, order.size - first)):
+        rows[q] = order[first + q]
+    return rows
 
 
 # ---------------------------------------------------------------- training kernels
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
-              X, T, order, lr, decay, eps):
+              X, T, order, lr, decay, eps, tiny):
     """Per-sample SGD over the samples X[order], in one call. Returns the summed loss,
     each sample's taken before its update (reference.train_epoch with batch_size=1).
 
-    decay = 1 - lr * l2 (the L2 penalty's shrink of every weight at each step)."""
+    decay = 1 - lr * l2 (the L2 penalty's shrink of every weight at each step); tiny is
+    the dtype's smallest normal number. The first layer takes its steps in blocks (see
+    BLOCK above); the layers above, one by one."""
     L = sizes.size - 1
     n0, n1 = sizes[0], sizes[1]
-    wide0 = n0 * n1 >= PARALLEL_MIN_WEIGHTS
+    m = order.size
     zero = lr - lr
+    one = lr / lr          # (zero + 1 would be float64: a Python int promotes float32)
     a = np.empty(u_off[L], w.dtype)
     d = np.empty(u_off[L], w.dtype)
     e = np.empty(u_off[L], w.dtype)
-    z1 = np.empty(n1, w.dtype)                 # first layer's z for the current sample
-    x = X[order[0]]
-    for j in range(n1):
-        z1[j] = _dot(_row(w, 0, j, n0), x, zero) + b[j]
+    base = np.empty((BLOCK, n1), w.dtype)      # W_b x for each sample of the block
+    H = np.zeros((BLOCK, n1), w.dtype)         # pending steps: row j moves by -H[i, j] x_i
+    coef = np.empty(BLOCK, w.dtype)
+    inner = np.empty(BLOCK, w.dtype)
+    _first_layer_block(w, n0, n1, one, H, X, _block_rows(order, 0), _block_rows(order, 0), base)
     total = 0.0
-    for s in range(order.size):
-        x = X[order[s]]
-        t = T[order[s]]
-        # forward: layer 1 from z1, then the layers above
-        a[:n1] = z1
-        _activate_inplace(acts[0], a[:n1])
-        for l in range(1, L):
-            n_in, n_out = sizes[l], sizes[l + 1]
-            a_in = a[u_off[l - 1]:u_off[l]]
-            if n_in * n_out >= PARALLEL_MIN_WEIGHTS:
-                for j in prange(n_out):
-                    a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
-            else:
-                for j in range(n_out):
-                    a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
-            _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
-        o = a[u_off[L - 1]:]
-        total += _sample_loss(loss, o, t, eps)
-        _output_delta(loss, acts[L - 1], o, t, d[u_off[L - 1]:])
-        _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
-        # backward and update of layers L..2 in one pass over each W: each row first
-        # sends its error back (old weights), then takes its update
-        for l in range(L - 1, 0, -1):
-            n_in = sizes[l]
-            a_in = a[u_off[l - 1]:u_off[l]]
-            back = d[u_off[l - 1]:u_off[l]]
-            back[:] = 0.0
-            for j in range(sizes[l + 1]):
-                g = lr * d[u_off[l] + j]
-                ej = e[u_off[l] + j]
-                row = _row(w, w_off[l], j, n_in)
-                for i in range(n_in):
-                    wji = row[i]
-                    back[i] += wji * ej
-                    row[i] = wji * decay - g * a_in[i]
-                if has_bias:
-                    b[u_off[l] + j] -= g
-            _hidden_delta(propagate_error, acts[l - 1], a_in, back, back,
-                          e[u_off[l - 1]:u_off[l]])
-        # layer 1: update with this sample, fused with the next sample's z1
-        x_next = X[order[s + 1]] if s + 1 < order.size else x
-        if wide0:
-            for j in prange(n1):
-                g = lr * d[j]
-                if has_bias:
-                    b[j] -= g
-                z1[j] = _update_row_then_dot(_row(w, 0, j, n0), decay, g, x, x_next, zero) + b[j]
-        else:
+    for start in range(0, m, BLOCK):
+        count = min(BLOCK, m - start)
+        scale = one
+        for p in range(count):
+            x = X[order[start + p]]
+            t = T[order[start + p]]
+            # forward: layer 1 from the block's products and the pending steps
+            for i in range(p):
+                inner[i] = coef[i] * _dot(X[order[start + i]], x, zero)
+            for j in range(n1):
+                z = scale * base[p, j] + b[j]
+                for i in range(p):
+                    z -= inner[i] * H[i, j]
+                a[j] = z
+            _activate_inplace(acts[0], a[:n1])
+            for l in range(1, L):
+                n_in, n_out = sizes[l], sizes[l + 1]
+                a_in = a[u_off[l - 1]:u_off[l]]
+                if n_in * n_out >= PARALLEL_MIN_WEIGHTS:
+                    for j in prange(n_out):
+                        a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
+                else:
+                    for j in range(n_out):
+                        a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
+                _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
+            o = a[u_off[L - 1]:]
+            total += _sample_loss(loss, o, t, eps)
+            _output_delta(loss, acts[L - 1], o, t, d[u_off[L - 1]:])
+            _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
+            # backward and update of layers L..2 in one pass over each W: each row first
+            # sends its error back (old weights), then takes its step
+            for l in range(L - 1, 0, -1):
+                n_in = sizes[l]
+                a_in = a[u_off[l - 1]:u_off[l]]
+                back = d[u_off[l - 1]:u_off[l]]
+                back[:] = 0.0
+                for j in range(sizes[l + 1]):
+                    g = lr * d[u_off[l] + j]
+                    ej = e[u_off[l] + j]
+                    row = _row(w, w_off[l], j, n_in)
+                    for i in range(n_in):
+                        wji = row[i]
+                        back[i] += wji * ej
+                        row[i] = wji * decay - g * a_in[i]
+                    if has_bias:
+                        b[u_off[l] + j] -= g
+                _hidden_delta(propagate_error, acts[l - 1], a_in, back, back,
+                              e[u_off[l - 1]:u_off[l]])
+            # layer 1: the bias takes its step now, the weights' step joins the pending
+            for i in range(p):
+                coef[i] *= decay
+            coef[p] = one
+            scale *= decay
             for j in range(n1):
                 g = lr * d[j]
+                if abs(g) < tiny:      # a subnormal step: slows the block pass a
+                    g = zero           # hundredfold, moves no weight; flush it
+                H[p, j] = g
                 if has_bias:
                     b[j] -= g
-                z1[j] = _update_row_then_dot(_row(w, 0, j, n0), decay, g, x, x_next, zero) + b[j]
+        for i in range(BLOCK):
+            for j in range(n1):
+                H[i, j] = coef[i] * H[i, j] if i < count else zero
+        _first_layer_block(w, n0, n1, scale, H, X, _block_rows(order, start),
+                           _block_rows(order, start + BLOCK), base)
     return total
 
 

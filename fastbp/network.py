@@ -287,18 +287,45 @@ class Network:
             deltas = reference.backward(weights, A, T, self.activations, self.loss_name, "delta")
             dW, db = (list(g) for g in zip(*reference.gradients(A, deltas)))
         else:
-            m, rows = X.shape[0], np.arange(X.shape[0])
-            A = self._forward(X, backend)
-            D, E = np.empty_like(A), np.empty_like(A)
+            A, D = self._kernel_deltas(X, T, propagate_error=False)
             dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
-            kernels.backward_rows(self._w, self._sizes, self._w_off, self._u_off, self._acts,
-                                  LOSS_CODES[self.loss_name], False, T, rows, A, D, E,
-                                  np.empty(m), self._eps())
-            kernels.gradient_rows(self._sizes, self._w_off, self._u_off, X, rows, A, D, dw, db_flat)
+            kernels.gradient_rows(self._sizes, self._w_off, self._u_off, X, np.arange(X.shape[0]),
+                                  A, D, dw, db_flat)
             dW = [dw[self._w_off[l]:self._w_off[l + 1]].reshape(self.sizes[l + 1], self.sizes[l])
                   for l in range(self.n_layers)]
-            db = [db_flat[self._u_off[l]:self._u_off[l + 1]] for l in range(self.n_layers)]
+            db = self._split_units(db_flat)
         return dW, (db if self.bias else None)
+
+    def deltas(self, X, Y, backend="numba"):
+        """Each layer's error terms dE/dz for the samples X: a list of (m, n_l) arrays, by
+        this network's ``propagate`` rule. Their mean absolute size per layer shows
+        vanishing gradients (seed 001)."""
+        X = self._inputs(X)
+        T = self._targets(Y, X.shape[0])
+        if _choice("backend", backend, BACKENDS) == "numpy":
+            weights, biases = self._params()
+            A = reference.forward(weights, biases, self.activations, X)
+            return reference.backward(weights, A, T, self.activations, self.loss_name, self.propagate)
+        return self._split_units(self._kernel_deltas(X, T, self.propagate == "error")[1], axis=1)
+
+    def _kernel_deltas(self, X, T, propagate_error):
+        rows = np.arange(X.shape[0])
+        A = self._forward(X, "numba")
+        D, E = np.empty_like(A), np.empty_like(A)
+        kernels.backward_rows(self._w, self._sizes, self._w_off, self._u_off, self._acts,
+                              LOSS_CODES[self.loss_name], propagate_error, T, rows, A, D, E,
+                              np.empty(X.shape[0]), self._eps())
+        return A, D
+
+    def _split_units(self, flat, axis=0):
+        """Per-layer pieces of an array laid out like the biases (along axis)."""
+        return [np.take(flat, np.arange(self._u_off[l], self._u_off[l + 1]), axis=axis)
+                for l in range(self.n_layers)]
+
+    def save(self, path):
+        """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""
+        from .io import save
+        return save(self, path)
 
     def _eps(self):
         return np.finfo(self.dtype).eps
@@ -341,22 +368,47 @@ class Network:
         history = {"loss": [], "seconds": []}
         for epoch in range(epochs):
             order = self._rng.permutation(m) if shuffle else np.arange(m)
-            last_good = self._w.copy(), self._b.copy()
-            start, total = time.perf_counter(), 0.0
-            for first in range(0, m, slice_len):
-                part = order[first:first + slice_len]
-                total += self._train_slice(X, T, part, batch_size, lr, l2, backend)
-                if progress is not None:
-                    progress(len(part), total / (first + len(part)))
-            mean_loss = total / m
-            if not (np.isfinite(mean_loss) and np.isfinite(self._w).all() and np.isfinite(self._b).all()):
-                self._w[...], self._b[...] = last_good
-                raise TrainingDiverged(
-                    "training diverged in epoch %d of this run (mean loss %r); the weights are "
-                    "those before it. Try a smaller lr." % (epoch + 1, mean_loss), history)
+            start = time.perf_counter()
+            mean_loss = self._guarded(X, T, order, batch_size, lr, l2, backend, slice_len, progress,
+                                      "epoch %d of this run" % (epoch + 1), history)
             history["loss"].append(mean_loss)
             history["seconds"].append(time.perf_counter() - start)
         return history
+
+    def train_steps(self, X, Y, steps, lr=0.1, batch_size=128, l2=0.0, backend="numba"):
+        """`steps` gradient-descent steps, each on batch_size samples drawn at random without
+        replacement (seed 001's random.sample), in one compiled call. Returns the mean of
+        the steps' batch losses, each taken before its step. Diverging raises
+        TrainingDiverged and keeps the weights from before the call."""
+        X = self._inputs(X)
+        T = self._targets(Y, X.shape[0])
+        steps = _positive_int("steps", steps)
+        lr = _finite_number("lr", lr, strict=True)
+        l2 = _finite_number("l2", l2)
+        batch_size = min(_positive_int("batch_size", batch_size), X.shape[0])
+        _choice("backend", backend, BACKENDS)
+        order = np.concatenate([self._rng.choice(X.shape[0], batch_size, replace=False)
+                                for _ in range(steps)])
+        return self._guarded(X, T, order, batch_size, lr, l2, backend, len(order), None,
+                             "these %d steps" % steps, None)
+
+    def _guarded(self, X, T, order, batch_size, lr, l2, backend, slice_len, progress, what, history):
+        """Train on X[order] in slices; returns the mean loss. If the loss or the weights stop
+        being finite, restores the weights from before and raises TrainingDiverged."""
+        last_good = self._w.copy(), self._b.copy()
+        total = 0.0
+        for first in range(0, len(order), slice_len):
+            part = order[first:first + slice_len]
+            total += self._train_slice(X, T, part, batch_size, lr, l2, backend)
+            if progress is not None:
+                progress(len(part), total / (first + len(part)))
+        mean_loss = total / len(order)
+        if not (np.isfinite(mean_loss) and np.isfinite(self._w).all() and np.isfinite(self._b).all()):
+            self._w[...], self._b[...] = last_good
+            raise TrainingDiverged(
+                "training diverged in %s (mean loss %r); the weights are those before it. "
+                "Try a smaller lr." % (what, mean_loss), history)
+        return mean_loss
 
     def _train_slice(self, X, T, order, batch_size, lr, l2, backend):
         """Train on the samples X[order]; returns their summed loss."""
@@ -368,7 +420,8 @@ class Network:
         kind = self.dtype.type
         args = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias, X, T)
         if batch_size == 1:
-            return kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), self._eps())
+            return kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), self._eps(),
+                                     np.finfo(self.dtype).tiny)
         return kernels.batch_epoch(*args, order, batch_size, kind(lr), kind(1.0 - lr * l2), self._eps())
 
 

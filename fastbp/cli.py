@@ -1,0 +1,268 @@
+"""The fastbp command line: train, evaluate, demo, seed001, bench."""
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import datasets
+from .network import Network, TrainingDiverged
+
+EXIT_INTERRUPTED = 130
+
+
+def _ints(text):
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _names(text):
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    return names[0] if len(names) == 1 else names
+
+
+def load_data(name, data_dir=None, subset=None, scaling="unit"):
+    """(X_train, y_train, X_test, y_test, description) for the command line's --data."""
+    if name == "fashion-mnist":
+        data = datasets.load_fashion_mnist(data_dir, scaling=None)
+        description = "Fashion-MNIST"
+    elif name == "mnist":
+        if data_dir is None:
+            raise datasets.DataError("--data mnist needs --data-dir, the directory of its IDX files")
+        data = datasets.load_idx_dataset(data_dir)
+        description = "MNIST from %s" % data_dir
+    elif name == "synthetic":
+        data = datasets.synthetic_images()
+        description = "a generated data set (10 noisy prototype images)"
+    else:
+        raise ValueError("unknown data set %r" % name)
+    X_train, y_train, X_test, y_test = data
+    if subset:
+        X_train, y_train = X_train[:subset], y_train[:subset]
+        X_test, y_test = X_test[:max(1, subset // 6)], y_test[:max(1, subset // 6)]
+    return (datasets.scale_pixels(X_train, scaling), y_train,
+            datasets.scale_pixels(X_test, scaling), y_test, description)
+
+
+def targets_for(net, y, preprocess):
+    """Targets for integer labels y: seed 000's 0.01/0.99 rows or plain one-hot."""
+    style = "seed000" if preprocess == "seed000" and net.loss_name != "cross_entropy" else "plain"
+    return datasets.one_hot(y, net.sizes[-1], style=style, dtype=net.dtype)
+
+
+def accuracy(net, X, y):
+    return float(np.mean(net.predict(X).argmax(axis=1) == y))
+
+
+def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress=True, save=None):
+    """Train with a progress bar; returns (per-epoch seconds, per-epoch test accuracy,
+    interrupted). On Ctrl-C, stops after the slice in hand, saves if asked, and says so."""
+    from tqdm import tqdm
+    bar = tqdm(total=epochs * len(X), unit="sample", unit_scale=True, disable=not progress,
+               dynamic_ncols=True, leave=True)
+    seconds, accuracies, interrupted = [], [], False
+    try:
+        for epoch in range(epochs):
+            bar.set_description("epoch %d/%d" % (epoch + 1, epochs))
+            history = net.train(X, T, epochs=1, lr=lr, batch_size=batch_size, l2=l2, backend=backend,
+                                progress=lambda n, loss: (bar.update(n), bar.set_postfix(
+                                    loss="%.4f" % loss, test_acc=accuracies[-1] if accuracies else "-",
+                                    refresh=False)))
+            seconds.append(history["seconds"][0])
+            accuracies.append(round(accuracy(net, X_test, y_test), 4))
+            bar.set_postfix(loss="%.4f" % history["loss"][0], test_acc=accuracies[-1])
+            if not progress:
+                print("epoch %d/%d: loss %.4f, test accuracy %.4f, %.2f s"
+                      % (epoch + 1, epochs, history["loss"][0], accuracies[-1], seconds[-1]))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    if save:
+        net.save(save)
+    if interrupted:
+        print("interrupted: stopped after %d finished epochs%s" % (
+            len(seconds), "; saved what was trained to %s" % save if save else ""), flush=True)
+    return seconds, accuracies, interrupted
+
+
+def cmd_train(args):
+    X, y, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset,
+                                                   "seed000" if args.preprocess == "seed000" else "unit")
+    n_classes = int(max(y.max(), y_test.max())) + 1
+    net = Network([X.shape[1]] + args.hidden + [n_classes], activation=args.activation,
+                  output=args.output, loss=args.loss, bias=not args.no_bias, init=args.init,
+                  propagate=args.propagate, seed=args.seed, dtype=args.dtype)
+    print("training %r on %s: %d samples, %d test" % (net, description, len(X), len(X_test)))
+    try:
+        seconds, accuracies, interrupted = fit(
+            net, X, targets_for(net, y, args.preprocess), X_test, y_test, args.epochs, args.lr,
+            args.batch_size, args.l2, args.backend, progress=not args.no_progress, save=args.save)
+    except TrainingDiverged as error:
+        print("error: %s" % error, file=sys.stderr)
+        if args.save:
+            net.save(args.save)
+            print("saved the last good weights to %s" % args.save, file=sys.stderr)
+        return 1
+    if interrupted:
+        return EXIT_INTERRUPTED
+    print("test accuracy %.4f; %.2f s per epoch (median of %d)%s"
+          % (accuracy(net, X_test, y_test), statistics.median(seconds) if seconds else float("nan"),
+             len(seconds), "; saved to %s" % args.save if args.save else ""))
+    return 0
+
+
+def confusion_matrix(y, predicted, n_classes):
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (y, predicted), 1)
+    return matrix
+
+
+def cmd_evaluate(args):
+    from .io import load
+    net = load(args.model)
+    scaling = "seed000" if args.preprocess == "seed000" else "unit"
+    _, _, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset, scaling)
+    predicted = net.predict(X_test).argmax(axis=1)
+    n = net.sizes[-1]
+    print("%s on %s test split (%d samples): accuracy %.4f"
+          % (args.model, description, len(y_test), np.mean(predicted == y_test)))
+    names = datasets.FASHION_MNIST_CLASSES if args.data == "fashion-mnist" and n == 10 else None
+    matrix = confusion_matrix(y_test, predicted, n)
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print("%14s " % "" + " ".join("%5d" % k for k in range(n)))
+    for k in range(n):
+        print("%14s " % ("%d %s" % (k, names[k][:11]) if names else k) + " ".join("%5d" % v for v in matrix[k]))
+    return 0
+
+
+def cmd_demo(args):
+    from .bench import epoch_seconds, seed000_network
+    try:
+        X, y, X_test, y_test, description = load_data("fashion-mnist", args.data_dir, args.subset,
+                                                       "seed000")
+    except datasets.DataError as error:
+        print("Fashion-MNIST is not installed here: %s\nRunning on a generated data set instead."
+              % error)
+        X, y, X_test, y_test, description = load_data("synthetic", None, args.subset, "seed000")
+    net = seed000_network(n_in=X.shape[1], hidden=args.hidden)
+    T = targets_for(net, y, "seed000")
+    print("fastbp demo: seed 000's network %s (sigmoid, mse, no biases, the book's error "
+          "propagation), per-sample SGD, lr %g, on %s: %d training and %d test samples"
+          % ("-".join(map(str, net.sizes)), args.lr, description, len(X), len(X_test)))
+    seconds, accuracies, interrupted = fit(net, X, T, X_test, y_test, args.epochs, args.lr, 1, 0.0,
+                                           "numba", progress=not args.no_progress)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    for epoch, (s, a) in enumerate(zip(seconds, accuracies)):
+        print("epoch %d: test accuracy %.4f, %.2f s" % (epoch + 1, a, s))
+    n = min(args.reference_samples, len(X))
+    slice_X, slice_T = X[:n], T[:n]
+    ref = epoch_seconds(seed000_network(n_in=X.shape[1], hidden=args.hidden), slice_X, slice_T, "numpy", 3)
+    fast = epoch_seconds(seed000_network(n_in=X.shape[1], hidden=args.hidden), slice_X, slice_T, "numba", 3)
+    print("test accuracy %.4f after %d epochs; %.2f s per epoch (median)"
+          % (accuracies[-1], len(seconds), statistics.median(seconds)))
+    print("speedup over the NumPy reference on the first %d training samples (median of 3): "
+          "reference %.3f s, kernels %.3f s: %.1fx" % (n, ref, fast, ref / fast))
+    return 0
+
+
+def cmd_seed001(args):
+    from .experiments import SEED001_SECONDS, plot_seed001, seed001
+    results = []
+    for activation in args.activation.split(","):
+        r = seed001(activation, target=args.target, max_steps=args.max_steps, seed=args.seed)
+        results.append(r)
+        print("%-7s hidden layers: %s after %d steps in %.2f s (the seed: %.0f s); final mean loss %.5f"
+              % (activation, "reached %g" % args.target if r["converged"] else "NOT below %g" % args.target,
+                 r["steps"], r["seconds"], SEED001_SECONDS.get(activation, float("nan")), r["final_loss"]))
+        first, last = r["mean_abs_delta"][0], r["mean_abs_delta"][-1]
+        print("        mean |error term| per layer (input side first), after %d steps: %s; at the end: %s"
+              % (r["steps"][0], " ".join("%.2e" % v for v in first), " ".join("%.2e" % v for v in last)))
+    if args.plot:
+        plot_seed001(results, args.plot)
+        print("wrote %s" % args.plot)
+    return 0 if all(r["converged"] for r in results) else 1
+
+
+def cmd_bench(args, rest):
+    from .bench import main as bench_main
+    bench_main(rest)
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fastbp", description="Train fully-connected networks "
+                                     "by backpropagation, fast.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_options(p, default="fashion-mnist"):
+        p.add_argument("--data", default=default, choices=["fashion-mnist", "mnist", "synthetic"])
+        p.add_argument("--data-dir", help="directory of the IDX files (default: the usual places)")
+        p.add_argument("--subset", type=int, help="use the first N training samples (and N/6 test)")
+        p.add_argument("--preprocess", default="unit", choices=["unit", "seed000"],
+                       help="pixels /255 and one-hot targets, or seed 000's x/255*0.99+0.01 and 0.01/0.99")
+
+    p = sub.add_parser("train", help="train a network on a data set")
+    data_options(p)
+    p.add_argument("--hidden", type=_ints, default=[200], help="hidden sizes, e.g. 200 or 256,128")
+    p.add_argument("--activation", type=_names, default="sigmoid")
+    p.add_argument("--output", default="sigmoid")
+    p.add_argument("--loss", default="mse")
+    p.add_argument("--init", default="normal")
+    p.add_argument("--propagate", default="delta", choices=["delta", "error"])
+    p.add_argument("--no-bias", action="store_true")
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--l2", type=float, default=0.0)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--backend", default="numba", choices=["numba", "numpy"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", help="write the trained model here (.npz)")
+    p.add_argument("--no-progress", action="store_true", help="a line per epoch instead of a bar")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved model")
+    p.add_argument("model")
+    data_options(p)
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="seed 000's network on Fashion-MNIST, with its speedup")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--hidden", type=int, default=200)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--data-dir")
+    p.add_argument("--subset", type=int)
+    p.add_argument("--reference-samples", type=int, default=2000)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("seed001", help="seed 001's vanishing-gradient experiment")
+    p.add_argument("--activation", default="sigmoid,relu")
+    p.add_argument("--target", type=float, default=0.01)
+    p.add_argument("--max-steps", type=int, default=5_000_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", help="write a PNG of loss and error terms (needs matplotlib)")
+    p.set_defaults(run=cmd_seed001)
+
+    p = sub.add_parser("bench", help="speed report: kernels vs the NumPy reference",
+                       add_help=False)
+    p.set_defaults(run=None)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return cmd_bench(None, argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (datasets.DataError, ValueError) as error:
+        print("fastbp %s: error: %s" % (args.command, error), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Data: the IDX reader (MNIST, Fashion-MNIST), the preprocessing the seeds use, and
+seed 001's generated data sets. Nothing here downloads anything."""
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FILES = {  # split -> (images, labels), as MNIST and Fashion-MNIST name them
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+# IDX type byte -> big-endian NumPy dtype
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DataError(ValueError):
+    """A data file that is missing, truncated, corrupt or not what it should be."""
+
+
+def read_idx(path):
+    """Read one IDX file (gzipped or raw) into an array of its stored shape.
+
+    Checks the magic number (two zero bytes, a known type byte, 1..4 dimensions), and that
+    the file holds exactly the bytes its dimensions call for."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError("%s: cannot read: %s" % (path, error.strerror or error)) from error
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataError("%s: corrupt or truncated gzip data (%s)" % (path, error)) from error
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in IDX_TYPES or not 1 <= raw[3] <= 4:
+        raise DataError("%s: not an IDX file (wrong magic number %s)" % (path, raw[:4].hex() or "<empty>"))
+    ndim, dtype = raw[3], np.dtype(IDX_TYPES[raw[2]])
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError("%s: truncated IDX header" % path)
+    shape = tuple(int(n) for n in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError("%s: %s: dimensions %s need %d data bytes, the file has %d"
+                        % (path, "truncated" if len(raw) - header < expected else "wrong length",
+                           "x".join(map(str, shape)), expected, len(raw) - header))
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find(directory, stem):
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx") + ".gz", stem.replace("-idx", ".idx")):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def load_idx_dataset(directory, flatten=True):
+    """(X_train, y_train, X_test, y_test) from the four MNIST-style IDX files in directory:
+    images (n, rows * cols) uint8 when flatten, labels int64. Checks that counts agree."""
+    directory = Path(directory)
+    out = []
+    for split, (images, labels) in FILES.items():
+        paths = [_find(directory, images), _find(directory, labels)]
+        missing = [stem for stem, p in zip((images, labels), paths) if p is None]
+        if missing:
+            raise DataError("%s: missing %s (.gz or raw)" % (directory, " and ".join(missing)))
+        X, y = read_idx(paths[0]), read_idx(paths[1])
+        if X.ndim != 3 or y.ndim != 1:
+            raise DataError("%s: expected images of 3 dimensions and labels of 1, got %d and %d"
+                            % (directory, X.ndim, y.ndim))
+        if X.shape[0] != y.shape[0]:
+            raise DataError("%s: %s has %d images but %s has %d labels"
+                            % (directory, paths[0].name, X.shape[0], paths[1].name, y.shape[0]))
+        out += [X.reshape(len(X), -1) if flatten else X, y.astype(np.int64)]
+    return tuple(out)
+
+
+def cache_dir():
+    """The user cache directory fastbp looks in: $XDG_CACHE_HOME/fastbp (~/.cache/fastbp)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastbp"
+
+
+def fashion_mnist_dirs(path=None):
+    """Where load_fashion_mnist looks, in order."""
+    dirs = [Path(path)] if path is not None else []
+    if os.environ.get("FASTBP_DATA"):
+        dirs += [Path(os.environ["FASTBP_DATA"]) / "fashion-mnist", Path(os.environ["FASTBP_DATA"])]
+    return dirs + [DEBIAN_FASHION_MNIST, cache_dir() / "fashion-mnist"]
+
+
+HOW_TO_GET_FASHION_MNIST = (
+    "Install it with 'apt-get install dataset-fashion-mnist' (Debian and Ubuntu; it goes to "
+    "%s), or put the four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a directory named by "
+    "$FASTBP_DATA or in %s." % (DEBIAN_FASHION_MNIST, cache_dir() / "fashion-mnist"))
+
+
+def load_fashion_mnist(path=None, scaling="unit", dtype="float64"):
+    """Fashion-MNIST as (X_train, y_train, X_test, y_test): 60,000 and 10,000 images of
+    784 pixels, labels 0..9 (FASHION_MNIST_CLASSES).
+
+    Looks in `path`, then $FASTBP_DATA (or its fashion-mnist/), then the Debian package's
+    /usr/share/datasets/fashion-mnist, then the user cache directory. Reads original MNIST
+    the same way when `path` names its directory (or use load_idx_dataset).
+    scaling: 'unit' (pixels / 255), 'seed000' (pixels / 255 * 0.99 + 0.01) or None (uint8).
+    """
+    for directory in fashion_mnist_dirs(path):
+        if directory.is_dir() and _find(directory, FILES["train"][0]) is not None:
+            X_train, y_train, X_test, y_test = load_idx_dataset(directory)
+            return scale_pixels(X_train, scaling, dtype), y_train, scale_pixels(X_test, scaling, dtype), y_test
+    raise DataError("Fashion-MNIST not found in %s. %s"
+                    % (", ".join(map(str, fashion_mnist_dirs(path))), HOW_TO_GET_FASHION_MNIST))
+
+
+def scale_pixels(X, scaling="unit", dtype="float64"):
+    """0..255 pixels to 'unit' [0, 1], or seed 000's 'seed000' [0.01, 1.0]; None: unchanged."""
+    if scaling is None:
+        return X
+    X = np.asarray(X, dtype=dtype) / 255.0
+    if scaling == "unit":
+        return X
+    if scaling == "seed000":
+        return X * 0.99 + 0.01
+    raise ValueError("unknown scaling %r; choose 'unit', 'seed000' or None" % (scaling,))
+
+
+def one_hot(y, n_classes, style="plain", dtype="float64"):
+    """Integer labels to target rows: 'plain' 0/1, or seed 000's 'seed000' 0.01/0.99."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError("labels must be a 1-D integer array, got %s %s" % (y.dtype, y.shape))
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError("labels out of range: found %d..%d for %d classes" % (y.min(), y.max(), n_classes))
+    low, high = {"plain": (0.0, 1.0), "seed000": (0.01, 0.99)}[style]
+    T = np.full((y.size, n_classes), low, dtype=dtype)
+    T[np.arange(y.size), y] = high
+    return T
+
+
+def two_clusters(n=100, seed=None):
+    """Seed 001's data: n 3-D points around (1, 1, 1) labelled 1 and n around (-1, 2, -7)
+    labelled 0, each drawn uniformly from the unit ball around its centre (the seed's
+    MATLAB SphereGenerate). Returns X (2n, 3) and y (2n,) int."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for centre in ((1.0, 1.0, 1.0), (-1.0, 2.0, -7.0)):
+        direction = rng.normal(size=(n, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        parts.append(np.asarray(centre) + direction * rng.random((n, 1)) ** (1 / 3))
+    return np.vstack(parts), np.repeat([1, 0], n)
+
+
+def xor():
+    """The XOR problem of seed 001's end: X (4, 2), y (4,)."""
+    return np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float), np.array([0, 1, 1, 0])
+
+
+def synthetic_images(n_train=6000, n_test=1000, n_features=784, n_classes=10, seed=0):
+    """A generated stand-in for Fashion-MNIST when it is not installed: each class a random
+    prototype image, each sample its class's prototype plus noise, pixels 0..255 (uint8).
+    Returns (X_train, y_train, X_test, y_test) like load_idx_dataset."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((n_classes, n_features)) * 255
+    out = []
+    for n in (n_train, n_test):
+        y = rng.integers(0, n_classes, n)
+        X = prototypes[y] * 0.5 + rng.random((n, n_features)) * 127.5
+        out += [X.round().astype(np.uint8), y]
+    return tuple(out)
