@@ -58,6 +58,7 @@ def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress
     """Train with a progress bar; returns (per-epoch seconds, per-epoch test accuracy,
     interrupted). On Ctrl-C, stops after the slice in hand, saves if asked, and says so."""
     from tqdm import tqdm
+    _warm_up(net, X, T, batch_size, backend)
     bar = tqdm(total=epochs * len(X), unit="sample", unit_scale=True, disable=not progress,
                dynamic_ncols=True, leave=True)
     seconds, accuracies, interrupted = [], [], False
@@ -84,6 +85,15 @@ def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress
         print("interrupted: stopped after %d finished epochs%s" % (
             len(seconds), "; saved what was trained to %s" % save if save else ""), flush=True)
     return seconds, accuracies, interrupted
+
+
+def _warm_up(net, X, T, batch_size, backend):
+    """Compile (or load from the cache) the kernels on a throwaway copy of the network, so
+    that the first epoch's time is training time."""
+    twin = Network(net.sizes, activation=net.activations[:-1], output=net.output,
+                   loss=net.loss_name, bias=net.bias, propagate=net.propagate, dtype=net.dtype)
+    twin.train(X[:2], T[:2], epochs=1, batch_size=min(batch_size, 2), backend=backend)
+    twin.predict(X[:2])
 
 
 def cmd_train(args):
@@ -176,9 +186,10 @@ def cmd_seed001(args):
         print("%-7s hidden layers: %s after %d steps in %.2f s (the seed: %.0f s); final mean loss %.5f"
               % (activation, "reached %g" % args.target if r["converged"] else "NOT below %g" % args.target,
                  r["steps"], r["seconds"], SEED001_SECONDS.get(activation, float("nan")), r["final_loss"]))
-        first, last = r["mean_abs_delta"][0], r["mean_abs_delta"][-1]
-        print("        mean |error term| per layer (input side first), after %d steps: %s; at the end: %s"
-              % (r["steps"][0], " ".join("%.2e" % v for v in first), " ".join("%.2e" % v for v in last)))
+        h = r["history"]
+        first, last = h["mean_abs_delta"][0], h["mean_abs_delta"][-1]
+        print("        mean |error term| per layer (input side first) after %d steps: %s; at the end: %s"
+              % (h["steps"][0], " ".join("%.2e" % v for v in first), " ".join("%.2e" % v for v in last)))
     if args.plot:
         plot_seed001(results, args.plot)
         print("wrote %s" % args.plot)

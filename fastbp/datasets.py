@@ -63,12 +63,14 @@ def load_idx_dataset(directory, flatten=True):
     """(X_train, y_train, X_test, y_test) from the four MNIST-style IDX files in directory:
     images (n, rows * cols) uint8 when flatten, labels int64. Checks that counts agree."""
     directory = Path(directory)
+    stems = [stem for pair in FILES.values() for stem in pair]
+    found = {stem: _find(directory, stem) for stem in stems}
+    missing = [stem for stem in stems if found[stem] is None]
+    if missing:
+        raise DataError("%s: missing %s (.gz or raw)" % (directory, ", ".join(missing)))
     out = []
-    for split, (images, labels) in FILES.items():
-        paths = [_find(directory, images), _find(directory, labels)]
-        missing = [stem for stem, p in zip((images, labels), paths) if p is None]
-        if missing:
-            raise DataError("%s: missing %s (.gz or raw)" % (directory, " and ".join(missing)))
+    for images, labels in FILES.values():
+        paths = [found[images], found[labels]]
         X, y = read_idx(paths[0]), read_idx(paths[1])
         if X.ndim != 3 or y.ndim != 1:
             raise DataError("%s: expected images of 3 dimensions and labels of 1, got %d and %d"
