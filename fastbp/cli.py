@@ -54,7 +54,8 @@ def accuracy(net, X, y):
     return float(np.mean(net.predict(X).argmax(axis=1) == y))
 
 
-def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress=True, save=None):
+def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress=True, save=None,
+        shuffle=True):
     """Train with a progress bar; returns (per-epoch seconds, per-epoch test accuracy,
     interrupted). On Ctrl-C, stops after the slice in hand, saves if asked, and says so."""
     from tqdm import tqdm
@@ -66,7 +67,7 @@ def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress
         for epoch in range(epochs):
             bar.set_description("epoch %d/%d" % (epoch + 1, epochs))
             history = net.train(X, T, epochs=1, lr=lr, batch_size=batch_size, l2=l2, backend=backend,
-                                progress=lambda n, loss: (bar.update(n), bar.set_postfix(
+                                shuffle=shuffle, progress=lambda n, loss: (bar.update(n), bar.set_postfix(
                                     loss="%.4f" % loss, test_acc=accuracies[-1] if accuracies else "-",
                                     refresh=False)))
             seconds.append(history["seconds"][0])
@@ -158,10 +159,11 @@ def cmd_demo(args):
     net = seed000_network(n_in=X.shape[1], hidden=args.hidden)
     T = targets_for(net, y, "seed000")
     print("fastbp demo: seed 000's network %s (sigmoid, mse, no biases, the book's error "
-          "propagation), per-sample SGD, lr %g, on %s: %d training and %d test samples"
+          "propagation), per-sample SGD in file order as the seed does, lr %g, on %s: %d "
+          "training and %d test samples"
           % ("-".join(map(str, net.sizes)), args.lr, description, len(X), len(X_test)))
     seconds, accuracies, interrupted = fit(net, X, T, X_test, y_test, args.epochs, args.lr, 1, 0.0,
-                                           "numba", progress=not args.no_progress)
+                                           "numba", progress=not args.no_progress, shuffle=False)
     if interrupted:
         return EXIT_INTERRUPTED
     for epoch, (s, a) in enumerate(zip(seconds, accuracies)):

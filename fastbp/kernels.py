@@ -13,11 +13,11 @@ runs in the dtype of its arrays (float64 or float32); scalars it is given (lr, d
 eps) come in that dtype too, and ``lr - lr`` makes a zero of that dtype where an
 accumulator must keep it (a Python 0.0 would promote a float32 sum to float64).
 
-Parallelism: ``prange`` over the rows of a layer only when the layer has at least
-PARALLEL_MIN_WEIGHTS weights (about 10 microseconds of work): a parallel region costs
-about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba to prefer
-(see ``_prefer_openmp``), and about 150 with workqueue. Batched kernels go parallel over
-samples or rows, which is always wide enough.
+Parallelism: in per-sample SGD, ``prange`` over the rows of a layer only when the layer
+has at least PARALLEL_MIN_WEIGHTS weights (about 10 microseconds of work): a parallel
+region costs about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba
+to prefer (see ``_prefer_openmp``), and about 150 with workqueue. Batched kernels hand
+their matrix products to BLAS, which runs them on its own threads.
 
 fastmath: FASTMATH allows reassociation and contraction (FMA), so that the dot products
 and row updates vectorise; it does not assume away NaN and inf, so a diverging run is
@@ -28,6 +28,7 @@ import os
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.typed import List
 
 from .functions import (ACTIVATION_CODES, LOSS_CODES, identity, identity_derivative,
                         relu, relu_derivative, sigmoid, sigmoid_derivative, tanh,
@@ -119,12 +120,6 @@ def _row(flat, offset, j, n):
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _add_scaled(acc, g, v):
-    for i in range(v.size):
-        acc[i] += g * v[i]
-
-
-@njit(fastmath=FASTMATH, cache=True)
 def _dot(row, v, acc):
     for i in range(v.size):
         acc += row[i] * v[i]
@@ -176,42 +171,6 @@ def _hidden_delta(propagate_error, code, a, back, d, e):
         v = back[i]                                      # back may be d itself
         d[i] = v * _derivative(code, a[i])
         e[i] = v if propagate_error else d[i]
-
-
-# ---------------------------------------------------------------- one sample
-
-@njit(fastmath=FASTMATH, cache=True)
-def _forward_sample(w, b, sizes, w_off, u_off, acts, x, a):
-    """a <- every layer's output for the input x."""
-    zero = w[0] - w[0]
-    for l in range(sizes.size - 1):
-        n_in = sizes[l]
-        a_in = x if l == 0 else a[u_off[l - 1]:u_off[l]]
-        for j in range(sizes[l + 1]):
-            a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
-        _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
-
-
-@njit(fastmath=FASTMATH, cache=True)
-def _backward_sample(w, sizes, w_off, u_off, acts, loss, propagate_error, a, t, d, e, eps):
-    """d <- every layer's error term for the forward pass a and target t, W unchanged.
-    Returns the sample's loss."""
-    L = sizes.size - 1
-    o = a[u_off[L - 1]:u_off[L]]
-    _output_delta(loss, acts[L - 1], o, t, d[u_off[L - 1]:u_off[L]])
-    _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
-    for l in range(L - 1, 0, -1):
-        n_in = sizes[l]
-        back = d[u_off[l - 1]:u_off[l]]                  # accumulate W^T e in place of d
-        back[:] = 0.0
-        for j in range(sizes[l + 1]):
-            ej = e[u_off[l] + j]
-            row = _row(w, w_off[l], j, n_in)
-            for i in range(n_in):
-                back[i] += row[i] * ej
-        _hidden_delta(propagate_error, acts[l - 1], a[u_off[l - 1]:u_off[l]], back,
-                      back, e[u_off[l - 1]:u_off[l]])
-    return _sample_loss(loss, o, t, eps)
 
 
 # Per-sample SGD updates the first layer, the largest, by a rank-1 step per sample:
@@ -358,56 +317,97 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def forward_rows(w, b, sizes, w_off, u_off, acts, X, rows, A):
-    """The batched forward pass: A[s] <- every layer's output for X[rows[s]]."""
-    for s in prange(rows.size):
-        _forward_sample(w, b, sizes, w_off, u_off, acts, X[rows[s]], A[s])
+# ---------------------------------------------------------------- batched kernels
+# A batch's matrix products go to BLAS (Numba's np.dot, through SciPy): per layer,
+# Z = A_in W^T, the sent-back error E W, and the gradient D^T A_in. Everything around
+# them (biases, activations, error terms, losses, the update) runs in place, with no
+# temporaries. Buffers are lists of per-layer (rows, n_l) arrays, so that every product
+# reads and writes contiguous memory.
+# These kernels are serial, and BLAS brings its own threads: interleaving Numba's
+# parallel regions with BLAS calls made the two thread pools wait on each other (a
+# mini-batch epoch ran up to 100 times slower); the work outside the products is small.
+
+@njit(cache=True)
+def layer_buffers(sizes, rows, dtype_like):
+    """One (rows, n_l) array per layer, in the dtype of dtype_like."""
+    buffers = List()
+    for l in range(1, sizes.size):
+        buffers.append(np.empty((rows, sizes[l]), dtype_like.dtype))
+    return buffers
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def backward_rows(w, sizes, w_off, u_off, acts, loss, propagate_error, T, rows, A, D, E,
-                  losses, eps):
-    """The batched delta propagation: D[s] <- error terms of sample rows[s]; losses[s]
-    <- its loss. E is scratch for what each layer sends back."""
-    for s in prange(rows.size):
-        losses[s] = _backward_sample(w, sizes, w_off, u_off, acts, loss, propagate_error,
-                                     A[s], T[rows[s]], D[s], E[s], eps)
+@njit(cache=True)
+def _matrix(flat, w_off, sizes, l):
+    return flat[w_off[l]:w_off[l + 1]].reshape((sizes[l + 1], sizes[l]))
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def gradient_rows(sizes, w_off, u_off, X, rows, A, D, dw, db):
-    """dw, db <- the batch's mean gradient: dW = (1/B) sum_s delta_s a_s^T, db = mean delta."""
-    B = rows.size
+@njit(fastmath=FASTMATH, cache=True)
+def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A):
+    """The batched forward pass: A[l][:B] <- layer l+1's outputs for the B rows of Xb."""
+    B = Xb.shape[0]
     for l in range(sizes.size - 1):
-        n_in = sizes[l]
-        for j in prange(sizes[l + 1]):
-            grad = _row(dw, w_off[l], j, n_in)
-            grad[:] = 0.0
-            sum_d = 0.0
+        a_in = Xb if l == 0 else A[l - 1][:B]
+        Z = A[l][:B]
+        np.dot(a_in, _matrix(w, w_off, sizes, l).T, Z)           # z = W a, for every row
+        bias = b[u_off[l]:u_off[l + 1]]
+        for s in range(B):
+            Z[s] += bias
+            _activate_inplace(acts[l], Z[s])
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb, D, E, losses, eps):
+    """The batched delta propagation: D[l][:B] <- every layer's error terms for the forward
+    pass A and targets Tb; losses[:B] <- the per-sample losses. E is scratch: what each
+    layer sends back."""
+    B = Tb.shape[0]
+    L = sizes.size - 1
+    O, DL, EL = A[L - 1][:B], D[L - 1][:B], E[L - 1][:B]
+    for s in range(B):
+        losses[s] = _sample_loss(loss, O[s], Tb[s], eps)
+        _output_delta(loss, acts[L - 1], O[s], Tb[s], DL[s])
+        _send_back_output(propagate_error, O[s], Tb[s], DL[s], EL[s])
+    for l in range(L - 1, 0, -1):
+        back = D[l - 1][:B]
+        np.dot(E[l][:B], _matrix(w, w_off, sizes, l), back)      # W^T e, for every row
+        a, e = A[l - 1][:B], E[l - 1][:B]
+        for s in range(B):
+            _hidden_delta(propagate_error, acts[l - 1], a[s], back[s], back[s], e[s])
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db):
+    """dw, db <- the batch's mean gradient: dW = (1/B) D^T A_in, db = mean of D."""
+    B = Xb.shape[0]
+    for l in range(sizes.size - 1):
+        a_in = Xb if l == 0 else A[l - 1][:B]
+        d = D[l][:B]
+        G = _matrix(dw, w_off, sizes, l)
+        np.dot(d.T, a_in, G)
+        for j in range(sizes[l + 1]):
+            G[j] /= B
+            total = 0.0
             for s in range(B):
-                g = D[s, u_off[l] + j]
-                sum_d += g
-                if l == 0:
-                    _add_scaled(grad, g, X[rows[s]])
-                else:
-                    _add_scaled(grad, g, A[s, u_off[l - 1]:u_off[l]])
-            for i in range(n_in):
-                grad[i] = grad[i] / B
-            db[u_off[l] + j] = sum_d / B
+                total += d[s, j]
+            db[u_off[l] + j] = total / B
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(cache=True)
+def _gather(X, rows, out):
+    for s in range(rows.size):
+        out[s] = X[rows[s]]
+
+
+@njit(fastmath=FASTMATH, cache=True)
 def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                 X, T, order, batch_size, lr, decay, eps):
     """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step
     takes the mean gradient of batch_size samples. Returns the summed loss, each batch's
     taken before its step (reference.train_epoch)."""
-    n_units = u_off[sizes.size - 1]
     bs = min(batch_size, order.size)
-    A = np.empty((bs, n_units), w.dtype)
-    D = np.empty((bs, n_units), w.dtype)
-    E = np.empty((bs, n_units), w.dtype)
+    A, D, E = layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w)
+    Xb = np.empty((bs, X.shape[1]), X.dtype)
+    Tb = np.empty((bs, T.shape[1]), T.dtype)
     losses = np.empty(bs)
     dw = np.empty_like(w)
     db = np.empty_like(b)
@@ -415,12 +415,14 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     for start in range(0, order.size, bs):
         rows = order[start:min(start + bs, order.size)]
         B = rows.size
-        forward_rows(w, b, sizes, w_off, u_off, acts, X, rows, A[:B])
-        backward_rows(w, sizes, w_off, u_off, acts, loss, propagate_error, T, rows,
-                      A[:B], D[:B], E[:B], losses[:B], eps)
+        _gather(X, rows, Xb[:B])
+        _gather(T, rows, Tb[:B])
+        forward_batch(w, b, sizes, w_off, u_off, acts, Xb[:B], A)
+        backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb[:B], D, E,
+                       losses, eps)
         total += losses[:B].sum()
-        gradient_rows(sizes, w_off, u_off, X, rows, A[:B], D[:B], dw, db)
-        for k in prange(w.size):
+        gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)
+        for k in range(w.size):
             w[k] = w[k] * decay - lr * dw[k]
         if has_bias:
             for k in range(b.size):

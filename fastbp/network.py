@@ -256,18 +256,18 @@ class Network:
 
     # ------------------------------------------------------------ inference
     def _forward(self, X, backend):
-        """Every layer's outputs for validated X, as the kernels lay them out: (m, units)."""
+        """Every layer's outputs [A1, ..., AL], each (m, n_l), for validated X."""
         if _choice("backend", backend, BACKENDS) == "numpy":
-            return np.hstack(reference.forward(*self._params(), self.activations, X)[1:])
-        A = np.empty((X.shape[0], self._u_off[-1]), self.dtype)
-        kernels.forward_rows(*self._layout(), X, np.arange(X.shape[0]), A)
-        return A
+            return reference.forward(*self._params(), self.activations, X)[1:]
+        A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
+        kernels.forward_batch(*self._layout(), X, A)
+        return list(A)
 
     def predict(self, X, backend="numba"):
         """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
         one = np.ndim(X) == 1
         X = self._inputs(np.atleast_2d(X) if one else X)
-        O = self._forward(X, backend)[:, self._u_off[-2]:]
+        O = self._forward(X, backend)[-1]
         return O[0] if one else O
 
     def loss(self, X, Y, backend="numba"):
@@ -289,11 +289,10 @@ class Network:
         else:
             A, D = self._kernel_deltas(X, T, propagate_error=False)
             dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
-            kernels.gradient_rows(self._sizes, self._w_off, self._u_off, X, np.arange(X.shape[0]),
-                                  A, D, dw, db_flat)
+            kernels.gradient_batch(self._sizes, self._w_off, self._u_off, X, A, D, dw, db_flat)
             dW = [dw[self._w_off[l]:self._w_off[l + 1]].reshape(self.sizes[l + 1], self.sizes[l])
                   for l in range(self.n_layers)]
-            db = self._split_units(db_flat)
+            db = [db_flat[self._u_off[l]:self._u_off[l + 1]] for l in range(self.n_layers)]
         return dW, (db if self.bias else None)
 
     def deltas(self, X, Y, backend="numba"):
@@ -306,21 +305,18 @@ class Network:
             weights, biases = self._params()
             A = reference.forward(weights, biases, self.activations, X)
             return reference.backward(weights, A, T, self.activations, self.loss_name, self.propagate)
-        return self._split_units(self._kernel_deltas(X, T, self.propagate == "error")[1], axis=1)
+        return list(self._kernel_deltas(X, T, self.propagate == "error")[1])
 
     def _kernel_deltas(self, X, T, propagate_error):
-        rows = np.arange(X.shape[0])
-        A = self._forward(X, "numba")
-        D, E = np.empty_like(A), np.empty_like(A)
-        kernels.backward_rows(self._w, self._sizes, self._w_off, self._u_off, self._acts,
-                              LOSS_CODES[self.loss_name], propagate_error, T, rows, A, D, E,
-                              np.empty(X.shape[0]), self._eps())
+        """The kernels' forward pass and error terms: (A, D), per-layer (m, n_l) arrays."""
+        A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
+        D = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
+        E = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
+        kernels.forward_batch(*self._layout(), X, A)
+        kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
+                               LOSS_CODES[self.loss_name], propagate_error, A, T, D, E,
+                               np.empty(X.shape[0]), self._eps())
         return A, D
-
-    def _split_units(self, flat, axis=0):
-        """Per-layer pieces of an array laid out like the biases (along axis)."""
-        return [np.take(flat, np.arange(self._u_off[l], self._u_off[l + 1]), axis=axis)
-                for l in range(self.n_layers)]
 
     def save(self, path):
         """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""

@@ -1,0 +1,152 @@
+"""Each kernel and each training mode: time_ for both backends, and track_speedup_ (the
+NumPy reference's time over the Numba kernels', measured in the same process)."""
+import numba
+
+from fastbp import kernels
+
+from .common import BACKENDS, DTYPES, NETWORKS, SAMPLES, make, speedup, warm
+
+
+def per_network_and_dtype(track):
+    """A track_speedup_ method runs both backends itself: no backend parameter."""
+    track.params = [list(NETWORKS), DTYPES]
+    track.param_names = ["network", "dtype"]
+    track.unit = "x vs NumPy"
+    return track
+
+
+class _Kernel:
+    params = [list(NETWORKS), DTYPES, BACKENDS]
+    param_names = ["network", "dtype", "backend"]
+    batch_size = 1                     # the training mode whose kernel setup warms
+    samples = SAMPLES["batched"]
+    number = 1
+    repeat = (1, 3, 60.0)
+    warmup_time = 0.0
+    timeout = 600
+
+    def setup(self, network, dtype, *backend):
+        self.net, self.X, self.Y = make(network, dtype, self.samples)
+        warm(self.net, self.X, self.Y, self.batch_size)
+
+
+class Forward(_Kernel):
+    """The batched forward pass (net.predict), 4096 samples."""
+
+    def run(self, backend):
+        self.net.predict(self.X, backend=backend)
+
+    def time_forward(self, network, dtype, backend):
+        self.run(backend)
+
+    def peakmem_forward(self, network, dtype, backend):
+        self.run(backend)
+
+    @per_network_and_dtype
+    def track_speedup_forward(self, network, dtype):
+        return speedup(self.run)
+
+
+class DeltaPropagation(_Kernel):
+    """The forward pass and every layer's error terms (net.deltas), 4096 samples."""
+
+    def run(self, backend):
+        self.net.deltas(self.X, self.Y, backend=backend)
+
+    def time_delta_propagation(self, network, dtype, backend):
+        self.run(backend)
+
+    @per_network_and_dtype
+    def track_speedup_delta_propagation(self, network, dtype):
+        return speedup(self.run)
+
+
+class PerSampleEpoch(_Kernel):
+    """A per-sample SGD epoch (seeds 000, 002, 004) over 1000 samples."""
+    samples = SAMPLES["per-sample"]
+
+    def run(self, backend):
+        self.net.train(self.X, self.Y, epochs=1, lr=0.01, batch_size=1, backend=backend)
+
+    def time_per_sample_epoch(self, network, dtype, backend):
+        self.run(backend)
+
+    @per_network_and_dtype
+    def track_speedup_per_sample_epoch(self, network, dtype):
+        return speedup(self.run)
+
+
+class MiniBatchEpoch(_Kernel):
+    """A mini-batch SGD epoch, batches of 64 (seed 001's mode), 4096 samples."""
+    batch_size = 64
+
+    def run(self, backend):
+        self.net.train(self.X, self.Y, epochs=1, lr=0.01, batch_size=64, backend=backend)
+
+    def time_mini_batch_epoch(self, network, dtype, backend):
+        self.run(backend)
+
+    @per_network_and_dtype
+    def track_speedup_mini_batch_epoch(self, network, dtype):
+        return speedup(self.run)
+
+
+class FullBatchStep(_Kernel):
+    """One full-batch gradient-descent step (seed 003) on 4096 samples."""
+    batch_size = SAMPLES["batched"]
+
+    def run(self, backend):
+        self.net.train(self.X, self.Y, epochs=1, lr=0.01, batch_size=None, backend=backend)
+
+    def time_full_batch_step(self, network, dtype, backend):
+        self.run(backend)
+
+    def peakmem_full_batch_step(self, network, dtype, backend):
+        self.run(backend)
+
+    @per_network_and_dtype
+    def track_speedup_full_batch_step(self, network, dtype):
+        return speedup(self.run)
+
+
+def _threading_layer():
+    net, X, Y = make("3-3-2-1", "float64", 8)
+    warm(net, X, Y, 8)                 # a parallel kernel has run: the layer is chosen
+    return kernels.threading_info()["threading_layer"]
+
+
+class Threads:
+    """The Numba threading layer (the parameter) and thread count (the value), recorded
+    with every run so that results are compared like with like."""
+    params = [[_threading_layer()]]
+    param_names = ["threading_layer"]
+    unit = "threads"
+
+    def track_numba_threads(self, layer):
+        return numba.get_num_threads()
+
+
+class Compile:
+    """First-call time of the per-sample kernel in a fresh interpreter: cold (an empty
+    Numba cache, so compiling) and from the on-disk cache."""
+    number = 1
+    repeat = (1, 3, 120.0)
+    timeout = 600
+    _setup = """
+import atexit, os, shutil, subprocess, sys, tempfile
+cache = tempfile.mkdtemp(prefix="fastbp-asv-numba-cache-")
+atexit.register(shutil.rmtree, cache, True)
+os.environ["NUMBA_CACHE_DIR"] = cache
+if {prime}:   # fill the cache from another interpreter first, untimed
+    subprocess.run([sys.executable, "-c", "from fastbp.bench import seed000_network, synthetic_data;"
+                    "X, Y = synthetic_data(2); seed000_network().train(X, Y)"], check=True)
+from fastbp.bench import seed000_network, synthetic_data
+net = seed000_network()
+X, Y = synthetic_data(2)
+"""
+
+    def timeraw_compile_cold(self):
+        return "net.train(X, Y)", self._setup.format(prime=False)
+
+    def timeraw_compile_cached(self):
+        return "net.train(X, Y)", self._setup.format(prime=True)
