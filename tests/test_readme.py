@@ -16,4 +16,4 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci.splitlines()
     assert "pytest" in tests and "fastbp demo" in setup_and_demo
-    assert "bash .ci/get-fashion-mnist" in ci and "bash .ci/get-fashion-mnist" in setup_and_demo
+    assert "bash .ci/debian-packages fashion-mnist" in setup_and_demo
