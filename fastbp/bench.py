@@ -178,7 +178,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     m, ref_m = args.samples, args.reference_samples or args.samples
-    info = kernels.threading_info()
     print("fastbp %d-%d-10, per-sample SGD (seed 000's network), %d samples, median of %d epochs"
           % (784, args.hidden, m, args.repeats))
     rows, figures = [], {"samples": m, "hidden": args.hidden, "repeats": args.repeats}

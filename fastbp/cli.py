@@ -198,12 +198,6 @@ def cmd_seed001(args):
     return 0 if all(r["converged"] for r in results) else 1
 
 
-def cmd_bench(args, rest):
-    from .bench import main as bench_main
-    bench_main(rest)
-    return 0
-
-
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastbp", description="Train fully-connected networks "
                                      "by backpropagation, fast.")
@@ -267,8 +261,10 @@ def build_parser():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:
-        return cmd_bench(None, argv[1:])
+    if argv[:1] == ["bench"]:                 # its own options: see fastbp.bench
+        from .bench import main as bench_main
+        bench_main(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

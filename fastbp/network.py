@@ -141,7 +141,7 @@ class Network:
             raise ValueError("loss %r needs a %s output, not %r" % (loss, " or ".join(pairs), output))
         _choice("init", init, tuple(INITIALISERS))
         self.propagate = _choice("propagate", propagate, PROPAGATE)
-        self.dtype = np.dtype(_choice("dtype", str(np.dtype(dtype)) if _is_dtype(dtype) else dtype, DTYPES))
+        self.dtype = np.dtype(_choice("dtype", _dtype_name(dtype), DTYPES))
         self.activations = hidden + [output]
         self.output, self.loss_name, self.bias, self.init = output, loss, bool(bias), init
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -421,9 +421,9 @@ class Network:
         return kernels.batch_epoch(*args, order, batch_size, kind(lr), kind(1.0 - lr * l2), self._eps())
 
 
-def _is_dtype(value):
+def _dtype_name(value):
+    """'float32' for np.float32, 'float32', np.dtype('f4')...; anything else unchanged."""
     try:
-        np.dtype(value)
-        return True
+        return str(np.dtype(value))
     except TypeError:
-        return False
+        return value
