@@ -75,7 +75,7 @@ def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress
             bar.set_postfix(loss="%.4f" % history["loss"][0], test_acc=accuracies[-1])
             if not progress:
                 print("epoch %d/%d: loss %.4f, test accuracy %.4f, %.2f s"
-                      % (epoch + 1, epochs, history["loss"][0], accuracies[-1], seconds[-1]))
+                      % (epoch + 1, epochs, history["loss"][0], accuracies[-1], seconds[-1]), flush=True)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -49,9 +49,13 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
     model = tmp_path / "interrupted.npz"
+    # the child gets SIGINT's default disposition: a shell that starts this test run in the
+    # background passes SIGINT down ignored, and Python then never raises KeyboardInterrupt
     process = subprocess.Popen(FASTBP + ["train", "--subset", "6000", "--epochs", "1000", "--no-progress",
                                          "--save", str(model)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in process.stdout:                           # wait for the first finished epoch
         if line.startswith("epoch 1/"):
             break
