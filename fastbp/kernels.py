@@ -341,6 +341,27 @@ def _matrix(flat, w_off, sizes, l):
     return flat[w_off[l]:w_off[l + 1]].reshape((sizes[l + 1], sizes[l]))
 
 
+@njit(cache=True)
+def _flat(M):
+    """A contiguous (rows, n) block as one vector (a view), for elementwise helpers."""
+    return M.reshape(M.size)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _bias_activate(Z, bias, code):
+    """Z <- g(Z + bias), row by row for softmax, element by element otherwise (no views
+    per row: for small layers their cost would dominate)."""
+    if code == SOFTMAX:
+        for s in range(Z.shape[0]):
+            row = Z[s]
+            row += bias
+            _activate_inplace(code, row)
+    else:
+        for s in range(Z.shape[0]):
+            for j in range(Z.shape[1]):
+                Z[s, j] = _activate(code, Z[s, j] + bias[j])
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A):
     """The batched forward pass: A[l][:B] <- layer l+1's outputs for the B rows of Xb."""
@@ -349,10 +370,7 @@ def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A):
         a_in = Xb if l == 0 else A[l - 1][:B]
         Z = A[l][:B]
         np.dot(a_in, _matrix(w, w_off, sizes, l).T, Z)           # z = W a, for every row
-        bias = b[u_off[l]:u_off[l + 1]]
-        for s in range(B):
-            Z[s] += bias
-            _activate_inplace(acts[l], Z[s])
+        _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l])
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -365,14 +383,17 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb, D
     O, DL, EL = A[L - 1][:B], D[L - 1][:B], E[L - 1][:B]
     for s in range(B):
         losses[s] = _sample_loss(loss, O[s], Tb[s], eps)
-        _output_delta(loss, acts[L - 1], O[s], Tb[s], DL[s])
-        _send_back_output(propagate_error, O[s], Tb[s], DL[s], EL[s])
+    if acts[L - 1] == SOFTMAX and loss == MSE:       # softmax's Jacobian: row by row
+        for s in range(B):
+            _output_delta(loss, acts[L - 1], O[s], Tb[s], DL[s])
+    else:
+        _output_delta(loss, acts[L - 1], _flat(O), _flat(Tb), _flat(DL))
+    _send_back_output(propagate_error, _flat(O), _flat(Tb), _flat(DL), _flat(EL))
     for l in range(L - 1, 0, -1):
         back = D[l - 1][:B]
         np.dot(E[l][:B], _matrix(w, w_off, sizes, l), back)      # W^T e, for every row
-        a, e = A[l - 1][:B], E[l - 1][:B]
-        for s in range(B):
-            _hidden_delta(propagate_error, acts[l - 1], a[s], back[s], back[s], e[s])
+        _hidden_delta(propagate_error, acts[l - 1], _flat(A[l - 1][:B]), _flat(back), _flat(back),
+                      _flat(E[l - 1][:B]))
 
 
 @njit(fastmath=FASTMATH, cache=True)
