@@ -166,8 +166,9 @@ def cmd_demo(args):
                                            "numba", progress=not args.no_progress, shuffle=False)
     if interrupted:
         return EXIT_INTERRUPTED
-    for epoch, (s, a) in enumerate(zip(seconds, accuracies)):
-        print("epoch %d: test accuracy %.4f, %.2f s" % (epoch + 1, a, s))
+    if not args.no_progress:            # (without the bar, fit printed these already)
+        for epoch, (s, a) in enumerate(zip(seconds, accuracies)):
+            print("epoch %d: test accuracy %.4f, %.2f s" % (epoch + 1, a, s))
     n = min(args.reference_samples, len(X))
     slice_X, slice_T = X[:n], T[:n]
     ref = epoch_seconds(seed000_network(n_in=X.shape[1], hidden=args.hidden), slice_X, slice_T, "numpy", 3)
