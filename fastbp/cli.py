@@ -21,7 +21,7 @@ def _names(text):
     return names[0] if len(names) == 1 else names
 
 
-def load_data(name, data_dir=None, subset=None, scaling="unit"):
+def load_data(name, data_dir=None, subset=None, scaling="unit", dtype="float64"):
     """(X_train, y_train, X_test, y_test, description) for the command line's --data."""
     if name == "fashion-mnist":
         data = datasets.load_fashion_mnist(data_dir, scaling=None)
@@ -40,8 +40,8 @@ def load_data(name, data_dir=None, subset=None, scaling="unit"):
     if subset:
         X_train, y_train = X_train[:subset], y_train[:subset]
         X_test, y_test = X_test[:max(1, subset // 6)], y_test[:max(1, subset // 6)]
-    return (datasets.scale_pixels(X_train, scaling), y_train,
-            datasets.scale_pixels(X_test, scaling), y_test, description)
+    return (datasets.scale_pixels(X_train, scaling, dtype), y_train,
+            datasets.scale_pixels(X_test, scaling, dtype), y_test, description)
 
 
 def targets_for(net, y, preprocess):
@@ -99,7 +99,8 @@ def _warm_up(net, X, T, batch_size, backend):
 
 def cmd_train(args):
     X, y, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset,
-                                                   "seed000" if args.preprocess == "seed000" else "unit")
+                                                   "seed000" if args.preprocess == "seed000" else "unit",
+                                                   dtype=args.dtype)   # converted once, not per epoch
     n_classes = int(max(y.max(), y_test.max())) + 1
     net = Network([X.shape[1]] + args.hidden + [n_classes], activation=args.activation,
                   output=args.output, loss=args.loss, bias=not args.no_bias, init=args.init,
