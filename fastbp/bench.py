@@ -40,8 +40,8 @@ def seed000_network(n_in=784, hidden=200, n_out=10, dtype="float64", seed=0):
 
 def epoch_seconds(net, X, Y, backend, repeats, batch_size=1, lr=0.1, warm=True):
     """Median wall seconds of one training epoch over `repeats` epochs."""
-    if warm and backend == "numba":                  # compile outside the timing
-        net.train(X[:2], Y[:2], epochs=1, lr=lr, batch_size=min(batch_size, 2), backend=backend)
+    if warm:
+        net.warm_up(batch_size, backend)             # compile outside the timing
     seconds = [net.train(X, Y, epochs=1, lr=lr, batch_size=batch_size, backend=backend)["seconds"][0]
                for _ in range(repeats)]
     return statistics.median(seconds)
@@ -61,7 +61,7 @@ def peer_data(m, n_in=784, n_out=10, seed=0):
 def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3):
     net = Network([X.shape[1], hidden, int(y.max()) + 1], activation="relu", output="softmax",
                   loss="cross_entropy", init="he", seed=0, dtype="float32")
-    net.train(X[:8], y[:8], epochs=1, lr=PEER_LR, batch_size=min(batch_size, 8))   # compile
+    net.warm_up(batch_size)                          # compile outside the timing
     return statistics.median(net.train(X, y, epochs=1, lr=PEER_LR, batch_size=batch_size)["seconds"][0]
                              for _ in range(repeats))
 

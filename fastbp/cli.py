@@ -59,7 +59,7 @@ def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress
     """Train with a progress bar; returns (per-epoch seconds, per-epoch test accuracy,
     interrupted). On Ctrl-C, stops after the slice in hand, saves if asked, and says so."""
     from tqdm import tqdm
-    _warm_up(net, X, T, batch_size, backend)
+    net.warm_up(batch_size, backend)        # so that the first epoch's time is training time
     bar = tqdm(total=epochs * len(X), unit="sample", unit_scale=True, disable=not progress,
                dynamic_ncols=True, leave=True)
     seconds, accuracies, interrupted = [], [], False
@@ -86,15 +86,6 @@ def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress
         print("interrupted: stopped after %d finished epochs%s" % (
             len(seconds), "; saved what was trained to %s" % save if save else ""), flush=True)
     return seconds, accuracies, interrupted
-
-
-def _warm_up(net, X, T, batch_size, backend):
-    """Compile (or load from the cache) the kernels on a throwaway copy of the network, so
-    that the first epoch's time is training time."""
-    twin = Network(net.sizes, activation=net.activations[:-1], output=net.output,
-                   loss=net.loss_name, bias=net.bias, propagate=net.propagate, dtype=net.dtype)
-    twin.train(X[:2], T[:2], epochs=1, batch_size=min(batch_size, 2), backend=backend)
-    twin.predict(X[:2])
 
 
 def cmd_train(args):

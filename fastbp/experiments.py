@@ -26,9 +26,7 @@ def seed001(activation="sigmoid", target=0.01, window=1000, max_steps=5_000_000,
     X, y = two_clusters(100, seed=seed)
     net = Network([3, 3, 2, 1], activation=activation, output="sigmoid", loss="mse", bias=True,
                   init=init, seed=seed)
-    # compile (or load from the cache) outside the timing, on a throwaway twin
-    Network(net.sizes, activation=activation, output="sigmoid", dtype=net.dtype).train_steps(
-        X, y, 1, lr=lr, batch_size=batch_size, backend=backend)
+    net.warm_up(batch_size, backend)         # compile outside the timing
     history = {"steps": [], "loss": [], "mean_abs_delta": []}
     steps, seconds, mean_loss = 0, 0.0, np.inf
     per_window = window // record_every

@@ -318,6 +318,21 @@ class Network:
                                np.empty(X.shape[0]), self._eps())
         return A, D
 
+    def warm_up(self, batch_size=1, backend="numba"):
+        """Compile (or load from Numba's on-disk cache) the kernels this network's training
+        with batch_size and its inference use, on a throwaway copy: this network, its
+        weights and its random state are unchanged. Call it before timing anything."""
+        if _choice("backend", backend, BACKENDS) == "numpy":
+            return
+        twin = Network(self.sizes, activation=self.activations[:-1], output=self.output,
+                       loss=self.loss_name, bias=self.bias, propagate=self.propagate, seed=0,
+                       dtype=self.dtype)
+        X = np.zeros((2, self.sizes[0]), self.dtype)
+        T = np.zeros((2, self.sizes[-1]), self.dtype)
+        T[:, 0] = 1.0                                  # a valid target for every loss
+        twin.train(X, T, epochs=1, batch_size=min(batch_size, 2))
+        twin.deltas(X, T)
+
     def save(self, path):
         """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""
         from .io import save

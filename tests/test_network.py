@@ -144,6 +144,20 @@ def test_diverging_run_keeps_last_good_weights(backend):
     assert np.isfinite(history["loss"]).all()
 
 
+def test_warm_up_leaves_the_network_alone(data):
+    X, Y = data
+    for batch_size in (1, 4):
+        net = fastbp.Network([4, 3, 2], output="softmax", loss="cross_entropy", seed=5)
+        twin = fastbp.Network([4, 3, 2], output="softmax", loss="cross_entropy", seed=5)
+        net.warm_up(batch_size)
+        for a, b in zip(net.weights + net.biases, twin.weights + twin.biases):
+            np.testing.assert_array_equal(a, b)
+        labels = np.arange(10) % 2
+        net.train(X, labels, epochs=2, batch_size=batch_size)   # same random state: same run
+        twin.train(X, labels, epochs=2, batch_size=batch_size)
+        np.testing.assert_array_equal(net.weights[0], twin.weights[0])
+
+
 def test_initialisers():
     for init in fastbp.INITIALISERS:
         net = fastbp.Network([300, 200, 10], init=init, seed=0)

@@ -27,7 +27,7 @@ class _Kernel:
 
     def setup(self, network, dtype, *backend):
         self.net, self.X, self.Y = make(network, dtype, self.samples)
-        warm(self.net, self.X, self.Y, self.batch_size)
+        warm(self.net, self.batch_size)
 
 
 class Forward(_Kernel):
@@ -111,8 +111,7 @@ class FullBatchStep(_Kernel):
 
 def _threading_layer():
     # per-sample SGD on a layer this wide runs a parallel region: the layer is chosen
-    net, X, Y = make("784-200-10", "float64", 8)
-    warm(net, X, Y, 1)
+    warm(make("784-200-10", "float64", 8)[0], 1)
     return kernels.threading_info()["threading_layer"]
 
 

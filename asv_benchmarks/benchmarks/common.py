@@ -30,11 +30,9 @@ def make(network, dtype, m, seed=0):
     return net, X, Y
 
 
-def warm(net, X, Y, batch_size):
+def warm(net, batch_size):
     """Compile (or load) every kernel these benchmarks call, outside any timing."""
-    net.train(X[:8], Y[:8], epochs=1, lr=0.01, batch_size=min(batch_size, 8))
-    net.predict(X[:8])
-    net.deltas(X[:8], Y[:8])
+    net.warm_up(batch_size)
 
 
 def median_seconds(fn, repeats=3):
