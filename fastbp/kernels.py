@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 from numba.typed import List
 
+from .optimizers import RULE_CODES
 from .functions import (ACTIVATION_CODES, LOSS_CODES, identity, identity_derivative,
                         relu, relu_derivative, sigmoid, sigmoid_derivative, tanh,
                         tanh_derivative)
@@ -419,12 +420,69 @@ def _gather(X, rows, out):
         out[s] = X[rows[s]]
 
 
+# The optimizers' update rules (reference.UPDATES, optimizers.py): hyper holds
+# [lr, l2, momentum or beta1, beta2, epsilon, clip] in the network's dtype, state the
+# rule's arrays over the flat parameters (state[k] is the k-th), t the step number.
+SGD, MOMENTUM, NESTEROV, ADAM = (RULE_CODES[name] for name in ("sgd", "momentum", "nesterov", "adam"))
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _update(rule, p, g, state, gscale, l2, lr, beta, beta2, epsilon, lr_t):
+    """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
+    l2 * p (the penalty's gradient: l2 is zero for biases)."""
+    if rule == SGD:
+        for k in range(p.size):
+            p[k] -= lr * (g[k] * gscale + l2 * p[k])
+    elif rule == MOMENTUM or rule == NESTEROV:
+        v = state[0]
+        for k in range(p.size):
+            gk = g[k] * gscale + l2 * p[k]
+            v[k] = beta * v[k] - lr * gk
+            p[k] += v[k] if rule == MOMENTUM else beta * v[k] - lr * gk
+    else:
+        m, s = state[0], state[1]
+        for k in range(p.size):
+            gk = g[k] * gscale + l2 * p[k]
+            m[k] = beta * m[k] + (1 - beta) * gk
+            s[k] = beta2 * s[k] + (1 - beta2) * gk * gk
+            p[k] -= lr_t * m[k] / (np.sqrt(s[k]) + epsilon)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _squared_norm(g):
+    total = 0.0
+    for k in range(g.size):
+        total += g[k] * g[k]
+    return total
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t):
+    """One step of the rule on the flat parameters from their mean gradients dw, db, as
+    reference.step after its gradients: clip, add the L2 penalty, update. t is the step's
+    number, from 1."""
+    lr, l2, beta, beta2, epsilon, clip = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
+    gscale = lr / lr
+    if clip > 0:
+        norm = _squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)
+        norm = np.sqrt(norm)
+        if norm > clip:
+            gscale = gscale * (clip / norm)
+    lr_t = lr
+    if rule == ADAM:
+        lr_t = lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta ** t)
+    _update(rule, w, dw, state_w, gscale, l2, lr, beta, beta2, epsilon, lr_t)
+    if has_bias:
+        _update(rule, b, db, state_b, gscale, l2 - l2, lr, beta, beta2, epsilon, lr_t)
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
-                X, T, order, batch_size, lr, decay, eps):
+                X, T, order, batch_size, rule, hyper, state_w, state_b, t0, eps):
     """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step
-    takes the mean gradient of batch_size samples. Returns the summed loss, each batch's
-    taken before its step (reference.train_epoch)."""
+    takes the mean gradient of batch_size samples and applies the optimizer's rule
+    (optimizer_step), the steps numbered from t0 + 1. Returns the summed loss, each
+    batch's taken before its step (reference.train_epoch)."""
     bs = min(batch_size, order.size)
     A, D, E = layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w)
     Xb = np.empty((bs, X.shape[1]), X.dtype)
@@ -433,6 +491,7 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     dw = np.empty_like(w)
     db = np.empty_like(b)
     total = 0.0
+    t = t0
     for start in range(0, order.size, bs):
         rows = order[start:min(start + bs, order.size)]
         B = rows.size
@@ -443,9 +502,6 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
                        losses, eps)
         total += losses[:B].sum()
         gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)
-        for k in range(w.size):
-            w[k] = w[k] * decay - lr * dw[k]
-        if has_bias:
-            for k in range(b.size):
-                b[k] -= lr * db[k]
+        t += 1
+        optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t)
     return total

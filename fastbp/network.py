@@ -1,12 +1,13 @@
 """fastbp.Network: the network definition and the training loop, a thin layer that
 validates its input and dispatches to the NumPy reference or the Numba kernels."""
 import numbers
-import time
 
 import numpy as np
 
-from . import kernels, reference
+from . import kernels, reference, training
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS
+from .optimizers import Optimizer
+from .training import TrainingDiverged  # noqa: F401  (raised by train; fastbp exports it)
 
 BACKENDS = ("numba", "numpy")
 PROPAGATE = ("delta", "error")
@@ -38,14 +39,6 @@ INITIALISERS = {
     "he": (_he, False),
     "standard_normal": (_standard_normal, True),
 }
-
-
-class TrainingDiverged(FloatingPointError):
-    """Training produced NaN or inf; the network keeps its last good weights."""
-
-    def __init__(self, message, history):
-        super().__init__(message)
-        self.history = history
 
 
 class _Layers(list):
@@ -166,6 +159,12 @@ class Network:
 
     def _layer_b(self, l):
         return self._b[self._u_off[l]:self._u_off[l + 1]]
+
+    def _layer_view(self, flat, kind, l):
+        """Layer l's part of an array laid out like the weights (kind 'w') or biases ('b')."""
+        if kind == "w":
+            return flat[self._w_off[l]:self._w_off[l + 1]].reshape(self.sizes[l + 1], self.sizes[l])
+        return flat[self._u_off[l]:self._u_off[l + 1]]
 
     @property
     def n_layers(self):
@@ -342,52 +341,63 @@ class Network:
         return np.finfo(self.dtype).eps
 
     # ------------------------------------------------------------ training
-    def train(self, X, Y, epochs=1, lr=0.1, batch_size=1, shuffle=True, l2=0.0,
-              backend="numba", progress=None):
-        """Train by backpropagation and gradient descent; returns the history.
+    def train(self, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer="sgd",
+              schedule=None, clip=None, validation=None, validation_fraction=None,
+              n_iter_no_change=None, tol=1e-4, target_loss=None, diagnostics=True,
+              checkpoint=None, checkpoint_every=1, backend="numba", progress=None, callback=None):
+        """Train by backpropagation and gradient descent (fastbp.training); returns the
+        history.
 
         batch_size=1 is per-sample SGD (seeds 000, 002, 004), 1 < batch_size < m mini-batch
         SGD (seed 001), batch_size=None or >= m full-batch gradient descent (seed 003). A
         step uses the mean gradient over its batch. With shuffle, the samples are visited
         in a new order each epoch, drawn from the network's seed.
 
+        optimizer: 'sgd', 'momentum', 'nesterov', 'adam' or a fastbp.Optimizer (which keeps
+        its state from call to call); lr, if given, sets its learning rate (default 0.1,
+        Adam's 0.001). schedule scales lr from epoch to epoch: None (constant), a name
+        ('inverse_scaling', 'step', 'exponential', 'reduce_on_plateau'), a (name,
+        {settings}) pair, or a fastbp.optimizers.Schedule. clip caps the norm of each
+        step's gradient (all layers together).
+
         l2 is an L2 penalty on the weights (not the biases): each step minimises
-        mean(E over the batch) + (l2 / 2) * sum of squared weights, i.e. every weight
-        shrinks by the factor (1 - lr * l2) per step, whatever the batch size.
+        mean(E over the batch) + (l2 / 2) * sum of squared weights, whatever the batch size.
+
+        validation=(X_val, Y_val), or validation_fraction of (X, Y) held out (stratified
+        for classifiers, drawn from the seed), is evaluated after every epoch; the run then
+        ends with the weights of the epoch with the lowest validation loss.
+        n_iter_no_change stops the run once the monitored loss (validation loss if any,
+        else the training loss) has not fallen below its best minus tol for that many
+        epochs; target_loss stops it once an epoch's training loss is below it (seed 001).
+
+        checkpoint, a path: every checkpoint_every epochs, and at the end, the run's whole
+        state (network, optimizer, schedule, random generator, history) is written there
+        atomically; fastbp.resume(path, X, Y) continues it to the same final weights.
 
         progress, if given, is called as progress(n_samples, running_mean_loss) after each
-        slice of about 1% of an epoch (training is the same with or without it).
+        slice of about 1% of an epoch; callback(net, history) after each epoch. Neither
+        changes the training.
 
-        Returns a dict: 'loss', each epoch's mean per-sample loss, each sample's taken
-        before its own update (the cost of no extra pass; as scikit-learn's loss_curve_),
-        and 'seconds', each epoch's wall time. If the loss or the weights stop being
-        finite, the epoch is undone and TrainingDiverged is raised; the network keeps
-        the weights of the last finished epoch.
+        Returns a dict of per-epoch lists: 'loss' (the mean per-sample loss, each sample's
+        taken before its own step, as scikit-learn's loss_curve_), 'seconds' (training
+        only), 'lr'; with diagnostics, on up to 2048 training samples after the epoch,
+        'mean_abs_delta' and 'grad_norm' (one value per layer, input side first) and, for
+        sigmoid or softmax outputs, 'accuracy'; with validation, 'val_loss' and
+        'val_accuracy'. Also 'stopped' ('epochs', 'no improvement' or 'target loss') and
+        'best_epoch' (counted from 1). If the loss or the weights stop being finite,
+        the epoch is undone and TrainingDiverged is raised.
         """
-        X = self._inputs(X)
-        T = self._targets(Y, X.shape[0])
-        m = X.shape[0]
-        epochs = _positive_int("epochs", epochs, minimum=0)
-        lr = _finite_number("lr", lr, strict=True)
-        l2 = _finite_number("l2", l2)
-        batch_size = m if batch_size is None else min(_positive_int("batch_size", batch_size), m)
-        _choice("backend", backend, BACKENDS)
-        if progress is None:
-            slice_len = m
-        else:
-            slice_len = max(batch_size, (m // 100) // batch_size * batch_size)
-        history = {"loss": [], "seconds": []}
-        for epoch in range(epochs):
-            order = self._rng.permutation(m) if shuffle else np.arange(m)
-            start = time.perf_counter()
-            mean_loss = self._guarded(X, T, order, batch_size, lr, l2, backend, slice_len, progress,
-                                      "epoch %d of this run" % (epoch + 1), history)
-            history["loss"].append(mean_loss)
-            history["seconds"].append(time.perf_counter() - start)
-        return history
+        return training.train(self, X, Y, epochs=epochs, lr=lr, batch_size=batch_size,
+                              shuffle=shuffle, l2=l2, optimizer=optimizer, schedule=schedule,
+                              clip=clip, validation=validation,
+                              validation_fraction=validation_fraction,
+                              n_iter_no_change=n_iter_no_change, tol=tol, target_loss=target_loss,
+                              diagnostics=diagnostics, checkpoint=checkpoint,
+                              checkpoint_every=checkpoint_every, backend=backend,
+                              progress=progress, callback=callback)
 
     def train_steps(self, X, Y, steps, lr=0.1, batch_size=128, l2=0.0, backend="numba"):
-        """`steps` gradient-descent steps, each on batch_size samples drawn at random without
+        """`steps` plain SGD steps, each on batch_size samples drawn at random without
         replacement (seed 001's random.sample), in one compiled call. Returns the mean of
         the steps' batch losses, each taken before its step. Diverging raises
         TrainingDiverged and keeps the weights from before the call."""
@@ -400,40 +410,9 @@ class Network:
         _choice("backend", backend, BACKENDS)
         order = np.concatenate([self._rng.choice(X.shape[0], batch_size, replace=False)
                                 for _ in range(steps)])
-        return self._guarded(X, T, order, batch_size, lr, l2, backend, len(order), None,
-                             "these %d steps" % steps, None)
-
-    def _guarded(self, X, T, order, batch_size, lr, l2, backend, slice_len, progress, what, history):
-        """Train on X[order] in slices; returns the mean loss. If the loss or the weights stop
-        being finite, restores the weights from before and raises TrainingDiverged."""
-        last_good = self._w.copy(), self._b.copy()
-        total = 0.0
-        for first in range(0, len(order), slice_len):
-            part = order[first:first + slice_len]
-            total += self._train_slice(X, T, part, batch_size, lr, l2, backend)
-            if progress is not None:
-                progress(len(part), total / (first + len(part)))
-        mean_loss = total / len(order)
-        if not (np.isfinite(mean_loss) and np.isfinite(self._w).all() and np.isfinite(self._b).all()):
-            self._w[...], self._b[...] = last_good
-            raise TrainingDiverged(
-                "training diverged in %s (mean loss %r); the weights are those before it. "
-                "Try a smaller lr." % (what, mean_loss), history)
-        return mean_loss
-
-    def _train_slice(self, X, T, order, batch_size, lr, l2, backend):
-        """Train on the samples X[order]; returns their summed loss."""
-        if backend == "numpy":
-            weights, biases = self._params()
-            with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
-                return reference.train_epoch(weights, biases, self.activations, self.loss_name,
-                                             X, T, order, batch_size, lr, l2, self.propagate)
-        kind = self.dtype.type
-        args = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias, X, T)
-        if batch_size == 1:
-            return kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), self._eps(),
-                                     np.finfo(self.dtype).tiny)
-        return kernels.batch_epoch(*args, order, batch_size, kind(lr), kind(1.0 - lr * l2), self._eps())
+        optimizer = Optimizer("sgd", lr=lr).bind(self)
+        return training.guarded(self, optimizer, "these %d steps" % steps, None, lambda: training.run_epoch(
+            self, X, T, order, batch_size, lr, l2, optimizer, None, backend) / len(order))
 
 
 def _dtype_name(value):

@@ -9,6 +9,8 @@ Conventions (seeds 003 and 004, with samples as rows):
   Z[l] = A[l-1] @ W[l].T + b[l],  A[l] = g_l(Z[l]),  A[0] = X;
   the per-sample loss E is a sum over output units; a batch's loss is its mean.
 """
+import math
+
 import numpy as np
 
 from .functions import ACTIVATIONS, LOSSES, softmax
@@ -65,48 +67,100 @@ def backward(weights, A, T, activations, loss_name, propagate="delta"):
     return deltas
 
 
-def gradients(A, deltas, scale=1.0):
-    """Yield each layer's (dW, db), times scale: the mean over the batch of the per-sample
-    gradients (seed 003: dW = (1/m) dZ A^T, db = (1/m) sum dZ).
+def gradients(A, deltas):
+    """Yield each layer's (dW, db): the mean over the batch of the per-sample gradients
+    (seed 003: dW = (1/m) dZ A^T, db = (1/m) sum dZ).
 
-    Layer by layer, with the scale applied to the small factor, so that a training step
-    holds one weight-sized temporary at a time: with several, glibc hands the memory back
-    to the system after every step and faults it in again, which made this reference up
-    to three times slower, and erratically so."""
+    Layer by layer, so that a training step holds few weight-sized temporaries at a time:
+    with more, glibc hands the memory back to the system after every step and faults it
+    in again, which made this reference up to three times slower, and erratically so."""
     m = A[0].shape[0]
     for a_in, delta in zip(A, deltas):
         # dE/dw_ji = delta_j a_i. (np.dot rather than @: for one sample this is an outer
         # product, which matmul computes without BLAS, several times slower.)
-        yield np.dot(delta.T * (scale / m), a_in), delta.mean(axis=0) * scale
+        yield np.dot(delta.T / m, a_in), delta.mean(axis=0)
 
 
-def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="delta"):
+def clip_by_norm(layers, max_norm):
+    """[(dW, db), ...] scaled by min(1, max_norm / ||g||), ||g|| the norm of all of them
+    together (PyTorch's clip_grad_norm_; db is None without biases)."""
+    norm = np.sqrt(sum(np.sum(g * g) for layer in layers for g in layer if g is not None))
+    scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
+    return [tuple(None if g is None else g * scale for g in layer) for layer in layers]
+
+
+# ---------------------------------------------------------------- update rules
+# One per optimizer (see optimizers.py). p is a parameter array and g its gradient; s the
+# rule's state arrays for p; all updated in place. lr is this step's learning rate, opt
+# the Optimizer (its hyperparameters), t the step's number, from 1.
+
+def sgd(p, g, s, lr, opt, t):
+    g *= lr                  # in place, g is this step's own array: no second weight-sized
+    p -= g                   # temporary (see gradients())        w <- w - lr g
+
+
+def momentum(p, g, s, lr, opt, t):
+    v, = s
+    v[...] = opt.momentum * v - lr * g                   # v <- mu v - lr g
+    p += v                                               # w <- w + v
+
+
+def nesterov(p, g, s, lr, opt, t):
+    v, = s
+    v[...] = opt.momentum * v - lr * g                   # v <- mu v - lr g
+    p += opt.momentum * v - lr * g                       # w <- w + mu v - lr g: the look-ahead
+
+
+def adam(p, g, s, lr, opt, t):
+    m, v = s
+    m[...] = opt.beta1 * m + (1.0 - opt.beta1) * g       # m <- b1 m + (1 - b1) g
+    v[...] = opt.beta2 * v + (1.0 - opt.beta2) * g * g   # v <- b2 v + (1 - b2) g^2
+    lr_t = lr * math.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)   # bias correction
+    p -= lr_t * m / (np.sqrt(v) + opt.epsilon)           # w <- w - lr_t m / (sqrt(v) + eps)
+
+
+UPDATES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adam": adam}
+
+
+def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="delta",
+         optimizer=None, state=None, clip=None):
     """One gradient-descent step on the batch (X, T), in place. Returns the per-sample
     losses of the batch before the step.
 
     The step minimises mean(E) + (l2 / 2) * sum ||W||^2: weights are penalised, biases
-    are not, and the penalty does not scale with the batch size.
+    are not, and the penalty does not scale with the batch size. clip, if given, caps the
+    norm of the loss's gradient (all layers together) before the penalty is added.
+    optimizer (an optimizers.Optimizer; None is plain SGD) gives the rule, and state its
+    arrays for each parameter, weights first: [W_1, ..., W_L, b_1, ..., b_L]. optimizer.t
+    counts the step.
     """
     A = forward(weights, biases, activations, X)
     losses = LOSSES[loss_name][0](A[-1], T)
     deltas = backward(weights, A, T, activations, loss_name, propagate)   # before any update
-    for l, (lr_dW, lr_db) in enumerate(gradients(A, deltas, scale=lr)):
+    layers = gradients(A, deltas)
+    if clip:
+        layers = clip_by_norm([(dW, db if biases is not None else None) for dW, db in layers], clip)
+    rule, t = ("sgd", 1) if optimizer is None else (optimizer.rule, optimizer.t + 1)
+    update, L = UPDATES[rule], len(weights)
+    for l, (dW, db) in enumerate(layers):
         if l2:
-            weights[l] *= 1.0 - lr * l2                  # w <- w - lr l2 w  (the penalty's part)
-        weights[l] -= lr_dW                              # w <- w - lr dE/dw
+            dW = dW + l2 * weights[l]                    # the penalty's gradient, weights only
+        update(weights[l], dW, state[l] if state else (), lr, optimizer, t)
         if biases is not None:
-            biases[l] -= lr_db                           # b <- b - lr dE/db
+            update(biases[l], db, state[L + l] if state else (), lr, optimizer, t)
+    if optimizer is not None:
+        optimizer.t = t
     return losses
 
 
 def train_epoch(weights, biases, activations, loss_name, X, T, order, batch_size,
-                lr, l2=0.0, propagate="delta"):
+                lr, l2=0.0, propagate="delta", optimizer=None, state=None, clip=None):
     """One epoch over the samples X[order], in batches of batch_size (the last one may be
     smaller): batch_size=1 is per-sample SGD, batch_size=len(order) full-batch descent.
     Returns the sum over samples of the per-sample loss, each taken before its step."""
     total = 0.0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        total += float(np.sum(step(weights, biases, activations, loss_name,
-                                   X[rows], T[rows], lr, l2, propagate)))
+        total += float(np.sum(step(weights, biases, activations, loss_name, X[rows], T[rows],
+                                   lr, l2, propagate, optimizer, state, clip)))
     return total

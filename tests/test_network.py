@@ -51,11 +51,20 @@ def test_bad_training_input_is_a_clear_error(net, data, backend):
         (dict(Y=np.arange(10) % 3), ValueError, r"labels out of range: found 0..2, but the network has 2 outputs"),
         (dict(Y=np.linspace(0, 1, 10)), ValueError, "not integer class labels"),
         (dict(X=np.array([["a"] * 4] * 10)), TypeError, "X must hold numbers"),
-        (dict(lr=-0.1), ValueError, "lr must be a finite number > 0"),
+        (dict(lr=-0.1), ValueError, r"lr must be a finite number in \(0, inf\)"),
         (dict(lr=float("nan")), ValueError, "lr must be a finite number"),
         (dict(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
         (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
         (dict(epochs=1.5), ValueError, "epochs must be an integer >= 0"),
+        (dict(optimizer="rmsprop"), ValueError, "unknown optimizer 'rmsprop'; choose from 'sgd'"),
+        (dict(optimizer="momentum", clip=0.0), ValueError, "clip must be a finite number > 0"),
+        (dict(schedule="cosine"), ValueError, "unknown schedule 'cosine'"),
+        (dict(schedule=("step", {"step_size": 0})), ValueError, "step_size must be an integer >= 1"),
+        (dict(validation_fraction=1.0), ValueError, "validation_fraction must be a finite number > 0 and < 1"),
+        (dict(validation_fraction=0.01), ValueError, "leaves 0 for validation"),
+        (dict(validation=(X[:, :3], Y)), ValueError, r"X_val has shape \(10, 3\)"),
+        (dict(validation=(X, Y), validation_fraction=0.2), ValueError, "not both"),
+        (dict(n_iter_no_change=0), ValueError, "n_iter_no_change must be an integer >= 1"),
     ]
     for change, error, message in cases:
         args = dict(X=X, Y=Y)
@@ -125,7 +134,8 @@ def test_history_and_loss(net, data):
     assert len(history["loss"]) == len(history["seconds"]) == 5
     assert history["loss"][-1] < history["loss"][0]
     assert net.loss(X, Y) < first
-    assert net.train(X, Y, epochs=0) == {"loss": [], "seconds": []}
+    empty = net.train(X, Y, epochs=0)
+    assert empty["loss"] == empty["seconds"] == [] and empty["stopped"] == "epochs"
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -135,12 +145,12 @@ def test_diverging_run_keeps_last_good_weights(backend):
     net = fastbp.Network([3, 8, 1], activation="identity", output="identity", seed=0)
     history = net.train(X, Y, epochs=2, lr=1e-9, backend=backend)
     good = [w.copy() for w in net.weights]
-    with pytest.raises(fastbp.TrainingDiverged, match=r"diverged in epoch 1 of this run \(mean "
-                       r"loss nan\); the weights are those before it") as caught:
+    with pytest.raises(fastbp.TrainingDiverged, match=r"diverged in epoch 1 \(mean loss nan\); "
+                       r"the network keeps the weights from before it") as caught:
         net.train(X, Y, epochs=5, lr=10.0, backend=backend)
     for w, w0 in zip(net.weights, good):
         np.testing.assert_array_equal(w, w0)
-    assert caught.value.history == {"loss": [], "seconds": []}
+    assert caught.value.history["loss"] == []
     assert np.isfinite(history["loss"]).all()
 
 

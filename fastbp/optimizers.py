@@ -1,0 +1,228 @@
+"""Optimizers and learning-rate schedules: their settings and their state.
+
+The update rules themselves are written twice, as everything in fastbp: one formula to
+a line in ``reference.py`` (``UPDATES``), and fused into the training loop in
+``kernels.py`` (``_update``). This module holds what they share: the hyperparameters,
+the per-parameter state (velocities, moments) in the network's flat layout, and the
+step count, so that a checkpoint can save and restore all of it.
+
+Rules (g is the gradient of the batch's mean loss plus l2 * w for weights, after
+clipping; t counts steps from 1):
+  sgd        w <- w - lr g
+  momentum   v <- mu v - lr g;  w <- w + v                    (scikit-learn's form)
+  nesterov   v <- mu v - lr g;  w <- w + mu v - lr g
+  adam       m <- b1 m + (1 - b1) g;  s <- b2 s + (1 - b2) g^2;
+             w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(s) + eps)
+"""
+import numbers
+
+import numpy as np
+
+RULES = ("sgd", "momentum", "nesterov", "adam")     # their order gives the kernels' codes
+RULE_CODES = {name: code for code, name in enumerate(RULES)}
+N_STATE = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}   # state arrays per parameter
+
+
+def _number(what, value, low, high=None, low_open=False, high_open=False):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        raise ValueError("%s must be a finite number in %s%g, %s%s, got %r"
+                         % (what, "(" if low_open else "[", low, "inf" if high is None else "%g" % high,
+                            ")" if high is None or high_open else "]", value))
+    return float(value)
+
+
+class Optimizer:
+    """A gradient-descent rule, its hyperparameters and its state.
+
+    Parameters
+    ----------
+    rule : 'sgd', 'momentum', 'nesterov' or 'adam'
+    lr : float
+        The learning rate (a schedule scales it from epoch to epoch).
+    momentum : float
+        mu, for 'momentum' and 'nesterov'.
+    beta1, beta2, epsilon : float
+        Adam's decay rates of the first and second moments, and its epsilon.
+
+    ``state`` holds, once training has begun, the rule's per-parameter arrays over the
+    network's flat buffers: ``state["w"]`` and ``state["b"]`` are each (N_STATE[rule], n)
+    arrays; ``t`` the steps taken so far.
+    """
+
+    def __init__(self, rule="sgd", lr=0.1, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8):
+        if rule not in RULE_CODES:
+            raise ValueError("unknown optimizer %r; choose from %s" % (rule, ", ".join(map(repr, RULES))))
+        self.rule = rule
+        self.lr = _number("lr", lr, 0.0, low_open=True)
+        self.momentum = _number("momentum", momentum, 0.0, 1.0, high_open=True)
+        self.beta1 = _number("beta1", beta1, 0.0, 1.0, high_open=True)
+        self.beta2 = _number("beta2", beta2, 0.0, 1.0, high_open=True)
+        self.epsilon = _number("epsilon", epsilon, 0.0, low_open=True)
+        self.state = None
+        self.t = 0
+
+    def __repr__(self):
+        extra = {"sgd": "", "momentum": ", momentum=%g" % self.momentum,
+                 "nesterov": ", momentum=%g" % self.momentum,
+                 "adam": ", beta1=%g, beta2=%g, epsilon=%g" % (self.beta1, self.beta2, self.epsilon)}
+        return "Optimizer(%r, lr=%g%s)" % (self.rule, self.lr, extra[self.rule])
+
+    def settings(self):
+        return {"rule": self.rule, "lr": self.lr, "momentum": self.momentum, "beta1": self.beta1,
+                "beta2": self.beta2, "epsilon": self.epsilon}
+
+    def bind(self, net):
+        """Allocate the state for net's parameters (zeros), unless it is already there."""
+        k = N_STATE[self.rule]
+        shapes = {"w": net._w.size, "b": net._b.size}
+        if self.state is not None:
+            if any(self.state[p].shape != (k, n) or self.state[p].dtype != net.dtype
+                   for p, n in shapes.items()):
+                raise ValueError("this optimizer's state belongs to another network; use a new "
+                                 "Optimizer for each network")
+            return self
+        self.state = {p: np.zeros((k, n), net.dtype) for p, n in shapes.items()}
+        return self
+
+    def hyper(self, lr, l2, clip, dtype):
+        """The kernels' hyperparameter vector, in the network's dtype."""
+        beta = self.momentum if self.rule in ("momentum", "nesterov") else self.beta1
+        return np.array([lr, l2, beta, self.beta2, self.epsilon, clip or 0.0], dtype)
+
+
+def make_optimizer(optimizer, lr=None):
+    """An Optimizer from a name ('adam'), or the given Optimizer (lr, if given, replaces its
+    learning rate)."""
+    if isinstance(optimizer, Optimizer):
+        if lr is not None:
+            optimizer.lr = _number("lr", lr, 0.0, low_open=True)
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError("optimizer must be a name (%s) or a fastbp.Optimizer, got %r"
+                        % (", ".join(RULES), optimizer))
+    default_lr = 0.001 if optimizer == "adam" else 0.1
+    return Optimizer(optimizer, lr=default_lr if lr is None else lr)
+
+
+# ---------------------------------------------------------------- schedules
+# A schedule gives each epoch's learning rate as a factor of the optimizer's lr, from the
+# epoch number (counted from 0) and, for reduce-on-plateau, the losses seen so far.
+
+class Schedule:
+    """Constant: the factor is 1 at every epoch."""
+    name = "constant"
+
+    def factor(self, epoch):
+        return 1.0
+
+    def observe(self, loss):
+        """Told each finished epoch's monitored loss (validation loss when there is one)."""
+
+    def get_state(self):
+        return {}
+
+    def set_state(self, state):
+        pass
+
+    def settings(self):
+        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+
+    def __repr__(self):
+        s = self.settings()
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in s.items() if kv[0] != "name"))
+
+
+class InverseScaling(Schedule):
+    """factor = 1 / (1 + epoch) ** power (scikit-learn's 'invscaling' counts samples
+    instead of epochs)."""
+    name = "inverse_scaling"
+
+    def __init__(self, power=0.5):
+        self.power = _number("power", power, 0.0)
+
+    def factor(self, epoch):
+        return 1.0 / (1.0 + epoch) ** self.power
+
+
+class StepDecay(Schedule):
+    """factor = gamma ** (epoch // step_size): multiply by gamma every step_size epochs."""
+    name = "step"
+
+    def __init__(self, step_size=10, gamma=0.1):
+        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
+            raise ValueError("step_size must be an integer >= 1, got %r" % (step_size,))
+        self.step_size = int(step_size)
+        self.gamma = _number("gamma", gamma, 0.0, 1.0, low_open=True)
+
+    def factor(self, epoch):
+        return self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialDecay(Schedule):
+    """factor = gamma ** epoch."""
+    name = "exponential"
+
+    def __init__(self, gamma=0.95):
+        self.gamma = _number("gamma", gamma, 0.0, 1.0, low_open=True)
+
+    def factor(self, epoch):
+        return self.gamma ** epoch
+
+
+class ReduceOnPlateau(Schedule):
+    """Multiply the factor by `factor` when the monitored loss has not fallen below
+    (best - tol) for `patience` epochs in a row (scikit-learn's 'adaptive' is factor=0.2,
+    patience=2); never below min_factor."""
+    name = "reduce_on_plateau"
+
+    def __init__(self, factor=0.2, patience=2, tol=1e-4, min_factor=0.0):
+        self.reduce_by = _number("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 1:
+            raise ValueError("patience must be an integer >= 1, got %r" % (patience,))
+        self.patience = int(patience)
+        self.tol = _number("tol", tol, 0.0)
+        self.min_factor = _number("min_factor", min_factor, 0.0, 1.0)
+        self._state = {"factor": 1.0, "best": float("inf"), "bad_epochs": 0}
+
+    def factor(self, epoch):
+        return self._state["factor"]
+
+    def observe(self, loss):
+        s = self._state
+        if loss < s["best"] - self.tol:
+            s["best"], s["bad_epochs"] = float(loss), 0
+            return
+        s["bad_epochs"] += 1
+        if s["bad_epochs"] >= self.patience:
+            s["factor"] = max(s["factor"] * self.reduce_by, self.min_factor)
+            s["bad_epochs"] = 0
+
+    def get_state(self):
+        return dict(self._state)
+
+    def set_state(self, state):
+        self._state = {"factor": float(state["factor"]), "best": float(state["best"]),
+                       "bad_epochs": int(state["bad_epochs"])}
+
+
+SCHEDULES = {cls.name: cls for cls in (Schedule, InverseScaling, StepDecay, ExponentialDecay,
+                                       ReduceOnPlateau)}
+
+
+def make_schedule(schedule):
+    """A Schedule from None/'constant', a name, a (name, {settings}) pair or a Schedule."""
+    if schedule is None:
+        return Schedule()
+    if isinstance(schedule, Schedule):
+        return schedule
+    name, settings = (schedule, {}) if isinstance(schedule, str) else schedule
+    if name not in SCHEDULES:
+        raise ValueError("unknown schedule %r; choose from %s" % (name, ", ".join(map(repr, SCHEDULES))))
+    settings = dict(settings)
+    if "reduce_by" in settings:                      # ReduceOnPlateau.settings()' name for it
+        settings["factor"] = settings.pop("reduce_by")
+    return SCHEDULES[name](**settings)

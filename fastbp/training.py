@@ -1,0 +1,384 @@
+"""The training loop: epochs of gradient descent over a Network, with the optimizer and
+its schedule, validation, early stopping, a target loss, checkpoints and resume, a
+divergence guard and per-epoch diagnostics. ``Network.train`` is this module's ``train``.
+
+One epoch is one compiled call (``kernels.sgd_epoch`` for plain per-sample SGD, else
+``kernels.batch_epoch``) or the NumPy reference's ``train_epoch``; everything here runs
+between epochs, in Python, and is not counted in an epoch's seconds.
+"""
+import contextlib
+import hashlib
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import kernels, reference
+from .functions import LOSS_CODES, LOSSES
+from .optimizers import RULE_CODES, make_optimizer, make_schedule
+
+BACKENDS = ("numba", "numpy")
+DIAGNOSTIC_SAMPLES = 2048     # diagnostics use at most this many training samples, evenly spaced
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training produced NaN or inf; the network keeps its last good weights, and the
+    optimizer its last good state. ``history`` holds the epochs finished before."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot continue with the data given."""
+
+
+def _positive_int(what, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError("%s must be an integer >= %d, got %r" % (what, minimum, value))
+    return int(value)
+
+
+def _number(what, value, minimum=0.0, strict=False, maximum=None):
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    ok = ok and np.isfinite(value) and (value > minimum if strict else value >= minimum)
+    ok = ok and (maximum is None or value < maximum)
+    if not ok:
+        raise ValueError("%s must be a finite number %s %g%s, got %r" % (
+            what, ">" if strict else ">=", minimum, "" if maximum is None else " and < %g" % maximum, value))
+    return float(value)
+
+
+def _choice(what, value, allowed):
+    if value not in allowed:
+        raise ValueError("unknown %s %r; choose from %s" % (what, value, ", ".join(map(repr, allowed))))
+    return value
+
+
+def fingerprint(*arrays):
+    """A SHA-256 of arrays' shapes, dtypes and bytes: a checkpoint names its data by it."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def split_validation(m, fraction, rng, labels=None):
+    """(train rows, validation rows): a random `fraction` of 0..m-1 for validation, at
+    least one sample each side; per class (stratified) when labels are given."""
+    n_val = int(round(fraction * m))
+    if n_val < 1 or n_val >= m:
+        raise ValueError("validation_fraction %g of %d samples leaves %d for validation and %d "
+                         "for training; each needs at least one" % (fraction, m, n_val, m - n_val))
+    if labels is None:
+        val = rng.permutation(m)[:n_val]
+    else:
+        val = []
+        for c in np.unique(labels):
+            rows = rng.permutation(np.flatnonzero(labels == c))
+            val.extend(rows[:int(round(fraction * rows.size))])
+        val = np.array(val, dtype=np.int64)
+        if val.size < 1 or val.size >= m:
+            val = rng.permutation(m)[:n_val]
+    val = np.sort(val)
+    train = np.setdiff1d(np.arange(m), val)
+    return train, val
+
+
+# ---------------------------------------------------------------- one epoch
+
+def run_epoch(net, X, T, order, batch_size, lr, l2, optimizer, clip, backend):
+    """Train net on the samples X[order]; returns their summed loss (each taken before its
+    step). Dispatches to the NumPy reference or to the kernels."""
+    if backend == "numpy":
+        weights, biases = net._params()
+        state = _reference_state(net, optimizer) if optimizer.state["w"].shape[0] else None
+        with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
+            return reference.train_epoch(weights, biases, net.activations, net.loss_name, X, T, order,
+                                         batch_size, lr, l2, net.propagate, optimizer, state, clip)
+    kind = net.dtype.type
+    args = net._layout() + (LOSS_CODES[net.loss_name], net.propagate == "error", net.bias, X, T)
+    if batch_size == 1 and optimizer.rule == "sgd" and not clip:     # the fast per-sample kernel
+        total = kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), net._eps(),
+                                  np.finfo(net.dtype).tiny)
+        optimizer.t += order.size
+        return total
+    hyper = optimizer.hyper(lr, l2, clip, net.dtype)
+    total = kernels.batch_epoch(*args, order, batch_size, RULE_CODES[optimizer.rule], hyper,
+                                optimizer.state["w"], optimizer.state["b"], optimizer.t, net._eps())
+    optimizer.t += -(-order.size // batch_size)
+    return total
+
+
+def _reference_state(net, optimizer):
+    """The optimizer's state as the reference takes it: for each parameter (weights, then
+    biases), the list of its state arrays, as views."""
+    k = optimizer.state["w"].shape[0]
+    per_w = [[net._layer_view(optimizer.state["w"][i], "w", l) for i in range(k)]
+             for l in range(net.n_layers)]
+    per_b = [[net._layer_view(optimizer.state["b"][i], "b", l) for i in range(k)]
+             for l in range(net.n_layers)] if net.bias else []
+    return per_w + per_b
+
+
+def guarded(net, optimizer, what, history, step):
+    """Run step() (which trains and returns a mean loss); if the loss or the parameters
+    stop being finite, restore the parameters and the optimizer's state from before and
+    raise TrainingDiverged."""
+    saved = net._w.copy(), net._b.copy(), optimizer.t, \
+        {p: s.copy() for p, s in optimizer.state.items()}
+    mean_loss = step()
+    if not (np.isfinite(mean_loss) and np.isfinite(net._w).all() and np.isfinite(net._b).all()):
+        net._w[...], net._b[...], optimizer.t, state = saved
+        for p in state:
+            optimizer.state[p][...] = state[p]
+        raise TrainingDiverged(
+            "training diverged in %s (mean loss %r); the network keeps the weights from before "
+            "it. Try a smaller lr, or clip." % (what, mean_loss), history)
+    return mean_loss
+
+
+# ---------------------------------------------------------------- diagnostics
+
+def is_classifier(net):
+    return net.output in ("softmax", "sigmoid")
+
+
+def accuracy(net, O, T):
+    """Fraction of samples classified right: argmax over several outputs, 0.5 for one."""
+    if O.shape[1] == 1:
+        return float(np.mean((O[:, 0] > 0.5) == (T[:, 0] > 0.5)))
+    return float(np.mean(O.argmax(axis=1) == T.argmax(axis=1)))
+
+
+def diagnose(net, X, T, backend):
+    """Loss, accuracy, each layer's mean |error term| and gradient norm on (X, T)."""
+    if backend == "numpy":
+        weights, biases = net._params()
+        A = reference.forward(weights, biases, net.activations, X)
+        D = reference.backward(weights, A, T, net.activations, net.loss_name, net.propagate)
+        O = A[-1]
+    else:
+        A, D = net._kernel_deltas(X, T, net.propagate == "error")
+        O = A[-1]
+    dW, db = net.gradients(X, T, backend=backend)
+    norms = [float(np.sqrt(np.sum(w * w) + (np.sum(b * b) if db is not None else 0.0)))
+             for w, b in zip(dW, db if db is not None else [0.0] * len(dW))]
+    out = {"loss": float(np.mean(LOSSES[net.loss_name][0](O, T))),
+           "mean_abs_delta": [float(np.mean(np.abs(d))) for d in D], "grad_norm": norms}
+    if is_classifier(net):
+        out["accuracy"] = accuracy(net, O, T)
+    return out
+
+
+def evaluate(net, X, T, backend):
+    """Loss and (for classifiers) accuracy on (X, T)."""
+    O = net._forward(X, backend)[-1]
+    out = {"loss": float(np.mean(LOSSES[net.loss_name][0](O, T)))}
+    if is_classifier(net):
+        out["accuracy"] = accuracy(net, O, T)
+    return out
+
+
+# ---------------------------------------------------------------- the loop
+
+SETTINGS = ("epochs", "batch_size", "shuffle", "l2", "clip", "n_iter_no_change", "tol",
+            "target_loss", "diagnostics", "backend", "checkpoint_every")
+
+
+def train(net, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer="sgd",
+          schedule=None, clip=None, validation=None, validation_fraction=None,
+          n_iter_no_change=None, tol=1e-4, target_loss=None, diagnostics=True,
+          checkpoint=None, checkpoint_every=1, backend="numba", progress=None, callback=None):
+    """Train net by backpropagation and gradient descent; returns the history (a dict of
+    per-epoch lists). See Network.train for the parameters."""
+    X = net._inputs(X)
+    T = net._targets(Y, X.shape[0])
+    m = X.shape[0]
+    run = {
+        "epochs": _positive_int("epochs", epochs, minimum=0),
+        "batch_size": None if batch_size is None else _positive_int("batch_size", batch_size),
+        "shuffle": bool(shuffle),
+        "l2": _number("l2", l2),
+        "clip": None if clip is None else _number("clip", clip, strict=True),
+        "n_iter_no_change": None if n_iter_no_change is None else _positive_int("n_iter_no_change", n_iter_no_change),
+        "tol": _number("tol", tol),
+        "target_loss": None if target_loss is None else _number("target_loss", target_loss),
+        "diagnostics": bool(diagnostics),
+        "backend": _choice("backend", backend, BACKENDS),
+        "checkpoint_every": _positive_int("checkpoint_every", checkpoint_every),
+    }
+    optimizer = make_optimizer(optimizer, lr).bind(net)
+    schedule = make_schedule(schedule)
+    X_val = T_val = val_rows = None
+    if validation is not None and validation_fraction is not None:
+        raise ValueError("give validation=(X_val, Y_val) or validation_fraction, not both")
+    if validation is not None:
+        X_val = net._inputs(validation[0], "X_val")
+        T_val = net._targets(validation[1], X_val.shape[0], "Y_val")
+    elif validation_fraction is not None:
+        fraction = _number("validation_fraction", validation_fraction, strict=True, maximum=1.0)
+        labels = T.argmax(axis=1) if is_classifier(net) and T.shape[1] > 1 else None
+        train_rows, val_rows = split_validation(m, fraction, net._rng, labels)
+    state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": None, "bad_epochs": 0,
+             "stopped": None}
+    history = new_history()
+    loop = Loop(net, X, T, X_val, T_val, val_rows, run, optimizer, schedule, state, history,
+                checkpoint, fingerprint(X, T) if checkpoint else None, validation_fraction)
+    return loop.run(progress, callback)
+
+
+def new_history():
+    return {"loss": [], "seconds": [], "lr": []}
+
+
+class Loop:
+    """The state of one training run between epochs: what a checkpoint saves."""
+
+    def __init__(self, net, X, T, X_val, T_val, val_rows, run, optimizer, schedule, state,
+                 history, checkpoint, data_sha256, validation_fraction, best=None):
+        self.net, self.optimizer, self.schedule = net, optimizer, schedule
+        self.run_settings, self.state, self.history = run, state, history
+        self.checkpoint, self.data_sha256 = checkpoint, data_sha256
+        self.validation_fraction, self.val_rows = validation_fraction, val_rows
+        if val_rows is not None:
+            train_rows = np.setdiff1d(np.arange(X.shape[0]), val_rows)
+            X, T, X_val, T_val = X[train_rows], T[train_rows], X[val_rows], T[val_rows]
+        self.X, self.T, self.X_val, self.T_val = X, T, X_val, T_val
+        self.has_validation = X_val is not None
+        self.best = best                 # (w, b) of the best epoch, when validation is used
+        m = X.shape[0]
+        self.batch_size = m if run["batch_size"] is None else min(run["batch_size"], m)
+        self.diagnostic_rows = np.unique(np.linspace(0, m - 1, min(m, DIAGNOSTIC_SAMPLES)).astype(np.int64))
+
+    def run(self, progress, callback):
+        net, run, state, history = self.net, self.run_settings, self.state, self.history
+        m = self.X.shape[0]
+        bs = self.batch_size
+        slice_len = m if progress is None else max(bs, (m // 100) // bs * bs)
+        while state["epoch"] < run["epochs"] and state["stopped"] is None:
+            epoch = state["epoch"]
+            lr = self.optimizer.lr * self.schedule.factor(epoch)
+            order = net._rng.permutation(m) if run["shuffle"] else np.arange(m)
+            start = time.perf_counter()
+
+            def one_epoch():
+                total = 0.0
+                for first in range(0, m, slice_len):
+                    part = order[first:first + slice_len]
+                    total += run_epoch(net, self.X, self.T, part, bs, lr, run["l2"], self.optimizer,
+                                       run["clip"], run["backend"])
+                    if progress is not None:
+                        progress(len(part), total / (first + len(part)))
+                return total / m
+
+            mean_loss = guarded(net, self.optimizer, "epoch %d" % (epoch + 1), history, one_epoch)
+            history["seconds"].append(time.perf_counter() - start)
+            history["loss"].append(mean_loss)
+            history["lr"].append(lr)
+            with self._between_epochs():
+                self._record(mean_loss)
+                state["epoch"] += 1
+                if callback is not None:
+                    callback(net, history)
+            if self.checkpoint and (state["epoch"] % run["checkpoint_every"] == 0
+                                    or state["epoch"] == run["epochs"] or state["stopped"]):
+                self.save(self.checkpoint)
+        if state["stopped"] is None:
+            state["stopped"] = "epochs"
+        if self.best is not None and state["best_epoch"] is not None:
+            net._w[...], net._b[...] = self.best       # the best validation epoch's weights
+        history["stopped"] = state["stopped"]
+        history["best_epoch"] = state["best_epoch"]
+        return history
+
+    def _between_epochs(self):
+        """Around the work between epochs: BLAS on one thread when the epochs run the
+        per-sample kernel. Its OpenMP threads and BLAS's threads share the cores, and BLAS's
+        stay spinning for about 0.1 s after a call: long enough to halve the speed of the
+        next epoch's start (of a whole short epoch)."""
+        per_sample = (self.batch_size == 1 and self.optimizer.rule == "sgd"
+                      and not self.run_settings["clip"] and self.run_settings["backend"] == "numba")
+        return threadpool_limits(1, user_api="blas") if per_sample else contextlib.nullcontext()
+
+    def _record(self, mean_loss):
+        """Diagnostics, validation, the schedule and the stopping rules, after an epoch."""
+        net, run, state, history = self.net, self.run_settings, self.state, self.history
+        if run["diagnostics"]:
+            d = diagnose(net, self.X[self.diagnostic_rows], self.T[self.diagnostic_rows], run["backend"])
+            for key in ("accuracy", "mean_abs_delta", "grad_norm"):
+                if key in d:
+                    history.setdefault(key, []).append(d[key])
+        monitored = mean_loss
+        if self.has_validation:
+            v = evaluate(net, self.X_val, self.T_val, run["backend"])
+            for key, value in v.items():
+                history.setdefault("val_" + key, []).append(value)
+            monitored = v["loss"]
+        self.schedule.observe(monitored)
+        if monitored < state["best_loss"] - run["tol"]:
+            state["best_loss"], state["best_epoch"], state["bad_epochs"] = monitored, state["epoch"] + 1, 0
+            if self.has_validation:
+                self.best = net._w.copy(), net._b.copy()
+        else:
+            state["bad_epochs"] += 1
+            if run["n_iter_no_change"] is not None and state["bad_epochs"] >= run["n_iter_no_change"]:
+                state["stopped"] = "no improvement"
+        if run["target_loss"] is not None and mean_loss < run["target_loss"]:
+            state["stopped"] = "target loss"
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, path):
+        from .io import save_checkpoint
+        save_checkpoint(self, path)
+
+    def describe(self):
+        """The JSON-able part of a checkpoint (io.save_checkpoint adds the arrays)."""
+        return {"run": self.run_settings, "state": self.state, "history": self.history,
+                "optimizer": self.optimizer.settings(), "optimizer_t": self.optimizer.t,
+                "schedule": self.schedule.settings(), "schedule_state": self.schedule.get_state(),
+                "data_sha256": self.data_sha256, "validation_fraction": self.validation_fraction,
+                "explicit_validation": self.has_validation and self.val_rows is None}
+
+
+def resume(path, X, Y, validation=None, epochs=None, progress=None, callback=None, checkpoint=None):
+    """Continue the run saved in the checkpoint at path, on the same training data (X, Y)
+    (and validation set, if the run had one given explicitly): it ends with the weights an
+    uninterrupted run would have. epochs, if given, changes the total number of epochs.
+    Checkpoints go on being written to path (or to checkpoint). Returns (net, history)."""
+    from .io import load_checkpoint
+    net, meta, arrays = load_checkpoint(path)
+    X = net._inputs(X)
+    T = net._targets(Y, X.shape[0])
+    if fingerprint(X, T) != meta["data_sha256"]:
+        raise ResumeError("%s was trained on other data than the X, Y given (their SHA-256 "
+                          "differs); resume needs the same training set, in the same order" % path)
+    optimizer = make_optimizer(meta["optimizer"]["rule"])
+    for key, value in meta["optimizer"].items():
+        setattr(optimizer, key, value)
+    optimizer.bind(net)
+    optimizer.state["w"][...], optimizer.state["b"][...] = arrays["opt_w"], arrays["opt_b"]
+    optimizer.t = meta["optimizer_t"]
+    schedule = make_schedule((meta["schedule"]["name"],
+                              {k: v for k, v in meta["schedule"].items() if k != "name"}))
+    schedule.set_state(meta["schedule_state"])
+    run = meta["run"]
+    if epochs is not None:
+        run["epochs"] = _positive_int("epochs", epochs, minimum=0)
+    state = meta["state"]
+    if state["stopped"] == "epochs":
+        state["stopped"] = None             # more epochs may follow
+    X_val = T_val = None
+    if meta["explicit_validation"]:
+        if validation is None:
+            raise ResumeError("%s was trained with an explicit validation set; pass it again "
+                              "as validation=(X_val, Y_val)" % path)
+        X_val = net._inputs(validation[0], "X_val")
+        T_val = net._targets(validation[1], X_val.shape[0], "Y_val")
+    best = (arrays["best_w"], arrays["best_b"]) if "best_w" in arrays else None
+    loop = Loop(net, X, T, X_val, T_val, arrays.get("val_rows"), run, optimizer, schedule, state,
+                meta["history"], checkpoint or path, meta["data_sha256"], meta["validation_fraction"],
+                best=best)
+    return net, loop.run(progress, callback)
