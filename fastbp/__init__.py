@@ -6,6 +6,10 @@
 __version__ = "0.1.0"
 
 from .io import ModelFileError, load  # noqa: E402
-from .network import INITIALISERS, Network, TrainingDiverged  # noqa: E402
+from .network import INITIALISERS, Network  # noqa: E402
+from .optimizers import Optimizer  # noqa: E402
+from .plot import plot_history  # noqa: E402
+from .training import ResumeError, TrainingDiverged, resume  # noqa: E402
 
-__all__ = ["Network", "TrainingDiverged", "INITIALISERS", "load", "ModelFileError", "__version__"]
+__all__ = ["Network", "Optimizer", "TrainingDiverged", "ResumeError", "INITIALISERS", "load",
+           "resume", "plot_history", "ModelFileError", "__version__"]

@@ -1,13 +1,17 @@
 """The fastbp command line: train, evaluate, demo, seed001, bench."""
 import argparse
+import os
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from . import datasets
-from .network import Network, TrainingDiverged
+from . import datasets, io, training
+from .network import Network
+from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
+from .plot import plot_history
+from .training import TrainingDiverged
 
 EXIT_INTERRUPTED = 130
 
@@ -54,28 +58,38 @@ def accuracy(net, X, y):
     return float(np.mean(net.predict(X).argmax(axis=1) == y))
 
 
-def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress=True, save=None,
-        shuffle=True):
-    """Train with a progress bar; returns (per-epoch seconds, per-epoch test accuracy,
-    interrupted). On Ctrl-C, stops after the slice in hand, saves if asked, and says so."""
+def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **train):
+    """Train with a progress bar and the test accuracy after each epoch; returns (history,
+    per-epoch test accuracy, interrupted). train: Network.train's settings; resume: a
+    checkpoint to continue instead. On Ctrl-C, stops after the slice in hand, saves if
+    asked, and says so."""
     from tqdm import tqdm
-    net.warm_up(batch_size, backend)        # so that the first epoch's time is training time
+    epochs = train["epochs"]
+    net.warm_up(train.get("batch_size") or len(X), train.get("backend", "numba"))   # time training only
     bar = tqdm(total=epochs * len(X), unit="sample", unit_scale=True, disable=not progress,
                dynamic_ncols=True, leave=True)
-    seconds, accuracies, interrupted = [], [], False
+    accuracies, interrupted, history = [], False, None
+
+    def progress_bar(n, loss):
+        bar.update(n)
+        bar.set_postfix(loss="%.4f" % loss, test_acc=accuracies[-1] if accuracies else "-", refresh=False)
+
+    def after_epoch(net, h):
+        accuracies.append(round(accuracy(net, X_test, y_test), 4))
+        done = len(h["loss"])
+        bar.set_description("epoch %d/%d" % (min(done + 1, epochs), epochs))
+        bar.set_postfix(loss="%.4f" % h["loss"][-1], test_acc=accuracies[-1])
+        if not progress:
+            extra = "".join(", %s %.4f" % (k.replace("_", " "), h[k][-1]) for k in ("val_loss", "val_accuracy") if k in h)
+            print("epoch %d/%d: loss %.4f%s, test accuracy %.4f, %.2f s"
+                  % (done, epochs, h["loss"][-1], extra, accuracies[-1], h["seconds"][-1]), flush=True)
+
     try:
-        for epoch in range(epochs):
-            bar.set_description("epoch %d/%d" % (epoch + 1, epochs))
-            history = net.train(X, T, epochs=1, lr=lr, batch_size=batch_size, l2=l2, backend=backend,
-                                shuffle=shuffle, progress=lambda n, loss: (bar.update(n), bar.set_postfix(
-                                    loss="%.4f" % loss, test_acc=accuracies[-1] if accuracies else "-",
-                                    refresh=False)))
-            seconds.append(history["seconds"][0])
-            accuracies.append(round(accuracy(net, X_test, y_test), 4))
-            bar.set_postfix(loss="%.4f" % history["loss"][0], test_acc=accuracies[-1])
-            if not progress:
-                print("epoch %d/%d: loss %.4f, test accuracy %.4f, %.2f s"
-                      % (epoch + 1, epochs, history["loss"][0], accuracies[-1], seconds[-1]), flush=True)
+        if resume:
+            net, history = training.resume(resume, X, T, epochs=epochs, progress=progress_bar,
+                                           callback=after_epoch)
+        else:
+            history = net.train(X, T, progress=progress_bar, callback=after_epoch, **train)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -83,9 +97,11 @@ def fit(net, X, T, X_test, y_test, epochs, lr, batch_size, l2, backend, progress
     if save:
         net.save(save)
     if interrupted:
-        print("interrupted: stopped after %d finished epochs%s" % (
-            len(seconds), "; saved what was trained to %s" % save if save else ""), flush=True)
-    return seconds, accuracies, interrupted
+        print("interrupted after %d finished epochs%s%s" % (
+            len(accuracies), "; saved what was trained to %s" % save if save else "",
+            "; the checkpoint %s continues the run (--resume)" % train["checkpoint"]
+            if train.get("checkpoint") else ""), flush=True)
+    return net, history, accuracies, interrupted
 
 
 def cmd_train(args):
@@ -96,11 +112,26 @@ def cmd_train(args):
     net = Network([X.shape[1]] + args.hidden + [n_classes], activation=args.activation,
                   output=args.output, loss=args.loss, bias=not args.no_bias, init=args.init,
                   propagate=args.propagate, seed=args.seed, dtype=args.dtype)
-    print("training %r on %s: %d samples, %d test" % (net, description, len(X), len(X_test)))
+    resume = None
+    if args.resume:
+        if not args.checkpoint:
+            raise ValueError("--resume continues the run in --checkpoint PATH; give that too")
+        if os.path.exists(args.checkpoint):
+            resume = args.checkpoint
+            net = io.load(resume)
+    print("%s %r on %s: %d samples, %d test" % ("resuming" if resume else "training", net,
+                                                  description, len(X), len(X_test)))
+    schedule = None if args.schedule == "constant" else args.schedule
     try:
-        seconds, accuracies, interrupted = fit(
-            net, X, targets_for(net, y, args.preprocess), X_test, y_test, args.epochs, args.lr,
-            args.batch_size, args.l2, args.backend, progress=not args.no_progress, save=args.save)
+        net, history, accuracies, interrupted = fit(
+            net, X, targets_for(net, y, args.preprocess), X_test, y_test,
+            progress=not args.no_progress, save=args.save, resume=resume, epochs=args.epochs,
+            batch_size=args.batch_size, l2=args.l2, backend=args.backend,
+            optimizer=Optimizer(args.optimizer, momentum=args.momentum,
+                                lr=default_lr(args.optimizer) if args.lr is None else args.lr),
+            schedule=schedule, clip=args.clip, validation_fraction=args.validation_fraction,
+            n_iter_no_change=args.n_iter_no_change, tol=args.tol, target_loss=args.target_loss,
+            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
     except TrainingDiverged as error:
         print("error: %s" % error, file=sys.stderr)
         if args.save:
@@ -109,9 +140,13 @@ def cmd_train(args):
         return 1
     if interrupted:
         return EXIT_INTERRUPTED
-    print("test accuracy %.4f; %.2f s per epoch (median of %d)%s"
-          % (accuracy(net, X_test, y_test), statistics.median(seconds) if seconds else float("nan"),
-             len(seconds), "; saved to %s" % args.save if args.save else ""))
+    if args.plot_history:
+        plot_history(history, args.plot_history)
+    seconds = history["seconds"]
+    print("test accuracy %.4f after %d epochs (stopped: %s); %.2f s per epoch (median of %d)%s"
+          % (accuracy(net, X_test, y_test), len(seconds), history["stopped"],
+             statistics.median(seconds) if seconds else float("nan"), len(seconds),
+             "; saved to %s" % args.save if args.save else ""))
     return 0
 
 
@@ -154,10 +189,12 @@ def cmd_demo(args):
           "propagation), per-sample SGD in file order as the seed does, lr %g, on %s: %d "
           "training and %d test samples"
           % ("-".join(map(str, net.sizes)), args.lr, description, len(X), len(X_test)))
-    seconds, accuracies, interrupted = fit(net, X, T, X_test, y_test, args.epochs, args.lr, 1, 0.0,
-                                           "numba", progress=not args.no_progress, shuffle=False)
+    _, history, accuracies, interrupted = fit(net, X, T, X_test, y_test, progress=not args.no_progress,
+                                              epochs=args.epochs, lr=args.lr, batch_size=1, shuffle=False,
+                                              diagnostics=False)
     if interrupted:
         return EXIT_INTERRUPTED
+    seconds = history["seconds"]
     if not args.no_progress:            # (without the bar, fit printed these already)
         for epoch, (s, a) in enumerate(zip(seconds, accuracies)):
             print("epoch %d: test accuracy %.4f, %.2f s" % (epoch + 1, a, s))
@@ -173,7 +210,8 @@ def cmd_demo(args):
 
 
 def cmd_seed001(args):
-    from .experiments import SEED001_SECONDS, plot_seed001, seed001
+    from .experiments import SEED001_SECONDS, seed001
+    from .plot import plot_seed001
     results = []
     for activation in args.activation.split(","):
         r = seed001(activation, target=args.target, max_steps=args.max_steps, seed=args.seed)
@@ -212,10 +250,27 @@ def build_parser():
     p.add_argument("--init", default="normal")
     p.add_argument("--propagate", default="delta", choices=["delta", "error"])
     p.add_argument("--no-bias", action="store_true")
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--optimizer", default="sgd", choices=RULES)
+    p.add_argument("--lr", type=float, help="learning rate (default 0.1; Adam's 0.001)")
+    p.add_argument("--momentum", type=float, default=0.9, help="for momentum and nesterov")
+    p.add_argument("--schedule", default="constant", choices=list(SCHEDULES),
+                   help="the learning rate's schedule, with its default settings")
+    p.add_argument("--clip", type=float, help="cap each step's gradient norm")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--l2", type=float, default=0.0)
+    p.add_argument("--validation-fraction", type=float,
+                   help="hold out this fraction of the training set; end with its best epoch")
+    p.add_argument("--n-iter-no-change", type=int,
+                   help="stop after this many epochs without improvement (of the validation "
+                        "loss, else the training loss) by more than --tol")
+    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--target-loss", type=float, help="stop once an epoch's loss is below this")
+    p.add_argument("--checkpoint", help="write the run's state here (.npz) every --checkpoint-every epochs")
+    p.add_argument("--checkpoint-every", type=int, default=1)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --checkpoint if it exists (same data options)")
+    p.add_argument("--plot-history", help="write a PNG of the per-epoch history (needs matplotlib)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--backend", default="numba", choices=["numba", "numpy"])
     p.add_argument("--seed", type=int, default=0)

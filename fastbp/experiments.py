@@ -42,30 +42,3 @@ def seed001(activation="sigmoid", target=0.01, window=1000, max_steps=5_000_000,
             mean_loss = float(np.mean(history["loss"][-per_window:]))
     return dict(activation=activation, steps=steps, seconds=seconds, converged=mean_loss < target,
                 final_loss=mean_loss, network=net, history=history)
-
-
-def plot_seed001(results, path):
-    """A PNG of each run's loss and per-layer mean |error term| against steps."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError("plotting needs matplotlib: pip install 'fastbp[plot]'") from error
-    fig, axes = plt.subplots(1, 1 + len(results), figsize=(5 * (1 + len(results)), 4))
-    for r in results:
-        axes[0].semilogy(r["history"]["steps"], r["history"]["loss"], label="%s hidden layers" % r["activation"])
-    axes[0].axhline(0.01, color="grey", linestyle=":", label="target 0.01")
-    axes[0].set(title="mean loss of each 100 steps", xlabel="steps", ylabel="loss")
-    axes[0].legend()
-    for ax, r in zip(axes[1:], results):
-        deltas = np.array(r["history"]["mean_abs_delta"])
-        for l in range(deltas.shape[1]):
-            ax.semilogy(r["history"]["steps"], deltas[:, l], label="layer %d (%s)" % (
-                l + 1, "output" if l == deltas.shape[1] - 1 else r["activation"]))
-        ax.set(title="mean |error term| per layer, %s" % r["activation"], xlabel="steps")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

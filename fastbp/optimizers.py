@@ -104,8 +104,12 @@ def make_optimizer(optimizer, lr=None):
     if not isinstance(optimizer, str):
         raise TypeError("optimizer must be a name (%s) or a fastbp.Optimizer, got %r"
                         % (", ".join(RULES), optimizer))
-    default_lr = 0.001 if optimizer == "adam" else 0.1
-    return Optimizer(optimizer, lr=default_lr if lr is None else lr)
+    return Optimizer(optimizer, lr=default_lr(optimizer) if lr is None else lr)
+
+
+def default_lr(rule):
+    """0.001 for Adam (its usual setting, scikit-learn's and PyTorch's), 0.1 otherwise."""
+    return 0.001 if rule == "adam" else 0.1
 
 
 # ---------------------------------------------------------------- schedules
@@ -129,11 +133,11 @@ class Schedule:
         pass
 
     def settings(self):
-        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+        """The constructor's arguments: make_schedule((s.name, s.settings())) rebuilds it."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def __repr__(self):
-        s = self.settings()
-        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in s.items() if kv[0] != "name"))
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in self.settings().items()))
 
 
 class InverseScaling(Schedule):
@@ -191,6 +195,10 @@ class ReduceOnPlateau(Schedule):
     def factor(self, epoch):
         return self._state["factor"]
 
+    def settings(self):
+        return {"factor": self.reduce_by, "patience": self.patience, "tol": self.tol,
+                "min_factor": self.min_factor}
+
     def observe(self, loss):
         s = self._state
         if loss < s["best"] - self.tol:
@@ -222,7 +230,4 @@ def make_schedule(schedule):
     name, settings = (schedule, {}) if isinstance(schedule, str) else schedule
     if name not in SCHEDULES:
         raise ValueError("unknown schedule %r; choose from %s" % (name, ", ".join(map(repr, SCHEDULES))))
-    settings = dict(settings)
-    if "reduce_by" in settings:                      # ReduceOnPlateau.settings()' name for it
-        settings["factor"] = settings.pop("reduce_by")
     return SCHEDULES[name](**settings)

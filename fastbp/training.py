@@ -173,12 +173,24 @@ def diagnose(net, X, T, backend):
     return out
 
 
+def r2(T, O):
+    """The coefficient of determination R^2 of outputs O for targets T, averaged over the
+    output columns (a constant column counts 1 if predicted exactly, else 0)."""
+    residual = ((T - O) ** 2).sum(axis=0)
+    total = ((T - T.mean(axis=0)) ** 2).sum(axis=0)
+    per_output = np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0),
+                          (residual == 0).astype(float))
+    return float(np.mean(per_output))
+
+
 def evaluate(net, X, T, backend):
-    """Loss and (for classifiers) accuracy on (X, T)."""
+    """Loss and accuracy (sigmoid or softmax outputs) or R^2 (others) on (X, T)."""
     O = net._forward(X, backend)[-1]
     out = {"loss": float(np.mean(LOSSES[net.loss_name][0](O, T)))}
     if is_classifier(net):
         out["accuracy"] = accuracy(net, O, T)
+    else:
+        out["r2"] = r2(T, O)
     return out
 
 
@@ -338,7 +350,7 @@ class Loop:
         """The JSON-able part of a checkpoint (io.save_checkpoint adds the arrays)."""
         return {"run": self.run_settings, "state": self.state, "history": self.history,
                 "optimizer": self.optimizer.settings(), "optimizer_t": self.optimizer.t,
-                "schedule": self.schedule.settings(), "schedule_state": self.schedule.get_state(),
+                "schedule": [self.schedule.name, self.schedule.settings()], "schedule_state": self.schedule.get_state(),
                 "data_sha256": self.data_sha256, "validation_fraction": self.validation_fraction,
                 "explicit_validation": self.has_validation and self.val_rows is None}
 
@@ -361,8 +373,7 @@ def resume(path, X, Y, validation=None, epochs=None, progress=None, callback=Non
     optimizer.bind(net)
     optimizer.state["w"][...], optimizer.state["b"][...] = arrays["opt_w"], arrays["opt_b"]
     optimizer.t = meta["optimizer_t"]
-    schedule = make_schedule((meta["schedule"]["name"],
-                              {k: v for k, v in meta["schedule"].items() if k != "name"}))
+    schedule = make_schedule(tuple(meta["schedule"]))
     schedule.set_state(meta["schedule_state"])
     run = meta["run"]
     if epochs is not None:

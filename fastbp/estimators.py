@@ -1,0 +1,477 @@
+"""scikit-learn compatible estimators: MLPClassifier and MLPRegressor.
+
+They follow scikit-learn's estimator conventions (parameters stored as given in
+__init__, validated in fit; fitted attributes ending in '_'; get_params/set_params;
+score) and take MLPClassifier's parameter names, so that they drop into Pipeline,
+GridSearchCV and cross_val_score. scikit-learn is not needed to use them: the
+conventions are written out here, and scikit-learn is only imported when scikit-learn
+itself asks for the estimator's tags.
+
+Underneath, each is a fastbp.Network trained by fastbp.training (net_, history_).
+Differences from scikit-learn's MLP, all deliberate:
+  - alpha is scikit-learn's: the gradient of a step gains alpha * W / batch_size (fastbp
+    passes l2 = alpha / batch_size, also to the last, smaller batch of an epoch);
+  - learning_rate='invscaling' divides by (1 + epoch) ** power_t, counted in epochs, where
+    scikit-learn counts samples; 'adaptive' (ReduceOnPlateau: / 5 after 2 epochs without
+    improvement) works with every solver;
+  - early stopping watches the validation loss, not the validation score, and ends with
+    the best epoch's weights;
+  - a float32 X trains in float32 (twice the speed), anything else in float64;
+  - 'lbfgs' is not offered.
+"""
+import inspect
+import numbers
+import sys
+import warnings
+
+import numpy as np
+
+from .network import Network
+from .optimizers import InverseScaling, Optimizer, ReduceOnPlateau, Schedule
+from .training import r2
+
+ACTIVATION_NAMES = {"logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
+                    "identity": "identity"}
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator is used before fit (as scikit-learn's NotFittedError)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """max_iter epochs ran and the loss was still improving."""
+
+
+class DataConversionWarning(UserWarning):
+    """A column vector y was given where a 1-D array was expected."""
+
+
+_MERGED = {}
+
+
+def _as_sklearn(cls):
+    """cls or, once scikit-learn is loaded, a subclass of cls and of scikit-learn's class
+    of the same name (sklearn.exceptions), so that code catching or filtering either one
+    sees it (scikit-learn's estimator checks catch their own NotFittedError)."""
+    exceptions = sys.modules.get("sklearn.exceptions")
+    if exceptions is None:
+        return cls
+    if cls not in _MERGED:
+        _MERGED[cls] = type(cls.__name__, (cls, getattr(exceptions, cls.__name__)),
+                            {"__module__": cls.__module__, "__doc__": cls.__doc__})
+    return _MERGED[cls]
+
+
+# ---------------------------------------------------------------- input checks
+
+def check_X(X, name="X"):
+    """A 2-D finite float array (float32 kept, anything else float64), or a clear error."""
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError("%s is a sparse matrix; fastbp needs dense data: pass X.toarray()" % name)
+    X = np.asarray(X)
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported: %s has dtype %s" % (name, X.dtype))
+    if X.ndim != 2:
+        raise ValueError("Expected a 2-D array for %s, got %d-D (shape %s). Reshape your data with "
+                         "X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+                         % (name, X.ndim, X.shape))
+    X = X.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
+    if X.shape[0] < 1:
+        raise ValueError("Found array with 0 sample(s) (shape=%s) while a minimum of 1 is required."
+                         % (X.shape,))
+    if X.shape[1] < 1:
+        raise ValueError("Found array with 0 feature(s) (shape=%s) while a minimum of 1 is required."
+                         % (X.shape,))
+    bad = ~np.isfinite(X)
+    if bad.any():
+        raise ValueError("%s contains NaN or inf (first in row %d)" % (name, np.argwhere(bad)[0][0]))
+    return X
+
+
+def _check_y(y, n_samples, multi_output=True):
+    if y is None:
+        raise ValueError("requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1 and not multi_output:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; y.ravel() is "
+                      "used", _as_sklearn(DataConversionWarning), stacklevel=3)
+        y = y.ravel()
+    if y.ndim not in (1, 2) or y.shape[0] != n_samples:
+        raise ValueError("y has shape %s; expected (%d,) or (%d, n_outputs): one target per sample "
+                         "of X" % (y.shape, n_samples, n_samples))
+    return y
+
+
+def _seed(random_state):
+    """An int or Generator for Network from random_state (None, int, Generator, RandomState)."""
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.Generator)):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    raise ValueError("random_state must be None, an int, a numpy Generator or RandomState, got %r"
+                     % (random_state,))
+
+
+# ---------------------------------------------------------------- the shared base
+
+class _MLP:
+    _out_activation = _loss = None       # set per problem in _targets
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, clip=None, target_loss=None, init="glorot"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.clip = clip
+        self.target_loss = target_loss
+        self.init = init
+
+    # ------------------------------------------------------------ scikit-learn's conventions
+    @classmethod
+    def _get_param_names(cls):
+        signature = inspect.signature(cls.__init__)
+        return sorted(p.name for p in signature.parameters.values() if p.name != "self")
+
+    def get_params(self, deep=True):
+        """The estimator's parameters, as given (scikit-learn's convention)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set parameters by name; returns self. Unknown names are an error."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError("Invalid parameter %r for estimator %s. Valid parameters are: %s."
+                                 % (name, type(self).__name__, valid))
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = ["%s=%r" % (k, v) for k, v in self.get_params().items()
+                   if not (v is defaults[k] or (type(v) is type(defaults[k]) and v == defaults[k]))]
+        return "%s(%s)" % (type(self).__name__, ", ".join(changed))
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "net_")
+
+    def _check_is_fitted(self):
+        if not hasattr(self, "net_"):
+            raise _as_sklearn(NotFittedError)("This %s instance is not fitted yet. Call 'fit' with appropriate "
+                                 "arguments before using this estimator." % type(self).__name__)
+
+    # ------------------------------------------------------------ fitted attributes
+    @property
+    def coefs_(self):
+        """Per-layer weight matrices in scikit-learn's layout, (n_in, n_out): views of the
+        network's weights (net_.weights[l].T)."""
+        self._check_is_fitted()
+        return [W.T for W in self.net_.weights]
+
+    @property
+    def intercepts_(self):
+        """Per-layer biases, (n_out,): views of net_.biases."""
+        self._check_is_fitted()
+        return list(self.net_.biases)
+
+    # ------------------------------------------------------------ fitting
+    def _validate_params(self):
+        hidden = self.hidden_layer_sizes
+        hidden = [hidden] if isinstance(hidden, numbers.Integral) else list(hidden)
+        if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
+            raise ValueError("hidden_layer_sizes must be positive integers, got %r" % (self.hidden_layer_sizes,))
+        if self.activation not in ACTIVATION_NAMES:
+            raise ValueError("unknown activation %r; choose from %s"
+                             % (self.activation, ", ".join(map(repr, ACTIVATION_NAMES))))
+        if self.solver not in ("sgd", "adam"):
+            raise ValueError("unknown solver %r; fastbp offers 'sgd' and 'adam'" % (self.solver,))
+        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
+            raise ValueError("unknown learning_rate %r; choose from 'constant', 'invscaling', "
+                             "'adaptive'" % (self.learning_rate,))
+        if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
+                                              and not isinstance(self.batch_size, bool)
+                                              and self.batch_size >= 1)):
+            raise ValueError("batch_size must be 'auto' or an integer >= 1, got %r" % (self.batch_size,))
+        for name in ("max_iter", "n_iter_no_change"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError("%s must be an integer >= 1, got %r" % (name, value))
+        for name in ("alpha", "tol", "power_t"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+                raise ValueError("%s must be a number >= 0, got %r" % (name, value))
+        return hidden
+
+    def _optimizer(self):
+        if self.solver == "adam":
+            return Optimizer("adam", lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
+                             epsilon=self.epsilon)
+        rule = "sgd" if self.momentum == 0 else "nesterov" if self.nesterovs_momentum else "momentum"
+        return Optimizer(rule, lr=self.learning_rate_init, momentum=self.momentum)
+
+    def _schedule(self):
+        return {"constant": Schedule, "invscaling": lambda: InverseScaling(self.power_t),
+                "adaptive": lambda: ReduceOnPlateau(factor=0.2, patience=2, tol=self.tol)}[self.learning_rate]()
+
+    def _fit(self, X, y, incremental=False, classes=None):
+        hidden = self._validate_params()
+        X = check_X(X)
+        y = _check_y(y, X.shape[0], multi_output=self._multi_output_y())
+        continuing = hasattr(self, "net_") and (self.warm_start or incremental)
+        if continuing and X.shape[1] != self.n_features_in_:
+            raise ValueError("X has %d features, but %s is expecting %d features as input."
+                             % (X.shape[1], type(self).__name__, self.n_features_in_))
+        T = self._targets(y, continuing, classes)
+        if not continuing:
+            self.n_features_in_ = X.shape[1]
+            self.net_ = Network([X.shape[1]] + hidden + [T.shape[1]],
+                                activation=ACTIVATION_NAMES[self.activation], output=self._out_activation,
+                                loss=self._loss, init=self.init, seed=_seed(self.random_state),
+                                dtype=X.dtype)
+            self._solver = self._optimizer()
+            self.loss_curve_, self.t_, self.n_iter_ = [], 0, 0
+            self.history_ = {}
+            if self.early_stopping and not incremental:
+                self.validation_scores_ = []
+        net = self.net_
+        X = X.astype(net.dtype, copy=False)
+        batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else min(self.batch_size, X.shape[0])
+        validate = self.early_stopping and not incremental
+        history = net.train(
+            X, T, epochs=1 if incremental else self.max_iter, batch_size=batch_size,
+            shuffle=self.shuffle, l2=self.alpha / batch_size, optimizer=self._solver,
+            schedule=self._schedule(), clip=self.clip,
+            validation_fraction=self.validation_fraction if validate else None,
+            n_iter_no_change=None if incremental else self.n_iter_no_change, tol=self.tol,
+            target_loss=self.target_loss,
+            callback=self._report if self.verbose else None)
+        n = len(history["loss"])
+        self.n_iter_ += n
+        self.t_ += n * (X.shape[0] if not validate else X.shape[0] - int(round(self.validation_fraction * X.shape[0])))
+        self.loss_curve_ += history["loss"]
+        for key, values in history.items():
+            if isinstance(values, list):
+                self.history_.setdefault(key, []).extend(values)
+            else:
+                self.history_[key] = values
+        self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
+        if validate and "val_loss" in history:
+            self.validation_scores_ += self._validation_scores(history)
+            self.best_validation_score_ = max(self.validation_scores_)
+            self.best_loss_ = None
+        if not incremental and history["stopped"] == "epochs" and self.max_iter > 0:
+            warnings.warn("%s: stopped after max_iter=%d epochs while the loss still improved; "
+                          "raise max_iter to train further" % (type(self).__name__, self.max_iter),
+                          _as_sklearn(ConvergenceWarning), stacklevel=3)
+        return self
+
+    def _report(self, net, history):
+        print("Iteration %d, loss = %.8f" % (self.n_iter_ + len(history["loss"]), history["loss"][-1]))
+
+    def fit(self, X, y):
+        """Train on (X, y) for up to max_iter epochs (a fresh network unless warm_start);
+        returns self."""
+        return self._fit(X, y)
+
+    def _predict_outputs(self, X):
+        self._check_is_fitted()
+        X = check_X(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError("X has %d features, but %s is expecting %d features as input."
+                             % (X.shape[1], type(self).__name__, self.n_features_in_))
+        return self.net_.predict(X.astype(self.net_.dtype, copy=False))
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import (ClassifierTags, InputTags, RegressorTags, Tags, TargetTags)
+        classifier = isinstance(self, MLPClassifier)
+        return Tags(estimator_type="classifier" if classifier else "regressor",
+                    target_tags=TargetTags(required=True, multi_output=True,
+                                           single_output=True),
+                    classifier_tags=ClassifierTags(multi_class=True, multi_label=True) if classifier else None,
+                    regressor_tags=None if classifier else RegressorTags(),
+                    input_tags=InputTags(two_d_array=True))
+
+
+class MLPClassifier(_MLP):
+    """A multi-layer perceptron classifier, scikit-learn style, trained by fastbp.
+
+    Classes can be labels of any hashable type (1-D y), or y can be a 2-D 0/1 indicator
+    matrix (multi-label). Several classes: softmax outputs and cross-entropy; two: one
+    sigmoid output and log-loss; multi-label: one sigmoid output per label.
+
+    Parameters are scikit-learn's MLPClassifier's (see the module docstring for the few
+    differences), plus clip (cap on each step's gradient norm), target_loss (stop once an
+    epoch's training loss is below it) and init (fastbp.INITIALISERS).
+
+    Fitted attributes: net_ (the fastbp.Network), classes_, coefs_, intercepts_,
+    n_features_in_, n_outputs_, n_layers_, out_activation_, loss_curve_, best_loss_,
+    n_iter_, t_, history_ (the per-epoch diagnostics) and, with early_stopping,
+    validation_scores_ (accuracy) and best_validation_score_.
+    """
+
+    def _multi_output_y(self):
+        return True
+
+    def _targets(self, y, continuing, classes):
+        """One-hot (or 0/1, or indicator) targets for the labels y; the first fit sets
+        classes_ and the output layer."""
+        if y.ndim == 2 and y.shape[1] > 1:                           # multi-label indicators
+            if not np.isin(y, (0, 1)).all():
+                raise ValueError("Unknown label type: a 2-D y must be a 0/1 indicator matrix "
+                                 "(multi-label)")
+            kind, labels, index = "multilabel", np.arange(y.shape[1]), None
+        else:
+            y = y.ravel()
+            if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+                raise ValueError("Unknown label type: continuous. MLPClassifier needs class labels; "
+                                 "for continuous targets use MLPRegressor")
+            known = self.classes_ if continuing else (y if classes is None else classes)
+            labels, index = _encode(known, y)
+            if index is None:
+                raise ValueError("y has labels %s that are not among the classes %s"
+                                 % (_unseen(y, labels), list(labels)))
+            kind = "binary" if len(labels) <= 2 else "multiclass"
+        if continuing:
+            if kind != self._kind or (kind == "multilabel" and len(labels) != len(self.classes_)):
+                raise ValueError("y is %s with %d labels; the first fit was %s with %d"
+                                 % (kind, len(labels), self._kind, len(self.classes_)))
+        else:
+            if len(labels) < 2:
+                raise ValueError("MLPClassifier needs samples of at least 2 classes; y has one "
+                                 "class: %r" % (labels[0],))
+            self.classes_, self._kind = labels, kind
+            self.n_outputs_ = 1 if kind == "binary" else len(labels)
+            self.out_activation_ = "softmax" if kind == "multiclass" else "logistic"
+            self._out_activation = "softmax" if kind == "multiclass" else "sigmoid"
+            self._loss = "cross_entropy" if kind == "multiclass" else "binary_cross_entropy"
+            self.n_layers_ = len(self._validate_params()) + 2
+        if kind == "multilabel":
+            return y.astype(np.float64)
+        if kind == "binary":
+            return index[:, None].astype(np.float64)
+        return np.eye(len(labels))[index]
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y), continuing the training so far. The first call needs
+        classes, every label that any call will see (as scikit-learn's)."""
+        if not hasattr(self, "net_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities, (n_samples, n_classes) in the order of classes_."""
+        O = self._predict_outputs(X)
+        if self._kind == "binary":
+            return np.hstack([1.0 - O, O])
+        return O
+
+    def predict_log_proba(self, X):
+        return np.log(np.clip(self.predict_proba(X), np.finfo(self.net_.dtype).tiny, None))
+
+    def predict(self, X):
+        """Predicted labels: classes_[argmax of the probabilities] (0/1 indicators for
+        multi-label)."""
+        O = self._predict_outputs(X)
+        if self._kind == "multilabel":
+            return (O > 0.5).astype(np.int64)
+        if self._kind == "binary":
+            return self.classes_[(O[:, 0] > 0.5).astype(np.int64)]
+        return self.classes_[O.argmax(axis=1)]
+
+    def score(self, X, y):
+        """Mean accuracy on (X, y) (for multi-label, the fraction of rows entirely right)."""
+        y = np.asarray(y)
+        predicted = self.predict(X)
+        if self._kind == "multilabel":
+            return float(np.mean(np.all(predicted == y, axis=1)))
+        return float(np.mean(predicted == y.ravel()))
+
+    def _validation_scores(self, history):
+        return history.get("val_accuracy", [])
+
+
+class MLPRegressor(_MLP):
+    """A multi-layer perceptron regressor, scikit-learn style, trained by fastbp: identity
+    outputs and mse (per sample 1/2 sum over outputs of the squared error). y is 1-D or
+    (n_samples, n_outputs). Parameters and fitted attributes as MLPClassifier's (no
+    classes_); validation_scores_ are R^2."""
+
+    _out_activation, _loss = "identity", "mse"
+
+    def _multi_output_y(self):
+        return True
+
+    def _targets(self, y, continuing, classes):
+        if y.dtype.kind not in "biuf":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError) as error:
+                raise ValueError("y must hold numbers for a regressor: %s" % error) from error
+        T = y.reshape(len(y), -1).astype(np.float64)
+        if not np.isfinite(T).all():
+            raise ValueError("y contains NaN or inf")
+        if continuing and T.shape[1] != self.n_outputs_:
+            raise ValueError("y has %d outputs; the first fit had %d" % (T.shape[1], self.n_outputs_))
+        if not continuing:
+            self.n_outputs_, self._y_ndim = T.shape[1], y.ndim
+            self.out_activation_ = "identity"
+            self.n_layers_ = len(self._validate_params()) + 2
+        return T
+
+    def partial_fit(self, X, y):
+        """One epoch over (X, y), continuing the training so far."""
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        O = self._predict_outputs(X)
+        return O[:, 0] if self._y_ndim == 1 else O
+
+    def score(self, X, y):
+        """R^2 on (X, y), averaged over the outputs."""
+        return r2(np.asarray(y, dtype=np.float64).reshape(len(y), -1), self.predict(X).reshape(len(y), -1))
+
+    def _validation_scores(self, history):
+        return history.get("val_r2", [])
+
+
+def _encode(labels, y):
+    """(sorted unique labels, index of each y in them or None if some y is not there)."""
+    labels = np.asarray(labels)
+    try:
+        classes = np.unique(labels)
+    except TypeError:                  # unsortable mixed types: order of first appearance
+        classes = np.array(list(dict.fromkeys(labels.tolist())), dtype=object)
+    lookup = {value: i for i, value in enumerate(classes.tolist())}
+    try:
+        index = np.array([lookup[value] for value in np.asarray(y).tolist()], dtype=np.int64)
+    except KeyError:
+        return classes, None
+    return classes, index
+
+
+def _unseen(y, classes):
+    known = set(np.asarray(classes).tolist())
+    return sorted({v for v in np.asarray(y).ravel().tolist() if v not in known}, key=repr)[:5]

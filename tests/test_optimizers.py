@@ -1,0 +1,171 @@
+"""Optimizers, L2, clipping and schedules: the kernels agree with the reference, and both
+agree with a hand calculation on a one-weight network."""
+import math
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp.optimizers import (ExponentialDecay, InverseScaling, Optimizer, ReduceOnPlateau,
+                               StepDecay, make_schedule)
+
+from conftest import make_problem
+
+RULES = ["sgd", "momentum", "nesterov", "adam"]
+TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
+NETWORKS = [
+    ([6, 5, 3], "sigmoid", "sigmoid", "mse"),
+    ([6, 7, 4, 3], ["tanh", "relu"], "softmax", "cross_entropy"),
+    ([30, 40, 2], "tanh", "identity", "mse"),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [1, 7, None], ids=["per-sample", "mini-batch", "full-batch"])
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("spec", NETWORKS, ids=lambda s: "-".join(map(str, s[0])) + "-" + s[3])
+def test_kernels_agree_with_the_reference(spec, rule, batch_size, dtype):
+    for l2, clip, schedule, bias in [(0.0, None, None, True), (0.01, 0.5, ("step", {"step_size": 2}), True),
+                                     (0.0, 0.05, "inverse_scaling", False)]:
+        runs = []
+        for backend in ("numpy", "numba"):
+            net, X, T = make_problem(*spec, 43, seed=3, dtype=dtype, bias=bias)
+            lr = 0.003 if spec[2] == "identity" else 0.05
+            if batch_size is None:                   # 3 steps in all: larger ones
+                lr *= 10
+            opt = Optimizer(rule, lr=0.01 if rule == "adam" else lr)
+            h = net.train(X, T, epochs=3, optimizer=opt, batch_size=batch_size, l2=l2, clip=clip,
+                          schedule=schedule, backend=backend)
+            runs.append((net, h, opt))
+        (ref, h_ref, o_ref), (fast, h_fast, o_fast) = runs
+        tol = TOLERANCE[dtype]
+        for a, b in zip(ref.weights, fast.weights):
+            np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+        if bias:
+            for a, b in zip(ref.biases, fast.biases):
+                np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+        np.testing.assert_allclose(h_fast["loss"], h_ref["loss"], rtol=tol, atol=tol)
+        for p in ("w", "b"):                     # velocities and moments too
+            np.testing.assert_allclose(o_fast.state[p], o_ref.state[p], rtol=tol, atol=tol)
+        assert o_fast.t == o_ref.t == 3 * (43 if batch_size == 1 else -(-43 // (batch_size or 43)))
+        start, _, _ = make_problem(*spec, 43, seed=3, dtype=dtype, bias=bias)
+        assert max(np.abs(w - w0).max() for w, w0 in zip(fast.weights, start.weights)) > 1e-4
+
+
+# ---------------------------------------------------------------- by hand
+# A network with one weight and one bias, identity output, mse: o = w x + b and
+# E = (o - t)^2 / 2, so dE/dw = (o - t) x and dE/db = o - t. One sample, x = 2, t = 1,
+# from w = 0.5, b = 0.1: o = 1.1, dE/dw = 0.2, dE/db = 0.1. Each epoch is one step.
+
+def one_weight(backend, epochs, **train):
+    net = fastbp.Network([1, 1], output="identity", seed=0)
+    net.weights = [np.array([[0.5]])]
+    net.biases = [np.array([0.1])]
+    h = net.train(np.array([[2.0]]), np.array([[1.0]]), epochs=epochs, backend=backend,
+                  diagnostics=False, **train)
+    return net.weights[0][0, 0], net.biases[0][0], h
+
+
+BY_HAND = {
+    # w <- w - lr g
+    "sgd": (dict(optimizer="sgd", lr=0.1), 1, 0.5 - 0.1 * 0.2, 0.1 - 0.1 * 0.1),
+    # L2 on the weight only: g_w = 0.2 + 0.5 * 0.5
+    "l2": (dict(optimizer="sgd", lr=0.1, l2=0.5), 1, 0.5 - 0.1 * 0.45, 0.1 - 0.1 * 0.1),
+    # clip: ||(0.2, 0.1)|| = sqrt(0.05), scaled down to 0.1
+    "clip": (dict(optimizer="sgd", lr=0.1, clip=0.1), 1,
+             0.5 - 0.1 * 0.2 * 0.1 / math.sqrt(0.05), 0.1 - 0.1 * 0.1 * 0.1 / math.sqrt(0.05)),
+    # momentum 0.9, two steps. 1: v = -0.02, w = 0.48; v_b = -0.01, b = 0.09.
+    # 2: o = 1.05, g = (0.1, 0.05); v = 0.9 * -0.02 - 0.01 = -0.028, w = 0.452;
+    #    v_b = 0.9 * -0.01 - 0.005 = -0.014, b = 0.076
+    "momentum": (dict(optimizer=Optimizer("momentum", lr=0.1, momentum=0.9)), 2, 0.452, 0.076),
+    # Nesterov. 1: v = -0.02, w = 0.5 + 0.9 * -0.02 - 0.02 = 0.462; b = 0.1 - 0.009 - 0.01 = 0.081.
+    # 2: o = 1.005, g = (0.01, 0.005); v = -0.018 - 0.001 = -0.019, w = 0.462 - 0.0171 - 0.001
+    #    = 0.4439; v_b = -0.009 - 0.0005 = -0.0095, b = 0.081 - 0.00855 - 0.0005 = 0.07195
+    "nesterov": (dict(optimizer=Optimizer("nesterov", lr=0.1, momentum=0.9)), 2, 0.4439, 0.07195),
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("case", BY_HAND)
+def test_by_hand(case, backend):
+    train, epochs, w, b = BY_HAND[case]
+    train = dict(train)
+    if isinstance(train["optimizer"], Optimizer):          # a fresh one for each backend
+        o = train["optimizer"]
+        train["optimizer"] = Optimizer(o.rule, lr=o.lr, momentum=o.momentum)
+    got_w, got_b, _ = one_weight(backend, epochs, **train)
+    assert got_w == pytest.approx(w, abs=1e-14)
+    assert got_b == pytest.approx(b, abs=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_adam_by_hand(backend):
+    eps = 1e-12
+    opt = Optimizer("adam", lr=0.1, beta1=0.9, beta2=0.999, epsilon=eps)
+    w, b, _ = one_weight(backend, 1, optimizer=opt)
+    # step 1: m = 0.1 g, v = 0.001 g^2, lr_t = 0.1 sqrt(0.001) / 0.1: each parameter moves
+    # by lr against its gradient's sign
+    assert w == pytest.approx(0.4, abs=1e-9) and b == pytest.approx(0.0, abs=1e-9)
+    opt = Optimizer("adam", lr=0.1, beta1=0.9, beta2=0.999, epsilon=eps)
+    w, b, _ = one_weight(backend, 2, optimizer=opt)
+    # step 2: o = 0.8, g = (-0.4, -0.2).
+    #   m_w = 0.9 * 0.02 + 0.1 * -0.4 = -0.022;   v_w = 0.999 * 4e-5 + 0.001 * 0.16 = 1.9996e-4
+    #   m_b = 0.9 * 0.01 + 0.1 * -0.2 = -0.011;   v_b = 0.999 * 1e-5 + 0.001 * 0.04 = 4.999e-5
+    #   lr_t = 0.1 * sqrt(1 - 0.999^2) / (1 - 0.9^2) = 0.1 * sqrt(0.001999) / 0.19
+    lr_t = 0.1 * math.sqrt(0.001999) / 0.19
+    assert w == pytest.approx(0.4 + lr_t * 0.022 / math.sqrt(1.9996e-4), abs=1e-9)
+    assert b == pytest.approx(0.0 + lr_t * 0.011 / math.sqrt(4.999e-5), abs=1e-9)
+
+
+def test_schedules_by_hand():
+    assert [StepDecay(2, 0.5).factor(e) for e in range(5)] == [1, 1, 0.5, 0.5, 0.25]
+    assert [ExponentialDecay(0.9).factor(e) for e in range(3)] == pytest.approx([1, 0.9, 0.81])
+    assert [InverseScaling(0.5).factor(e) for e in range(3)] == pytest.approx([1, 2 ** -0.5, 3 ** -0.5])
+    plateau = ReduceOnPlateau(factor=0.5, patience=2, tol=0.01)
+    factors = []
+    for loss in [1.0, 0.5, 0.495, 0.49, 0.3, 0.3, 0.3, 0.3]:
+        plateau.observe(loss)
+        factors.append(plateau.factor(0))
+    # 0.495 and 0.49 are within tol of 0.5: two bad epochs halve the factor
+    assert factors == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]
+    again = make_schedule((plateau.name, plateau.settings()))
+    again.set_state(plateau.get_state())
+    assert again.factor(0) == 0.25 and again.settings() == plateau.settings()
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_schedule_sets_each_epochs_lr(backend):
+    _, _, h = one_weight(backend, 5, optimizer="sgd", lr=0.01, schedule=("step", {"step_size": 2, "gamma": 0.5}))
+    assert h["lr"] == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025])
+    # reduce-on-plateau on a loss that cannot fall (lr too small to move it by tol)
+    _, _, h = one_weight(backend, 6, optimizer="sgd", lr=1e-12,
+                         schedule=("reduce_on_plateau", {"factor": 0.1, "patience": 2}))
+    assert h["lr"] == pytest.approx([1e-12, 1e-12, 1e-12, 1e-13, 1e-13, 1e-14])
+
+
+def test_an_optimizer_keeps_its_state_between_calls():
+    """Two calls of one epoch with one Optimizer are one call of two epochs."""
+    nets = []
+    for split in (False, True):
+        net, X, T = make_problem([6, 5, 3], "tanh", "softmax", "cross_entropy", 30, seed=1)
+        opt = Optimizer("adam", lr=0.01)
+        if split:
+            net.train(X, T, epochs=1, optimizer=opt, batch_size=4)
+            net.train(X, T, epochs=1, optimizer=opt, batch_size=4)
+        else:
+            net.train(X, T, epochs=2, optimizer=opt, batch_size=4)
+        nets.append(net)
+    for a, b in zip(nets[0].weights, nets[1].weights):
+        np.testing.assert_array_equal(a, b)
+    other = fastbp.Network([6, 4, 3], output="softmax", loss="cross_entropy")
+    with pytest.raises(ValueError, match="belongs to another network"):
+        other.train(np.zeros((2, 6)), np.eye(3)[[0, 1]], optimizer=opt)
+
+
+def test_bad_optimizer_settings_are_clear_errors():
+    with pytest.raises(ValueError, match=r"momentum must be a finite number in \[0, 1\)"):
+        Optimizer("momentum", momentum=1.0)
+    with pytest.raises(ValueError, match=r"beta2 must be a finite number in \[0, 1\)"):
+        Optimizer("adam", beta2=float("nan"))
+    with pytest.raises(TypeError, match="optimizer must be a name"):
+        fastbp.Network([2, 1]).train(np.zeros((1, 2)), np.zeros((1, 1)), optimizer=3)
