@@ -42,7 +42,8 @@ def epoch_seconds(net, X, Y, backend, repeats, batch_size=1, lr=0.1, warm=True):
     """Median wall seconds of one training epoch over `repeats` epochs."""
     if warm:
         net.warm_up(batch_size, backend)             # compile outside the timing
-    seconds = [net.train(X, Y, epochs=1, lr=lr, batch_size=batch_size, backend=backend)["seconds"][0]
+    seconds = [net.train(X, Y, epochs=1, lr=lr, batch_size=batch_size, backend=backend,
+                         diagnostics=False)["seconds"][0]
                for _ in range(repeats)]
     return statistics.median(seconds)
 

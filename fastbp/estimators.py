@@ -122,7 +122,7 @@ class _MLP:
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, clip=None, target_loss=None, init="glorot"):
+                 n_iter_no_change=10, clip=None, target_loss=None, init="glorot", callback=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -148,6 +148,7 @@ class _MLP:
         self.clip = clip
         self.target_loss = target_loss
         self.init = init
+        self.callback = callback
 
     # ------------------------------------------------------------ scikit-learn's conventions
     @classmethod
@@ -267,7 +268,7 @@ class _MLP:
             validation_fraction=self.validation_fraction if validate else None,
             n_iter_no_change=None if incremental else self.n_iter_no_change, tol=self.tol,
             target_loss=self.target_loss,
-            callback=self._report if self.verbose else None)
+            callback=self._after_epoch)
         n = len(history["loss"])
         self.n_iter_ += n
         self.t_ += n * (X.shape[0] if not validate else X.shape[0] - int(round(self.validation_fraction * X.shape[0])))
@@ -288,8 +289,11 @@ class _MLP:
                           _as_sklearn(ConvergenceWarning), stacklevel=3)
         return self
 
-    def _report(self, net, history):
-        print("Iteration %d, loss = %.8f" % (self.n_iter_ + len(history["loss"]), history["loss"][-1]))
+    def _after_epoch(self, net, history):
+        if self.verbose:
+            print("Iteration %d, loss = %.8f" % (self.n_iter_ + len(history["loss"]), history["loss"][-1]))
+        if self.callback is not None:
+            self.callback(net, history)
 
     def fit(self, X, y):
         """Train on (X, y) for up to max_iter epochs (a fresh network unless warm_start);
@@ -324,7 +328,8 @@ class MLPClassifier(_MLP):
 
     Parameters are scikit-learn's MLPClassifier's (see the module docstring for the few
     differences), plus clip (cap on each step's gradient norm), target_loss (stop once an
-    epoch's training loss is below it) and init (fastbp.INITIALISERS).
+    epoch's training loss is below it), init (fastbp.INITIALISERS) and callback (called as
+    callback(net, history) after every epoch).
 
     Fitted attributes: net_ (the fastbp.Network), classes_, coefs_, intercepts_,
     n_features_in_, n_outputs_, n_layers_, out_activation_, loss_curve_, best_loss_,

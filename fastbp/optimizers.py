@@ -91,7 +91,8 @@ class Optimizer:
     def hyper(self, lr, l2, clip, dtype):
         """The kernels' hyperparameter vector, in the network's dtype."""
         beta = self.momentum if self.rule in ("momentum", "nesterov") else self.beta1
-        return np.array([lr, l2, beta, self.beta2, self.epsilon, clip or 0.0], dtype)
+        return np.array([lr, l2, beta, self.beta2, self.epsilon, clip or 0.0,
+                         np.finfo(dtype).tiny], dtype)
 
 
 def make_optimizer(optimizer, lr=None):
