@@ -144,7 +144,7 @@ from fastbp.bench import seed000_network, synthetic_data
 net = seed000_network(dtype=%r)
 X, Y = synthetic_data(2, dtype=%r)
 t1 = time.perf_counter()
-net.train(X, Y, epochs=1, lr=0.1, batch_size=1)
+net.train(X, Y, epochs=1, lr=0.1, batch_size=1, diagnostics=False)
 print(time.perf_counter() - t1)
 """
 
