@@ -438,7 +438,10 @@ def _flush(v, tiny):
 @njit(fastmath=FASTMATH, cache=True)
 def _update(rule, p, g, state, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny):
     """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
-    l2 * p (the penalty's gradient: l2 is zero for biases). Subnormal results are flushed."""
+    l2 * p (the penalty's gradient: l2 is zero for biases). Subnormal results are flushed.
+    Every scalar comes in p's dtype (a Python 1 - beta would make float32 math float64)."""
+    one = lr / lr
+    c1, c2 = one - beta, one - beta2
     if rule == SGD:
         for k in range(p.size):
             p[k] = _flush(p[k] - lr * (g[k] * gscale + l2 * p[k]), tiny)
@@ -452,9 +455,17 @@ def _update(rule, p, g, state, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny)
         m, s = state[0], state[1]
         for k in range(p.size):
             gk = g[k] * gscale + l2 * p[k]
-            m[k] = _flush(beta * m[k] + (1 - beta) * gk, tiny)
-            s[k] = _flush(beta2 * s[k] + (1 - beta2) * gk * gk, tiny)
+            m[k] = _flush(beta * m[k] + c1 * gk, tiny)
+            s[k] = _flush(beta2 * s[k] + c2 * gk * gk, tiny)
             p[k] = _flush(p[k] - lr_t * m[k] / (np.sqrt(s[k]) + epsilon), tiny)
+
+
+@njit(cache=True)
+def _cast(like, value):
+    """value in the dtype of the array like (Numba types lr * a_float64 as float64)."""
+    out = np.empty(1, like.dtype)
+    out[0] = value
+    return out[0]
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -472,15 +483,9 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t):
     number, from 1."""
     lr, l2, beta, beta2, epsilon, clip, tiny = (hyper[0], hyper[1], hyper[2], hyper[3], hyper[4],
                                                 hyper[5], hyper[6])
-    gscale = lr / lr
-    if clip > 0:
-        norm = _squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)
-        norm = np.sqrt(norm)
-        if norm > clip:
-            gscale = gscale * (clip / norm)
-    lr_t = lr
-    if rule == ADAM:
-        lr_t = lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta ** t)
+    norm = np.sqrt(_squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)) if clip > 0 else 0.0
+    gscale = _cast(hyper, clip / norm if norm > clip else 1.0)     # clipping's factor
+    lr_t = _cast(hyper, lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta ** t) if rule == ADAM else lr)
     _update(rule, w, dw, state_w, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny)
     if has_bias:
         _update(rule, b, db, state_b, gscale, l2 - l2, lr, beta, beta2, epsilon, lr_t, tiny)
