@@ -271,7 +271,7 @@ class _MLP:
             callback=self._after_epoch)
         n = len(history["loss"])
         self.n_iter_ += n
-        self.t_ += n * (X.shape[0] if not validate else X.shape[0] - int(round(self.validation_fraction * X.shape[0])))
+        self.t_ += n * history["train_samples"]
         self.loss_curve_ += history["loss"]
         for key, values in history.items():
             if isinstance(values, list):
@@ -283,7 +283,7 @@ class _MLP:
             self.validation_scores_ += self._validation_scores(history)
             self.best_validation_score_ = max(self.validation_scores_)
             self.best_loss_ = None
-        if not incremental and history["stopped"] == "epochs" and self.max_iter > 0:
+        if not incremental and history["stopped"] == "epochs":
             warnings.warn("%s: stopped after max_iter=%d epochs while the loss still improved; "
                           "raise max_iter to train further" % (type(self).__name__, self.max_iter),
                           _as_sklearn(ConvergenceWarning), stacklevel=3)

@@ -3,6 +3,7 @@ validates its input and dispatches to the NumPy reference or the Numba kernels."
 import numbers
 
 import numpy as np
+from numba.typed import List
 
 from . import kernels, reference, training
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS
@@ -280,19 +281,7 @@ class Network:
         parameters. Always the true gradient (delta propagation), whatever ``propagate``."""
         X = self._inputs(X)
         T = self._targets(Y, X.shape[0])
-        if _choice("backend", backend, BACKENDS) == "numpy":
-            weights, biases = self._params()
-            A = reference.forward(weights, biases, self.activations, X)
-            deltas = reference.backward(weights, A, T, self.activations, self.loss_name, "delta")
-            dW, db = (list(g) for g in zip(*reference.gradients(A, deltas)))
-        else:
-            A, D = self._kernel_deltas(X, T, propagate_error=False)
-            dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
-            kernels.gradient_batch(self._sizes, self._w_off, self._u_off, X, A, D, dw, db_flat)
-            dW = [dw[self._w_off[l]:self._w_off[l + 1]].reshape(self.sizes[l + 1], self.sizes[l])
-                  for l in range(self.n_layers)]
-            db = [db_flat[self._u_off[l]:self._u_off[l + 1]] for l in range(self.n_layers)]
-        return dW, (db if self.bias else None)
+        return self._gradients(X, *self._backprop(X, T, "delta", backend), backend)
 
     def deltas(self, X, Y, backend="numba"):
         """Each layer's error terms dE/dz for the samples X: a list of (m, n_l) arrays, by
@@ -300,22 +289,33 @@ class Network:
         vanishing gradients (seed 001)."""
         X = self._inputs(X)
         T = self._targets(Y, X.shape[0])
+        return self._backprop(X, T, self.propagate, backend)[1]
+
+    def _backprop(self, X, T, propagate, backend):
+        """The forward pass and the error terms for validated (X, T): (A, D), lists of
+        per-layer (m, n_l) arrays, A without the input."""
         if _choice("backend", backend, BACKENDS) == "numpy":
             weights, biases = self._params()
             A = reference.forward(weights, biases, self.activations, X)
-            return reference.backward(weights, A, T, self.activations, self.loss_name, self.propagate)
-        return list(self._kernel_deltas(X, T, self.propagate == "error")[1])
-
-    def _kernel_deltas(self, X, T, propagate_error):
-        """The kernels' forward pass and error terms: (A, D), per-layer (m, n_l) arrays."""
-        A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
-        D = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
-        E = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
+            return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate)
+        A, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(3))
         kernels.forward_batch(*self._layout(), X, A)
         kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
-                               LOSS_CODES[self.loss_name], propagate_error, A, T, D, E,
+                               LOSS_CODES[self.loss_name], propagate == "error", A, T, D, E,
                                np.empty(X.shape[0]), self._eps())
-        return A, D
+        return list(A), list(D)
+
+    def _gradients(self, X, A, D, backend):
+        """(dW list, db list or None): the mean gradient from a pass (A, D) of _backprop with
+        delta propagation."""
+        if backend == "numpy":
+            dW, db = (list(g) for g in zip(*reference.gradients([X] + A, D)))
+        else:
+            dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
+            kernels.gradient_batch(self._sizes, self._w_off, self._u_off, X, List(A), List(D), dw, db_flat)
+            dW = [self._layer_view(dw, "w", l) for l in range(self.n_layers)]
+            db = [self._layer_view(db_flat, "b", l) for l in range(self.n_layers)]
+        return dW, (db if self.bias else None)
 
     def warm_up(self, batch_size=1, backend="numba"):
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
@@ -383,9 +383,10 @@ class Network:
         only), 'lr'; with diagnostics, on up to 2048 training samples after the epoch,
         'mean_abs_delta' and 'grad_norm' (one value per layer, input side first) and, for
         sigmoid or softmax outputs, 'accuracy'; with validation, 'val_loss' and
-        'val_accuracy'. Also 'stopped' ('epochs', 'no improvement' or 'target loss') and
-        'best_epoch' (counted from 1). If the loss or the weights stop being finite,
-        the epoch is undone and TrainingDiverged is raised.
+        'val_accuracy' (or 'val_r2'). Also 'stopped' ('epochs', 'no improvement' or
+        'target loss'), 'best_epoch' (counted from 1) and 'train_samples' (per epoch).
+        If the loss or the weights stop being finite, the epoch is undone and
+        TrainingDiverged is raised.
         """
         return training.train(self, X, Y, epochs=epochs, lr=lr, batch_size=batch_size,
                               shuffle=shuffle, l2=l2, optimizer=optimizer, schedule=schedule,

@@ -154,22 +154,18 @@ def accuracy(net, O, T):
 
 
 def diagnose(net, X, T, backend):
-    """Loss, accuracy, each layer's mean |error term| and gradient norm on (X, T)."""
-    if backend == "numpy":
-        weights, biases = net._params()
-        A = reference.forward(weights, biases, net.activations, X)
-        D = reference.backward(weights, A, T, net.activations, net.loss_name, net.propagate)
-        O = A[-1]
-    else:
-        A, D = net._kernel_deltas(X, T, net.propagate == "error")
-        O = A[-1]
-    dW, db = net.gradients(X, T, backend=backend)
+    """Loss, accuracy, each layer's mean |error term| (by the network's propagate rule) and
+    the norm of its true gradient, on (X, T): one forward and backward pass (two with
+    propagate='error')."""
+    A, D = net._backprop(X, T, net.propagate, backend)
+    true_D = D if net.propagate == "delta" else net._backprop(X, T, "delta", backend)[1]
+    dW, db = net._gradients(X, A, true_D, backend)
     norms = [float(np.sqrt(np.sum(w * w) + (np.sum(b * b) if db is not None else 0.0)))
              for w, b in zip(dW, db if db is not None else [0.0] * len(dW))]
-    out = {"loss": float(np.mean(LOSSES[net.loss_name][0](O, T))),
+    out = {"loss": float(np.mean(LOSSES[net.loss_name][0](A[-1], T))),
            "mean_abs_delta": [float(np.mean(np.abs(d))) for d in D], "grad_norm": norms}
     if is_classifier(net):
-        out["accuracy"] = accuracy(net, O, T)
+        out["accuracy"] = accuracy(net, A[-1], T)
     return out
 
 
@@ -195,10 +191,6 @@ def evaluate(net, X, T, backend):
 
 
 # ---------------------------------------------------------------- the loop
-
-SETTINGS = ("epochs", "batch_size", "shuffle", "l2", "clip", "n_iter_no_change", "tol",
-            "target_loss", "diagnostics", "backend", "checkpoint_every")
-
 
 def train(net, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer="sgd",
           schedule=None, clip=None, validation=None, validation_fraction=None,
@@ -304,6 +296,7 @@ class Loop:
             net._w[...], net._b[...] = self.best       # the best validation epoch's weights
         history["stopped"] = state["stopped"]
         history["best_epoch"] = state["best_epoch"]
+        history["train_samples"] = m
         return history
 
     def _between_epochs(self):
