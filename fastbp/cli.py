@@ -59,10 +59,11 @@ def accuracy(net, X, y):
 
 
 def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **train):
-    """Train with a progress bar and the test accuracy after each epoch; returns (history,
-    per-epoch test accuracy, interrupted). train: Network.train's settings; resume: a
-    checkpoint to continue instead. On Ctrl-C, stops after the slice in hand, saves if
-    asked, and says so."""
+    """Train with a progress bar and the test accuracy after each epoch; returns (the
+    network, its history, the per-epoch test accuracies, interrupted). train:
+    Network.train's settings; resume: a checkpoint to continue instead (with its own
+    settings; only epochs is taken from train). On Ctrl-C, stops after the slice in hand,
+    saves if asked, and says so."""
     from tqdm import tqdm
     epochs = train["epochs"]
     net.warm_up(train.get("batch_size") or len(X), train.get("backend", "numba"))   # time training only
