@@ -42,10 +42,6 @@ class ConvergenceWarning(UserWarning):
     """max_iter epochs ran and the loss was still improving."""
 
 
-class DataConversionWarning(UserWarning):
-    """A column vector y was given where a 1-D array was expected."""
-
-
 _MERGED = {}
 
 
@@ -88,14 +84,10 @@ def check_X(X, name="X"):
     return X
 
 
-def _check_y(y, n_samples, multi_output=True):
+def _check_y(y, n_samples):
     if y is None:
         raise ValueError("requires y to be passed, but the target y is None")
     y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1 and not multi_output:
-        warnings.warn("A column-vector y was passed when a 1d array was expected; y.ravel() is "
-                      "used", _as_sklearn(DataConversionWarning), stacklevel=3)
-        y = y.ravel()
     if y.ndim not in (1, 2) or y.shape[0] != n_samples:
         raise ValueError("y has shape %s; expected (%d,) or (%d, n_outputs): one target per sample "
                          "of X" % (y.shape, n_samples, n_samples))
@@ -240,7 +232,7 @@ class _MLP:
     def _fit(self, X, y, incremental=False, classes=None):
         hidden = self._validate_params()
         X = check_X(X)
-        y = _check_y(y, X.shape[0], multi_output=self._multi_output_y())
+        y = _check_y(y, X.shape[0])
         continuing = hasattr(self, "net_") and (self.warm_start or incremental)
         if continuing and X.shape[1] != self.n_features_in_:
             raise ValueError("X has %d features, but %s is expecting %d features as input."
@@ -337,9 +329,6 @@ class MLPClassifier(_MLP):
     validation_scores_ (accuracy) and best_validation_score_.
     """
 
-    def _multi_output_y(self):
-        return True
-
     def _targets(self, y, continuing, classes):
         """One-hot (or 0/1, or indicator) targets for the labels y; the first fit sets
         classes_ and the output layer."""
@@ -425,9 +414,6 @@ class MLPRegressor(_MLP):
     classes_); validation_scores_ are R^2."""
 
     _out_activation, _loss = "identity", "mse"
-
-    def _multi_output_y(self):
-        return True
 
     def _targets(self, y, continuing, classes):
         if y.dtype.kind not in "biuf":

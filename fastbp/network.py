@@ -6,11 +6,11 @@ import numpy as np
 from numba.typed import List
 
 from . import kernels, reference, training
+from .checks import choice, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS
 from .optimizers import Optimizer
-from .training import TrainingDiverged  # noqa: F401  (raised by train; fastbp exports it)
+from .training import BACKENDS, TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
 
-BACKENDS = ("numba", "numpy")
 PROPAGATE = ("delta", "error")
 DTYPES = ("float64", "float32")
 
@@ -58,26 +58,6 @@ class _Layers(list):
         view[...] = value
 
 
-def _choice(what, value, allowed):
-    if value not in allowed:
-        raise ValueError("unknown %s %r; choose from %s" % (what, value, ", ".join(map(repr, allowed))))
-    return value
-
-
-def _positive_int(what, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError("%s must be an integer >= %d, got %r" % (what, minimum, value))
-    return int(value)
-
-
-def _finite_number(what, value, minimum=0.0, strict=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
-            or value < minimum or (strict and value == minimum):
-        raise ValueError("%s must be a finite number %s %g, got %r"
-                         % (what, ">" if strict else ">=", minimum, value))
-    return float(value)
-
-
 def _check_finite(name, A):
     bad = ~np.isfinite(A)
     if bad.any():
@@ -120,22 +100,22 @@ class Network:
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) < 2:
             raise ValueError("sizes must be a list [n_in, ..., n_out] of at least two layer "
                              "sizes, got %r" % (sizes,))
-        self.sizes = [_positive_int("every layer size", n) for n in sizes]
+        self.sizes = [positive_int("every layer size", n) for n in sizes]
         n_hidden = len(self.sizes) - 2
         hidden = [activation] * n_hidden if isinstance(activation, str) else list(activation)
         if len(hidden) != n_hidden:
             raise ValueError("activation lists %d names but sizes %s has %d hidden layers"
                              % (len(hidden), self.sizes, n_hidden))
         for name in hidden:
-            _choice("activation", name, HIDDEN_ACTIVATIONS)
-        _choice("output", output, OUTPUT_ACTIVATIONS)
-        _choice("loss", loss, tuple(LOSSES))
+            choice("activation", name, HIDDEN_ACTIVATIONS)
+        choice("output", output, OUTPUT_ACTIVATIONS)
+        choice("loss", loss, tuple(LOSSES))
         pairs = LOSSES[loss][1]
         if pairs is not None and output not in pairs:
             raise ValueError("loss %r needs a %s output, not %r" % (loss, " or ".join(pairs), output))
-        _choice("init", init, tuple(INITIALISERS))
-        self.propagate = _choice("propagate", propagate, PROPAGATE)
-        self.dtype = np.dtype(_choice("dtype", _dtype_name(dtype), DTYPES))
+        choice("init", init, tuple(INITIALISERS))
+        self.propagate = choice("propagate", propagate, PROPAGATE)
+        self.dtype = np.dtype(choice("dtype", _dtype_name(dtype), DTYPES))
         self.activations = hidden + [output]
         self.output, self.loss_name, self.bias, self.init = output, loss, bool(bias), init
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -257,7 +237,7 @@ class Network:
     # ------------------------------------------------------------ inference
     def _forward(self, X, backend):
         """Every layer's outputs [A1, ..., AL], each (m, n_l), for validated X."""
-        if _choice("backend", backend, BACKENDS) == "numpy":
+        if choice("backend", backend, BACKENDS) == "numpy":
             return reference.forward(*self._params(), self.activations, X)[1:]
         A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
         kernels.forward_batch(*self._layout(), X, A)
@@ -294,7 +274,7 @@ class Network:
     def _backprop(self, X, T, propagate, backend):
         """The forward pass and the error terms for validated (X, T): (A, D), lists of
         per-layer (m, n_l) arrays, A without the input."""
-        if _choice("backend", backend, BACKENDS) == "numpy":
+        if choice("backend", backend, BACKENDS) == "numpy":
             weights, biases = self._params()
             A = reference.forward(weights, biases, self.activations, X)
             return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate)
@@ -321,7 +301,7 @@ class Network:
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
         with batch_size and its inference use, on a throwaway copy: this network, its
         weights and its random state are unchanged. Call it before timing anything."""
-        if _choice("backend", backend, BACKENDS) == "numpy":
+        if choice("backend", backend, BACKENDS) == "numpy":
             return
         twin = Network(self.sizes, activation=self.activations[:-1], output=self.output,
                        loss=self.loss_name, bias=self.bias, propagate=self.propagate, seed=0,
@@ -404,11 +384,11 @@ class Network:
         TrainingDiverged and keeps the weights from before the call."""
         X = self._inputs(X)
         T = self._targets(Y, X.shape[0])
-        steps = _positive_int("steps", steps)
-        lr = _finite_number("lr", lr, strict=True)
-        l2 = _finite_number("l2", l2)
-        batch_size = min(_positive_int("batch_size", batch_size), X.shape[0])
-        _choice("backend", backend, BACKENDS)
+        steps = positive_int("steps", steps)
+        lr = number("lr", lr, low_open=True)
+        l2 = number("l2", l2)
+        batch_size = min(positive_int("batch_size", batch_size), X.shape[0])
+        choice("backend", backend, BACKENDS)
         order = np.concatenate([self._rng.choice(X.shape[0], batch_size, replace=False)
                                 for _ in range(steps)])
         optimizer = Optimizer("sgd", lr=lr).bind(self)

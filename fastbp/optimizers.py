@@ -14,25 +14,13 @@ clipping; t counts steps from 1):
   adam       m <- b1 m + (1 - b1) g;  s <- b2 s + (1 - b2) g^2;
              w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(s) + eps)
 """
-import numbers
-
 import numpy as np
+
+from .checks import number, positive_int
 
 RULES = ("sgd", "momentum", "nesterov", "adam")     # their order gives the kernels' codes
 RULE_CODES = {name: code for code, name in enumerate(RULES)}
 N_STATE = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}   # state arrays per parameter
-
-
-def _number(what, value, low, high=None, low_open=False, high_open=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low)
-    if high is not None:
-        ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        raise ValueError("%s must be a finite number in %s%g, %s%s, got %r"
-                         % (what, "(" if low_open else "[", low, "inf" if high is None else "%g" % high,
-                            ")" if high is None or high_open else "]", value))
-    return float(value)
 
 
 class Optimizer:
@@ -57,11 +45,11 @@ class Optimizer:
         if rule not in RULE_CODES:
             raise ValueError("unknown optimizer %r; choose from %s" % (rule, ", ".join(map(repr, RULES))))
         self.rule = rule
-        self.lr = _number("lr", lr, 0.0, low_open=True)
-        self.momentum = _number("momentum", momentum, 0.0, 1.0, high_open=True)
-        self.beta1 = _number("beta1", beta1, 0.0, 1.0, high_open=True)
-        self.beta2 = _number("beta2", beta2, 0.0, 1.0, high_open=True)
-        self.epsilon = _number("epsilon", epsilon, 0.0, low_open=True)
+        self.lr = number("lr", lr, low_open=True)
+        self.momentum = number("momentum", momentum, 0.0, 1.0)
+        self.beta1 = number("beta1", beta1, 0.0, 1.0)
+        self.beta2 = number("beta2", beta2, 0.0, 1.0)
+        self.epsilon = number("epsilon", epsilon, low_open=True)
         self.state = None
         self.t = 0
 
@@ -100,7 +88,7 @@ def make_optimizer(optimizer, lr=None):
     learning rate)."""
     if isinstance(optimizer, Optimizer):
         if lr is not None:
-            optimizer.lr = _number("lr", lr, 0.0, low_open=True)
+            optimizer.lr = number("lr", lr, low_open=True)
         return optimizer
     if not isinstance(optimizer, str):
         raise TypeError("optimizer must be a name (%s) or a fastbp.Optimizer, got %r"
@@ -147,7 +135,7 @@ class InverseScaling(Schedule):
     name = "inverse_scaling"
 
     def __init__(self, power=0.5):
-        self.power = _number("power", power, 0.0)
+        self.power = number("power", power)
 
     def factor(self, epoch):
         return 1.0 / (1.0 + epoch) ** self.power
@@ -158,10 +146,8 @@ class StepDecay(Schedule):
     name = "step"
 
     def __init__(self, step_size=10, gamma=0.1):
-        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
-            raise ValueError("step_size must be an integer >= 1, got %r" % (step_size,))
-        self.step_size = int(step_size)
-        self.gamma = _number("gamma", gamma, 0.0, 1.0, low_open=True)
+        self.step_size = positive_int("step_size", step_size)
+        self.gamma = number("gamma", gamma, 0.0, 1.0, low_open=True, high_open=False)
 
     def factor(self, epoch):
         return self.gamma ** (epoch // self.step_size)
@@ -172,7 +158,7 @@ class ExponentialDecay(Schedule):
     name = "exponential"
 
     def __init__(self, gamma=0.95):
-        self.gamma = _number("gamma", gamma, 0.0, 1.0, low_open=True)
+        self.gamma = number("gamma", gamma, 0.0, 1.0, low_open=True, high_open=False)
 
     def factor(self, epoch):
         return self.gamma ** epoch
@@ -185,12 +171,10 @@ class ReduceOnPlateau(Schedule):
     name = "reduce_on_plateau"
 
     def __init__(self, factor=0.2, patience=2, tol=1e-4, min_factor=0.0):
-        self.reduce_by = _number("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 1:
-            raise ValueError("patience must be an integer >= 1, got %r" % (patience,))
-        self.patience = int(patience)
-        self.tol = _number("tol", tol, 0.0)
-        self.min_factor = _number("min_factor", min_factor, 0.0, 1.0)
+        self.reduce_by = number("factor", factor, 0.0, 1.0, low_open=True)
+        self.patience = positive_int("patience", patience)
+        self.tol = number("tol", tol)
+        self.min_factor = number("min_factor", min_factor, 0.0, 1.0, high_open=False)
         self._state = {"factor": 1.0, "best": float("inf"), "bad_epochs": 0}
 
     def factor(self, epoch):

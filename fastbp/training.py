@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from . import kernels, reference
 from .functions import LOSS_CODES, LOSSES
+from .checks import choice, number, positive_int
 from .optimizers import RULE_CODES, make_optimizer, make_schedule
 
 BACKENDS = ("numba", "numpy")
@@ -32,28 +33,6 @@ class TrainingDiverged(FloatingPointError):
 
 class ResumeError(ValueError):
     """A checkpoint that cannot continue with the data given."""
-
-
-def _positive_int(what, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError("%s must be an integer >= %d, got %r" % (what, minimum, value))
-    return int(value)
-
-
-def _number(what, value, minimum=0.0, strict=False, maximum=None):
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    ok = ok and np.isfinite(value) and (value > minimum if strict else value >= minimum)
-    ok = ok and (maximum is None or value < maximum)
-    if not ok:
-        raise ValueError("%s must be a finite number %s %g%s, got %r" % (
-            what, ">" if strict else ">=", minimum, "" if maximum is None else " and < %g" % maximum, value))
-    return float(value)
-
-
-def _choice(what, value, allowed):
-    if value not in allowed:
-        raise ValueError("unknown %s %r; choose from %s" % (what, value, ", ".join(map(repr, allowed))))
-    return value
 
 
 def fingerprint(*arrays):
@@ -202,17 +181,17 @@ def train(net, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, opti
     T = net._targets(Y, X.shape[0])
     m = X.shape[0]
     run = {
-        "epochs": _positive_int("epochs", epochs, minimum=0),
-        "batch_size": None if batch_size is None else _positive_int("batch_size", batch_size),
+        "epochs": positive_int("epochs", epochs, minimum=0),
+        "batch_size": None if batch_size is None else positive_int("batch_size", batch_size),
         "shuffle": bool(shuffle),
-        "l2": _number("l2", l2),
-        "clip": None if clip is None else _number("clip", clip, strict=True),
-        "n_iter_no_change": None if n_iter_no_change is None else _positive_int("n_iter_no_change", n_iter_no_change),
-        "tol": _number("tol", tol),
-        "target_loss": None if target_loss is None else _number("target_loss", target_loss),
+        "l2": number("l2", l2),
+        "clip": None if clip is None else number("clip", clip, low_open=True),
+        "n_iter_no_change": None if n_iter_no_change is None else positive_int("n_iter_no_change", n_iter_no_change),
+        "tol": number("tol", tol),
+        "target_loss": None if target_loss is None else number("target_loss", target_loss),
         "diagnostics": bool(diagnostics),
-        "backend": _choice("backend", backend, BACKENDS),
-        "checkpoint_every": _positive_int("checkpoint_every", checkpoint_every),
+        "backend": choice("backend", backend, BACKENDS),
+        "checkpoint_every": positive_int("checkpoint_every", checkpoint_every),
     }
     optimizer = make_optimizer(optimizer, lr).bind(net)
     schedule = make_schedule(schedule)
@@ -223,19 +202,15 @@ def train(net, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, opti
         X_val = net._inputs(validation[0], "X_val")
         T_val = net._targets(validation[1], X_val.shape[0], "Y_val")
     elif validation_fraction is not None:
-        fraction = _number("validation_fraction", validation_fraction, strict=True, maximum=1.0)
+        fraction = number("validation_fraction", validation_fraction, 0.0, 1.0, low_open=True)
         labels = T.argmax(axis=1) if is_classifier(net) and T.shape[1] > 1 else None
         train_rows, val_rows = split_validation(m, fraction, net._rng, labels)
     state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": None, "bad_epochs": 0,
              "stopped": None}
-    history = new_history()
+    history = {"loss": [], "seconds": [], "lr": []}
     loop = Loop(net, X, T, X_val, T_val, val_rows, run, optimizer, schedule, state, history,
                 checkpoint, fingerprint(X, T) if checkpoint else None, validation_fraction)
     return loop.run(progress, callback)
-
-
-def new_history():
-    return {"loss": [], "seconds": [], "lr": []}
 
 
 class Loop:
@@ -370,7 +345,7 @@ def resume(path, X, Y, validation=None, epochs=None, progress=None, callback=Non
     schedule.set_state(meta["schedule_state"])
     run = meta["run"]
     if epochs is not None:
-        run["epochs"] = _positive_int("epochs", epochs, minimum=0)
+        run["epochs"] = positive_int("epochs", epochs, minimum=0)
     state = meta["state"]
     if state["stopped"] == "epochs":
         state["stopped"] = None             # more epochs may follow

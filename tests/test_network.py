@@ -51,7 +51,7 @@ def test_bad_training_input_is_a_clear_error(net, data, backend):
         (dict(Y=np.arange(10) % 3), ValueError, r"labels out of range: found 0..2, but the network has 2 outputs"),
         (dict(Y=np.linspace(0, 1, 10)), ValueError, "not integer class labels"),
         (dict(X=np.array([["a"] * 4] * 10)), TypeError, "X must hold numbers"),
-        (dict(lr=-0.1), ValueError, r"lr must be a finite number in \(0, inf\)"),
+        (dict(lr=-0.1), ValueError, "lr must be a finite number > 0"),
         (dict(lr=float("nan")), ValueError, "lr must be a finite number"),
         (dict(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
         (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
