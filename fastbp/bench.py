@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import numpy as np
+from numba import njit
 
 from . import kernels
 from .network import Network
@@ -59,15 +60,21 @@ def peer_data(m, n_in=784, n_out=10, seed=0):
     return rng.uniform(0.0, 1.0, (m, n_in)).astype(np.float32), rng.integers(0, n_out, m)
 
 
-def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3):
+PEER_ADAM_LR = 0.001
+
+
+def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
     net = Network([X.shape[1], hidden, int(y.max()) + 1], activation="relu", output="softmax",
                   loss="cross_entropy", init="he", seed=0, dtype="float32")
     net.warm_up(batch_size)                          # compile outside the timing
-    return statistics.median(net.train(X, y, epochs=1, lr=PEER_LR, batch_size=batch_size)["seconds"][0]
+    lr = PEER_LR if rule == "sgd" else PEER_ADAM_LR
+    net.train(X, y, epochs=1, lr=lr, batch_size=batch_size, optimizer=rule, diagnostics=False)  # warm
+    return statistics.median(net.train(X, y, epochs=1, lr=lr, batch_size=batch_size, optimizer=rule,
+                                       diagnostics=False)["seconds"][0]
                              for _ in range(repeats))
 
 
-def torch_seconds(X, y, hidden, batch_size, repeats=3):
+def torch_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
     """PyTorch autograd on the CPU, with as many threads as Numba uses."""
     import numba
     import torch
@@ -75,7 +82,8 @@ def torch_seconds(X, y, hidden, batch_size, repeats=3):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.ReLU(),
                                 torch.nn.Linear(hidden, int(y.max()) + 1))
-    optimiser = torch.optim.SGD(model.parameters(), lr=PEER_LR)
+    optimiser = (torch.optim.SGD(model.parameters(), lr=PEER_LR) if rule == "sgd"
+                 else torch.optim.Adam(model.parameters(), lr=PEER_ADAM_LR))
     loss_fn = torch.nn.CrossEntropyLoss()
     inputs, labels = torch.from_numpy(X), torch.from_numpy(y)
 
@@ -87,10 +95,62 @@ def torch_seconds(X, y, hidden, batch_size, repeats=3):
             optimiser.step()
         return time.perf_counter() - start
 
+    epoch()                                                       # warm, as the others
     return statistics.median(epoch() for _ in range(repeats))
 
 
-def sklearn_seconds(X, y, hidden, batch_size, repeats=3):
+def jax_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
+    """JAX on the CPU in its strongest form: one jit-compiled epoch, a lax.scan over the
+    batches (over single samples at batch size 1), plain SGD or Adam written out."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    n_out = int(y.max()) + 1
+    rng = np.random.default_rng(0)
+    params = (jnp.asarray(rng.normal(0, np.sqrt(2 / X.shape[1]), (X.shape[1], hidden)), jnp.float32),
+              jnp.zeros(hidden, jnp.float32),
+              jnp.asarray(rng.normal(0, np.sqrt(2 / hidden), (hidden, n_out)), jnp.float32),
+              jnp.zeros(n_out, jnp.float32))
+
+    def loss(p, xb, yb):
+        W1, b1, W2, b2 = p
+        logits = jax.nn.relu(xb @ W1 + b1) @ W2 + b2
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), yb[:, None], 1))
+
+    grad = jax.grad(loss)
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    def step(carry, batch):
+        p, m, v, t = carry
+        g = grad(p, *batch)
+        if rule == "sgd":
+            return (jax.tree_util.tree_map(lambda w, gw: w - PEER_LR * gw, p, g), m, v, t), None
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda a, gw: b1 * a + (1 - b1) * gw, m, g)
+        v = jax.tree_util.tree_map(lambda a, gw: b2 * a + (1 - b2) * gw * gw, v, g)
+        rate = PEER_ADAM_LR * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        p = jax.tree_util.tree_map(lambda w, a, s: w - rate * a / (jnp.sqrt(s) + eps), p, m, v)
+        return (p, m, v, t), None
+
+    epoch = jax.jit(lambda carry, xs, ys: lax.scan(step, carry, (xs, ys))[0])
+    n = len(X) // batch_size * batch_size
+    order = np.random.default_rng(1).permutation(len(X))[:n]
+    xs = jnp.asarray(X[order].reshape(-1, batch_size, X.shape[1]))
+    ys = jnp.asarray(y[order].reshape(-1, batch_size))
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    carry = (params, zeros, zeros, jnp.float32(0))
+    jax.block_until_ready(epoch(carry, xs, ys))                  # compile outside the timing
+
+    def timed():
+        start = time.perf_counter()
+        jax.block_until_ready(epoch(carry, xs, ys))
+        return (time.perf_counter() - start) * len(X) / n
+
+    return statistics.median(timed() for _ in range(repeats))
+
+
+def sklearn_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
     """scikit-learn's MLPClassifier, one epoch of plain SGD."""
     import warnings
 
@@ -98,8 +158,9 @@ def sklearn_seconds(X, y, hidden, batch_size, repeats=3):
     from sklearn.neural_network import MLPClassifier
 
     def epoch():
-        model = MLPClassifier(hidden_layer_sizes=(hidden,), activation="relu", solver="sgd",
-                              batch_size=batch_size, learning_rate_init=PEER_LR, momentum=0.0,
+        model = MLPClassifier(hidden_layer_sizes=(hidden,), activation="relu", solver=rule,
+                              batch_size=batch_size,
+                              learning_rate_init=PEER_LR if rule == "sgd" else PEER_ADAM_LR, momentum=0.0,
                               alpha=0.0, max_iter=1, shuffle=True, random_state=0)
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -112,8 +173,12 @@ def sklearn_seconds(X, y, hidden, batch_size, repeats=3):
 
 PEERS = {  # name -> (module it needs, seconds function)
     "PyTorch autograd": ("torch", torch_seconds),
+    "JAX jit + lax.scan": ("jax", jax_seconds),
     "scikit-learn MLPClassifier": ("sklearn", sklearn_seconds),
 }
+# (batch size, rule) rows of the peer table: per-sample and mini-batch SGD, and Adam with
+# batches of 200 (the estimators' default)
+PEER_CASES = ((1, "sgd"), (64, "sgd"), (200, "sgd"), (200, "adam"))
 
 
 def installed_peers():
@@ -121,20 +186,116 @@ def installed_peers():
     return {name: run for name, (module, run) in PEERS.items() if importlib.util.find_spec(module)}
 
 
-def peer_table(samples, hidden, repeats, batch_sizes=(1, 64), scale_to=None):
-    """Rows (batch size, who, seconds per epoch of scale_to samples, who / fastbp)."""
+def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None):
+    """Rows (batch size, rule, who, seconds per epoch of scale_to samples, who / fastbp).
+    Each peer is timed right after fastbp, and the ratio is the median of the pairwise
+    ratios of `repeats` such pairs (A B A B ...: the machines here are noisy)."""
     X, y = peer_data(samples)
     factor = (scale_to or samples) / samples
     rows = []
-    for batch_size in batch_sizes:
-        ours = fastbp_peer_seconds(X, y, hidden, batch_size, repeats) * factor
-        rows.append((batch_size, "fastbp", ours, 1.0))
-        for name, run in installed_peers().items():
-            if name.startswith("scikit") and batch_size != 1:
-                continue             # scikit-learn's own default is the comparison at 200
-            theirs = run(X, y, hidden, batch_size, repeats) * factor
-            rows.append((batch_size, name, theirs, theirs / ours))
+    for batch_size, rule in cases:
+        peers = {name: run for name, run in installed_peers().items()
+                 if not (name.startswith("scikit") and (batch_size, rule) not in ((1, "sgd"), (200, "adam")))}
+        times = {"fastbp": [], **{name: [] for name in peers}}
+        for _ in range(repeats):
+            for name, run in [("fastbp", fastbp_peer_seconds)] + list(peers.items()):
+                times[name].append(run(X, y, hidden, batch_size, 1, rule=rule) * factor)
+        for name, seconds in times.items():
+            ratio = statistics.median(a / b for a, b in zip(seconds, times["fastbp"]))
+            rows.append((batch_size, rule, name, statistics.median(seconds), ratio))
     return rows
+
+
+# ---------------------------------------------------------------- the machine's floor
+
+@njit(fastmath=True, cache=True)
+def _fma_chains(v, rounds):
+    """Sums of v times 8 numbers, `rounds` times over v (a few KB, in L1): 8 multiply-adds
+    per element loaded, so the rate is the multiply-add units', as this compiler reaches
+    them on this core (the vectorised dot products of the kernels are built the same way)."""
+    k0, k1, k2, k3, k4, k5, k6, k7 = v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = k0 - k0      # in v's dtype (a literal is float64)
+    for r in range(rounds):
+        for i in range(v.size):
+            x = v[i]
+            a0 += x * k0
+            a1 += x * k1
+            a2 += x * k2
+            a3 += x * k3
+            a4 += x * k4
+            a5 += x * k5
+            a6 += x * k6
+            a7 += x * k7
+    return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7
+
+
+def fma_peak_gflops(dtype="float32", seconds=0.3):
+    """One core's measured multiply-add rate, GFLOP/s (2 flops per multiply-add)."""
+    v = np.full(1024, 1e-3, dtype)
+    _fma_chains(v, 1)
+    rounds = 64
+    while True:
+        start = time.perf_counter()
+        _fma_chains(v, rounds)
+        elapsed = time.perf_counter() - start
+        if elapsed > seconds:
+            return 2 * 8 * v.size * rounds / elapsed / 1e9
+        rounds *= 2
+
+
+def per_sample_flops(sizes):
+    """Multiply-adds of per-sample SGD, times 2: a forward product and a weight update per
+    weight and sample (the first layer sends nothing back; the others also W^T delta)."""
+    fan = [a * b for a, b in zip(sizes, sizes[1:])]
+    return 2 * (2 * fan[0] + 3 * sum(fan[1:]))
+
+
+# ---------------------------------------------------------------- contention
+
+_BUSY = "while True: pass"
+
+
+def contention_table(hidden, dtype, samples, repeats):
+    """A per-sample epoch (784-hidden-10, ReLU/softmax/cross-entropy) alone and beside a
+    competing CPU-bound process, with fastbp's thread setting and with one thread,
+    interleaved. Rows: (setting, seconds alone, seconds busy, busy / alone)."""
+    X, y = peer_data(samples)
+    X = X.astype(dtype)
+    settings = {"default": os.environ.get("FASTBP_THREADS"), "FASTBP_THREADS=1": "1"}
+    saved = os.environ.get("FASTBP_THREADS")
+    times = {name: ([], []) for name in settings}
+    nets = {}
+    try:
+        for name, value in settings.items():
+            nets[name] = Network([784, hidden, 10], activation="relu", output="softmax",
+                                 loss="cross_entropy", init="he", seed=0, dtype=dtype)
+            nets[name].warm_up(1)
+        for _ in range(repeats):
+            for busy in (False, True):
+                competitor = subprocess.Popen([sys.executable, "-c", _BUSY]) if busy else None
+                try:
+                    if competitor is not None:
+                        time.sleep(0.2)
+                    for name, value in settings.items():
+                        if value is None:
+                            os.environ.pop("FASTBP_THREADS", None)
+                        else:
+                            os.environ["FASTBP_THREADS"] = value
+                        seconds = nets[name].train(X, y, epochs=1, lr=PEER_LR, batch_size=1,
+                                                   diagnostics=False)["seconds"][0]
+                        times[name][busy].append(seconds)
+                finally:
+                    if competitor is not None:
+                        competitor.kill()
+                        competitor.wait()
+    finally:
+        if saved is None:
+            os.environ.pop("FASTBP_THREADS", None)
+        else:
+            os.environ["FASTBP_THREADS"] = saved
+    return [(name, statistics.median(alone), statistics.median(busy),
+             statistics.median(b / a for a, b in zip(alone, busy)))
+            for name, (alone, busy) in times.items()]
 
 
 _COMPILE_PROBE = """
@@ -174,8 +335,11 @@ def main(argv=None):
     parser.add_argument("--peers", action="store_true",
                         help="also time the installed peers (PyTorch, scikit-learn) on a "
                              "784-100-10 ReLU/softmax network, batch sizes 1 and 64")
-    parser.add_argument("--peer-samples", type=int, default=6000,
-                        help="samples the peers are timed on, scaled to --samples (default 6000)")
+    parser.add_argument("--contention", action="store_true",
+                        help="also time a per-sample epoch (784-100-10 and 784-H-10 ReLU/softmax, "
+                             "float32 and float64) alone and beside a busy process")
+    parser.add_argument("--peer-samples", type=int, default=12000,
+                        help="samples the peers are timed on, scaled to --samples (default 12000)")
     args = parser.parse_args(argv)
 
     m, ref_m = args.samples, args.reference_samples or args.samples
@@ -207,17 +371,44 @@ def main(argv=None):
         figures["compile_cold_s"], figures["compile_cached_s"] = cold, cached
         print("first call of the per-sample kernel (float64), fresh interpreter: "
               "%.2f s compiling, %.2f s from the on-disk cache" % (cold, cached))
+    peak = {dtype: fma_peak_gflops(dtype) for dtype in ("float32", "float64")}
+    figures["fma_peak_gflops_one_core"] = peak
+    flops = per_sample_flops([784, args.hidden, 10]) * m
+    print("one core's measured multiply-add peak: %.0f GFLOP/s float32, %.0f float64; at it, "
+          "this epoch would take %.3f s (float32), %.3f s (float64)"
+          % (peak["float32"], peak["float64"], flops / peak["float32"] / 1e9,
+             flops / peak["float64"] / 1e9))
+    for dtype, ref, fast in rows:
+        figures[dtype]["floor_s"] = flops / peak[dtype] / 1e9
+        print("  %s kernels: %.2fx the floor" % (dtype, fast / figures[dtype]["floor_s"]))
+    if args.contention:
+        figures["contention"] = []
+        print("\nper-sample epoch, %d samples, alone and beside a busy process "
+              "(median of %d interleaved pairs)" % (m, args.repeats))
+        print("%-8s %-7s %-17s %9s %9s %13s %14s" % ("dtype", "hidden", "threads", "alone s",
+                                                   "busy s", "busy / alone", "floor ratio"))
+        for dtype in args.dtypes.split(","):
+            for hidden in sorted({100, args.hidden}):
+                floor = per_sample_flops([784, hidden, 10]) * m / peak[dtype] / 1e9
+                for name, alone, busy, ratio in contention_table(hidden, dtype, m, args.repeats):
+                    figures["contention"].append(dict(dtype=dtype, hidden=hidden, threads=name,
+                                                      alone_s=alone, busy_s=busy, ratio=ratio,
+                                                      floor_s=floor))
+                    print("%-8s %-7d %-17s %9.3f %9.3f %12.2fx %13.2fx"
+                          % (dtype, hidden, name, alone, busy, ratio, alone / floor))
     if args.peers:
         rows = peer_table(args.peer_samples, 100, args.repeats, scale_to=m)
-        figures["peers"] = [dict(batch_size=b, who=who, seconds=sec, ratio=r) for b, who, sec, r in rows]
-        print("\npeers: 784-100-10, ReLU + softmax + cross-entropy, plain SGD, lr %g, float32; "
-              "timed on %d samples, scaled to %d" % (PEER_LR, args.peer_samples, m))
-        print("%-6s %-28s %10s %14s" % ("batch", "", "s/epoch", "time / fastbp"))
-        for batch_size, who, seconds, ratio in rows:
-            print("%-6d %-28s %10.2f %13.1fx" % (batch_size, who, seconds, ratio))
+        figures["peers"] = [dict(batch_size=b, rule=rule, who=who, seconds=sec, ratio=r)
+                            for b, rule, who, sec, r in rows]
+        print("\npeers: 784-100-10, ReLU + softmax + cross-entropy, float32, SGD lr %g or Adam "
+              "lr %g; timed on %d samples, scaled to %d; ratio: median of interleaved pairs"
+              % (PEER_LR, PEER_ADAM_LR, args.peer_samples, m))
+        print("%-6s %-5s %-28s %10s %14s" % ("batch", "rule", "", "s/epoch", "time / fastbp"))
+        for batch_size, rule, who, seconds, ratio in rows:
+            print("%-6d %-5s %-28s %10.3f %13.2fx" % (batch_size, rule, who, seconds, ratio))
         missing = sorted(set(PEERS) - set(installed_peers()))
         if missing:
-            print("not installed: %s (pip install 'fastbp[bench,torch]')" % ", ".join(missing))
+            print("not installed: %s (pip install 'fastbp[peers]')" % ", ".join(missing))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

@@ -23,11 +23,15 @@ fastmath: FASTMATH allows reassociation and contraction (FMA), so that the dot p
 and row updates vectorise; it does not assume away NaN and inf, so a diverging run is
 still seen. tests/test_agreement.py holds the results to the NumPy reference.
 """
+import contextlib
 import os
+import sys
+import threading
 
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core.cpu import ParallelOptions
 from numba.typed import List
 
 from .optimizers import RULE_CODES
@@ -36,6 +40,13 @@ from .functions import (ACTIVATION_CODES, LOSS_CODES, identity, identity_derivat
                         tanh_derivative)
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# Numba's parallel=True also turns array expressions, np.zeros and slice assignments into
+# parallel regions: inside the per-sample loop that is a region (and a barrier) per sample.
+# The kernels ask for explicit prange loops only. (An options object, not a dict: Numba
+# pops the keys of a dict, so a second kernel or specialisation would get the defaults.)
+PRANGE_ONLY = ParallelOptions({"prange": True, "comprehension": False, "reduction": False,
+                               "inplace_binop": False, "setitem": False, "numpy": False,
+                               "stencil": False, "fusion": False})
 PARALLEL_MIN_WEIGHTS = 32768
 
 SIGMOID = ACTIVATION_CODES["sigmoid"]
@@ -61,6 +72,28 @@ def _prefer_openmp():
 
 
 _prefer_openmp()
+
+
+NOTICE_AFTER = 1.0     # seconds a first call may take before fastbp says it is compiling
+
+
+@contextlib.contextmanager
+def first_call(kernel, what):
+    """Around a call of a kernel: if it is the kernel's first in this process and takes
+    more than NOTICE_AFTER seconds (compiling, not loading from Numba's cache), say so
+    on stderr while it runs."""
+    if kernel.signatures:
+        yield
+        return
+    timer = threading.Timer(NOTICE_AFTER, lambda: print(
+        "fastbp: compiling the %s (once: later runs load it from the on-disk cache)..." % what,
+        file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def threading_info():
@@ -182,7 +215,10 @@ def _hidden_delta(propagate_error, code, a, back, d, e):
 #   W_p x_p = s_p (W_b x_p) - sum_{i<p} c_i g_i (x_i . x_p)
 # with s_p = decay^p and c_i = decay^(p-1-i). This is exactly per-sample SGD (only the
 # rounding differs); it moves W between cache and core once per block instead of twice
-# per sample, and opens one parallel region per block instead of one per sample.
+# per sample. The pass takes two rows at a time, so that each input element it loads
+# serves both (16 multiply-adds per 10 loads instead of 9 per 9: the pass was bound by
+# loads, now by arithmetic). Rows are split between threads in pairs, so a row's
+# arithmetic, and so its rounding, is the same with any number of threads.
 BLOCK = 4
 
 
@@ -203,23 +239,66 @@ def _block_row(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     base[0, j], base[1, j], base[2, j], base[3, j] = acc0, acc1, acc2, acc3
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base):
-    """Apply the steps of the samples X[pending]; base[q] <- W x for x = X[upcoming[q]]."""
+@njit(fastmath=FASTMATH, cache=True)
+def _block_row_pair(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
+    """Rows j and j + 1 of the first layer, as _block_row, in one sweep over the inputs."""
+    ra, rb = _row(w, 0, j, n), _row(w, 0, j + 1, n)
+    a0, a1, a2, a3 = H[0, j], H[1, j], H[2, j], H[3, j]
+    b0, b1, b2, b3 = H[0, j + 1], H[1, j + 1], H[2, j + 1], H[3, j + 1]
+    p0 = p1 = p2 = p3 = q0 = q1 = q2 = q3 = scale - scale
+    for c in range(n):
+        u0, u1, u2, u3 = x0[c], x1[c], x2[c], x3[c]
+        va = ra[c] * scale - (a0 * u0 + a1 * u1 + a2 * u2 + a3 * u3)
+        vb = rb[c] * scale - (b0 * u0 + b1 * u1 + b2 * u2 + b3 * u3)
+        ra[c] = va
+        rb[c] = vb
+        v0, v1, v2, v3 = y0[c], y1[c], y2[c], y3[c]
+        p0 += va * v0
+        p1 += va * v1
+        p2 += va * v2
+        p3 += va * v3
+        q0 += vb * v0
+        q1 += vb * v1
+        q2 += vb * v2
+        q3 += vb * v3
+    base[0, j], base[1, j], base[2, j], base[3, j] = p0, p1, p2, p3
+    base[0, j + 1], base[1, j + 1], base[2, j + 1], base[3, j + 1] = q0, q1, q2, q3
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base):
+    """Rows lo..hi-1 of the first layer (lo even): the block's pass, two rows at a time."""
     x0, x1, x2, x3 = X[pending[0]], X[pending[1]], X[pending[2]], X[pending[3]]
     y0, y1, y2, y3 = X[upcoming[0]], X[upcoming[1]], X[upcoming[2]], X[upcoming[3]]
-    if n0 * n1 >= PARALLEL_MIN_WEIGHTS:
-        for j in prange(n1):
-            _block_row(w, j, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
-    else:
-        for j in range(n1):
-            _block_row(w, j, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
+    for j in range(lo, hi - 1, 2):
+        _block_row_pair(w, j, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
+    if (hi - lo) % 2:
+        _block_row(w, hi - 1, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
+
+
+@njit(parallel=PRANGE_ONLY, fastmath=FASTMATH, cache=True)
+def _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
+    """The block's pass with the rows split in `threads` ranges of whole pairs."""
+    pairs = (n1 + 1) // 2
+    for c in prange(threads):
+        lo = 2 * (pairs * c // threads)
+        hi = min(n1, 2 * (pairs * (c + 1) // threads))
+        _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base)
 
 
 @njit(cache=True)
-def _block_rows(order, first):
-    """The BLOCK sample indices order[first:first + BLOCK], padded with order[0]."""
-    rows = np.full(BLOCK, order[0])
+def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
+    """Apply the steps of the samples X[pending]; base[q] <- W x for x = X[upcoming[q]]."""
+    if threads > 1:
+        _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
+    else:
+        _block_rows(w, 0, n1, n0, scale, H, X, pending, upcoming, base)
+
+
+@njit(cache=True)
+def _block_samples(order, first, rows):
+    """rows <- the BLOCK sample indices order[first:first + BLOCK], padded with order[0]."""
+    rows[:] = order[0]
     for q in range(min(BLOCK, order.size - first)):
         rows[q] = order[first + q]
     return rows
@@ -227,15 +306,17 @@ def _block_rows(order, first):
 
 # ---------------------------------------------------------------- training kernels
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=PRANGE_ONLY, fastmath=FASTMATH, cache=True)
 def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
-              X, T, order, lr, decay, eps, tiny):
+              X, T, order, lr, decay, eps, tiny, threads):
     """Per-sample SGD over the samples X[order], in one call. Returns the summed loss,
     each sample's taken before its update (reference.train_epoch with batch_size=1).
 
     decay = 1 - lr * l2 (the L2 penalty's shrink of every weight at each step); tiny is
     the dtype's smallest normal number. The first layer takes its steps in blocks (see
-    BLOCK above); the layers above, one by one."""
+    BLOCK above); the layers above, one by one. threads > 1 splits the first layer's
+    block pass, and the forward pass of layers with at least PARALLEL_MIN_WEIGHTS
+    weights, over that many threads (threads.py decides); the result is the same."""
     L = sizes.size - 1
     n0, n1 = sizes[0], sizes[1]
     m = order.size
@@ -248,7 +329,9 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
     H = np.zeros((BLOCK, n1), w.dtype)         # pending steps: row j moves by -H[i, j] x_i
     coef = np.empty(BLOCK, w.dtype)
     inner = np.empty(BLOCK, w.dtype)
-    _first_layer_block(w, n0, n1, one, H, X, _block_rows(order, 0), _block_rows(order, 0), base)
+    pending, upcoming = np.empty(BLOCK, np.int64), np.empty(BLOCK, np.int64)
+    _block_samples(order, 0, upcoming)
+    _first_layer_block(w, n0, n1, one, H, X, upcoming, upcoming, base, threads)
     total = 0.0
     for start in range(0, m, BLOCK):
         count = min(BLOCK, m - start)
@@ -268,7 +351,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
             for l in range(1, L):
                 n_in, n_out = sizes[l], sizes[l + 1]
                 a_in = a[u_off[l - 1]:u_off[l]]
-                if n_in * n_out >= PARALLEL_MIN_WEIGHTS:
+                if threads > 1 and n_in * n_out >= PARALLEL_MIN_WEIGHTS:
                     for j in prange(n_out):
                         a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
                 else:
@@ -313,8 +396,9 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
         for i in range(BLOCK):
             for j in range(n1):
                 H[i, j] = coef[i] * H[i, j] if i < count else zero
-        _first_layer_block(w, n0, n1, scale, H, X, _block_rows(order, start),
-                           _block_rows(order, start + BLOCK), base)
+        pending, upcoming = upcoming, pending
+        _block_samples(order, start + BLOCK, upcoming)
+        _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
     return total
 
 

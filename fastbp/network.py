@@ -239,8 +239,9 @@ class Network:
         """Every layer's outputs [A1, ..., AL], each (m, n_l), for validated X."""
         if choice("backend", backend, BACKENDS) == "numpy":
             return reference.forward(*self._params(), self.activations, X)[1:]
-        A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
-        kernels.forward_batch(*self._layout(), X, A)
+        with kernels.first_call(kernels.forward_batch, "batched forward pass"):
+            A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
+            kernels.forward_batch(*self._layout(), X, A)
         return list(A)
 
     def predict(self, X, backend="numba"):
@@ -280,9 +281,10 @@ class Network:
             return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate)
         A, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(3))
         kernels.forward_batch(*self._layout(), X, A)
-        kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
-                               LOSS_CODES[self.loss_name], propagate == "error", A, T, D, E,
-                               np.empty(X.shape[0]), self._eps())
+        with kernels.first_call(kernels.backward_batch, "batched delta propagation"):
+            kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
+                                   LOSS_CODES[self.loss_name], propagate == "error", A, T, D, E,
+                                   np.empty(X.shape[0]), self._eps())
         return list(A), list(D)
 
     def _gradients(self, X, A, D, backend):

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import time
 
+import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -17,9 +18,11 @@ from . import kernels, reference
 from .functions import LOSS_CODES, LOSSES
 from .checks import choice, number, positive_int
 from .optimizers import RULE_CODES, make_optimizer, make_schedule
+from .threads import chooser_for
 
 BACKENDS = ("numba", "numpy")
 DIAGNOSTIC_SAMPLES = 2048     # diagnostics use at most this many training samples, evenly spaced
+MIN_SLICE = 512               # samples: per-sample SGD's slices without a progress bar
 
 
 class TrainingDiverged(FloatingPointError):
@@ -68,9 +71,16 @@ def split_validation(m, fraction, rng, labels=None):
 
 # ---------------------------------------------------------------- one epoch
 
-def run_epoch(net, X, T, order, batch_size, lr, l2, optimizer, clip, backend):
+def per_sample_kernel(batch_size, optimizer, clip, backend):
+    """Whether these settings train with the blocked per-sample kernel (kernels.sgd_epoch):
+    plain SGD, one sample a step, no clipping; every other case runs batch_epoch."""
+    return backend == "numba" and batch_size == 1 and optimizer.rule == "sgd" and not clip
+
+
+def run_epoch(net, X, T, order, batch_size, lr, l2, optimizer, clip, backend, threads=1):
     """Train net on the samples X[order]; returns their summed loss (each taken before its
-    step). Dispatches to the NumPy reference or to the kernels."""
+    step). Dispatches to the NumPy reference or to the kernels; threads is the per-sample
+    kernel's thread count (see threads.py)."""
     if backend == "numpy":
         weights, biases = net._params()
         state = _reference_state(net, optimizer) if optimizer.state["w"].shape[0] else None
@@ -79,14 +89,18 @@ def run_epoch(net, X, T, order, batch_size, lr, l2, optimizer, clip, backend):
                                          batch_size, lr, l2, net.propagate, optimizer, state, clip)
     kind = net.dtype.type
     args = net._layout() + (LOSS_CODES[net.loss_name], net.propagate == "error", net.bias, X, T)
-    if batch_size == 1 and optimizer.rule == "sgd" and not clip:     # the fast per-sample kernel
-        total = kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), net._eps(),
-                                  np.finfo(net.dtype).tiny)
+    if per_sample_kernel(batch_size, optimizer, clip, backend):
+        if threads > 1:
+            numba.set_num_threads(threads)
+        with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel"):
+            total = kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), net._eps(),
+                                      np.finfo(net.dtype).tiny, threads)
         optimizer.t += order.size
         return total
     hyper = optimizer.hyper(lr, l2, clip, net.dtype)
-    total = kernels.batch_epoch(*args, order, batch_size, RULE_CODES[optimizer.rule], hyper,
-                                optimizer.state["w"], optimizer.state["b"], optimizer.t, net._eps())
+    with kernels.first_call(kernels.batch_epoch, "mini-batch kernel"):
+        total = kernels.batch_epoch(*args, order, batch_size, RULE_CODES[optimizer.rule], hyper,
+                                    optimizer.state["w"], optimizer.state["b"], optimizer.t, net._eps())
     optimizer.t += -(-order.size // batch_size)
     return total
 
@@ -236,7 +250,18 @@ class Loop:
         net, run, state, history = self.net, self.run_settings, self.state, self.history
         m = self.X.shape[0]
         bs = self.batch_size
-        slice_len = m if progress is None else max(bs, (m // 100) // bs * bs)
+        # A progress bar is fed after each slice of about 1% of an epoch, in whole batches.
+        # Per-sample SGD always runs in slices (at least MIN_SLICE samples without a bar),
+        # so that the ThreadChooser can time them; slices of whole blocks of samples give
+        # bit for bit the result of one call (kernels.BLOCK).
+        slice_len = max(bs, (m // 100) // bs * bs)
+        chooser = None
+        if self._per_sample():
+            slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
+            slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
+            chooser = chooser_for(net.sizes, net.dtype)
+        elif progress is None:
+            slice_len = m
         while state["epoch"] < run["epochs"] and state["stopped"] is None:
             epoch = state["epoch"]
             lr = self.optimizer.lr * self.schedule.factor(epoch)
@@ -247,8 +272,12 @@ class Loop:
                 total = 0.0
                 for first in range(0, m, slice_len):
                     part = order[first:first + slice_len]
+                    threads = chooser.threads() if chooser else 1
+                    began = time.perf_counter()
                     total += run_epoch(net, self.X, self.T, part, bs, lr, run["l2"], self.optimizer,
-                                       run["clip"], run["backend"])
+                                       run["clip"], run["backend"], threads)
+                    if chooser:
+                        chooser.took(len(part), time.perf_counter() - began)
                     if progress is not None:
                         progress(len(part), total / (first + len(part)))
                 return total / m
@@ -279,9 +308,11 @@ class Loop:
         per-sample kernel. Its OpenMP threads and BLAS's threads share the cores, and BLAS's
         stay spinning for about 0.1 s after a call: long enough to halve the speed of the
         next epoch's start (of a whole short epoch)."""
-        per_sample = (self.batch_size == 1 and self.optimizer.rule == "sgd"
-                      and not self.run_settings["clip"] and self.run_settings["backend"] == "numba")
-        return threadpool_limits(1, user_api="blas") if per_sample else contextlib.nullcontext()
+        return threadpool_limits(1, user_api="blas") if self._per_sample() else contextlib.nullcontext()
+
+    def _per_sample(self):
+        return per_sample_kernel(self.batch_size, self.optimizer, self.run_settings["clip"],
+                                 self.run_settings["backend"])
 
     def _record(self, mean_loss):
         """Diagnostics, validation, the schedule and the stopping rules, after an epoch."""

@@ -1,6 +1,6 @@
 """fastbp against its peers, training the same network the same way (fastbp.bench):
 784-100-10, ReLU hidden layer, softmax and cross-entropy, plain SGD, float32. A peer that
-is not installed is skipped (pip install 'fastbp[bench,torch]')."""
+is not installed is skipped (pip install 'fastbp[bench,peers]')."""
 import importlib.util
 
 from fastbp import bench
@@ -39,6 +39,19 @@ class Torch(_Peer):
         return (bench.torch_seconds(self.X, self.y, HIDDEN, batch_size)
                 / bench.fastbp_peer_seconds(self.X, self.y, HIDDEN, batch_size))
     track_torch_over_fastbp.unit = "x (PyTorch time / fastbp time)"
+
+
+class Jax(_Peer):
+    """JAX on the CPU: one jit-compiled epoch, lax.scan over samples or batches of 64."""
+    module = "jax"
+
+    def time_jax_epoch(self, batch_size):
+        bench.jax_seconds(self.X, self.y, HIDDEN, batch_size, repeats=1)
+
+    def track_jax_over_fastbp(self, batch_size):
+        return (bench.jax_seconds(self.X, self.y, HIDDEN, batch_size)
+                / bench.fastbp_peer_seconds(self.X, self.y, HIDDEN, batch_size))
+    track_jax_over_fastbp.unit = "x (JAX time / fastbp time)"
 
 
 class ScikitLearn(_Peer):

@@ -1,0 +1,140 @@
+"""The per-sample kernel's threads: the result does not depend on them, FASTBP_THREADS
+and the process's limits are obeyed, and the chooser follows the timings it is given."""
+import time
+import types
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import kernels, threads, training
+from fastbp.optimizers import Optimizer
+
+
+def _problem(dtype, m=203, seed=4):
+    # both the first layer and the second have at least PARALLEL_MIN_WEIGHTS weights
+    net = fastbp.Network([300, 121, 300, 3], activation=["relu", "tanh"], output="softmax",
+                         loss="cross_entropy", init="he", seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    X = net._inputs(rng.random((m, 300)))
+    T = net._targets(rng.integers(0, 3, m), m)
+    assert 300 * 121 >= kernels.PARALLEL_MIN_WEIGHTS and 121 * 300 >= kernels.PARALLEL_MIN_WEIGHTS
+    return net, X, T
+
+
+def _epoch(net, X, T, order, n_threads, parts=((0, None),)):
+    opt = Optimizer("sgd", lr=0.05).bind(net)
+    total = 0.0
+    for first, last in parts:
+        total += training.run_epoch(net, X, T, order[first:last], 1, 0.05, 1e-3, opt, None,
+                                    "numba", n_threads)
+    return total
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_thread_count_does_not_change_the_result(dtype):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.fail("this test needs Numba to have at least 2 threads")
+    results = []
+    for n_threads in (1, 2):
+        net, X, T = _problem(dtype)
+        order = np.random.default_rng(0).permutation(X.shape[0])
+        loss = _epoch(net, X, T, order, n_threads)
+        results.append((loss, net._w.copy(), net._b.copy()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+def test_slices_of_whole_blocks_give_one_calls_result():
+    """The training loop runs per-sample epochs in slices of whole blocks: bit for bit the
+    same as one call (so a progress bar or the chooser changes nothing)."""
+    results = []
+    for parts in (((0, None),), ((0, 8), (8, 20), (20, 120), (120, None))):
+        net, X, T = _problem("float64")
+        order = np.random.default_rng(1).permutation(X.shape[0])
+        _epoch(net, X, T, order, 1, parts)
+        results.append(net._w.copy())
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_training_with_and_without_progress_is_identical_per_sample():
+    nets = []
+    for progress in (None, lambda n, loss: None):
+        net, X, T = _problem("float64", m=1000)
+        net.train(X, T, epochs=2, lr=0.05, progress=progress, diagnostics=False)
+        nets.append(net._w.copy())
+    np.testing.assert_array_equal(nets[0], nets[1])
+
+
+def test_fastbp_threads_setting(monkeypatch):
+    monkeypatch.delenv("FASTBP_THREADS", raising=False)
+    assert threads.fixed_threads() == 1                      # the default: one thread
+    monkeypatch.setenv("FASTBP_THREADS", "auto")
+    assert threads.fixed_threads() is None
+    monkeypatch.setenv("FASTBP_THREADS", "1000")
+    assert threads.fixed_threads() == numba.get_num_threads()
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("FASTBP_THREADS", bad)
+        with pytest.raises(ValueError, match="FASTBP_THREADS"):
+            threads.fixed_threads()
+
+
+def test_available_cpus_obeys_omp_num_threads_and_affinity(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.available_cpus() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert threads.available_cpus() == 1
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(threads, "_cgroup_cpus", lambda: 1.5)           # a container's quota
+    assert threads.available_cpus() == 1
+
+
+def _drive(chooser, seconds_per_sample, slices):
+    """Run `slices` slices of 1000 samples, each taking seconds_per_sample(threads)."""
+    used = []
+    for _ in range(slices):
+        n = chooser.threads()
+        used.append(n)
+        chooser.took(1000, 1000 * seconds_per_sample(n))
+    return used
+
+
+def test_chooser_keeps_the_faster_and_leaves_threads_that_stop_paying(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    chooser = threads.ThreadChooser("auto")
+    idle = {1: 1.0e-5, 2: 0.7e-5}.get
+    used = _drive(chooser, idle, 40)
+    assert used[:6] == [2, 2, 2, 1, 1, 1]                    # tries both first
+    assert used[6:].count(2) >= 0.85 * len(used[6:])         # then keeps the faster
+    busy = {1: 1.0e-5, 2: 5e-5}.get                          # a competitor appears
+    used = _drive(chooser, busy, 300)
+    assert used[:2].count(2) <= 1 and used[1] == 1           # gone after one slow slice
+    assert used.count(2) <= 12                               # rare, shrinking tries
+    tries = [i for i in range(1, len(used)) if used[i] == 2 and used[i - 1] == 1]
+    gaps = np.diff(tries)
+    assert (np.diff(gaps) >= 0).all() and gaps[-1] >= threads.LAST_PROBE
+    used = _drive(chooser, idle, 200)                        # the competitor has gone
+    assert used[-50:].count(2) >= 40
+
+
+def test_chooser_with_one_cpu_or_a_fixed_count_never_times(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda: 1)
+    assert set(_drive(threads.ThreadChooser("auto"), lambda n: 1e-5, 20)) == {1}
+    assert set(_drive(threads.ThreadChooser(3), lambda n: 1e-5 * n, 20)) == {3}
+
+
+def test_a_slow_first_call_says_it_is_compiling(monkeypatch, capsys):
+    monkeypatch.setattr(kernels, "NOTICE_AFTER", 0.05)
+    fresh = types.SimpleNamespace(signatures=[])
+    with kernels.first_call(fresh, "test kernel"):
+        time.sleep(0.3)
+    assert "compiling the test kernel" in capsys.readouterr().err
+    with kernels.first_call(fresh, "test kernel"):          # a quick first call: nothing
+        pass
+    compiled = types.SimpleNamespace(signatures=["(float64,)"])
+    with kernels.first_call(compiled, "test kernel"):       # already compiled: nothing
+        time.sleep(0.2)
+    assert capsys.readouterr().err == ""
