@@ -13,9 +13,10 @@ runs in the dtype of its arrays (float64 or float32); scalars it is given (lr, d
 eps) come in that dtype too, and ``lr - lr`` makes a zero of that dtype where an
 accumulator must keep it (a Python 0.0 would promote a float32 sum to float64).
 
-Parallelism: in per-sample SGD, ``prange`` over the rows of a layer only when the layer
-has at least PARALLEL_MIN_WEIGHTS weights (about 10 microseconds of work): a parallel
-region costs about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba
+Parallelism: in per-sample SGD, when the caller asks for threads > 1 (threads.py; the
+default is 1), ``prange`` over the rows of a layer only when the layer has at least
+PARALLEL_MIN_WEIGHTS weights (about 10 microseconds of work): a parallel region costs
+about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba
 to prefer (see ``_prefer_openmp``), and about 150 with workqueue. Batched kernels hand
 their matrix products to BLAS, which runs them on its own threads.
 
@@ -289,7 +290,7 @@ def _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, thread
 @njit(cache=True)
 def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
     """Apply the steps of the samples X[pending]; base[q] <- W x for x = X[upcoming[q]]."""
-    if threads > 1:
+    if threads > 1 and n0 * n1 >= PARALLEL_MIN_WEIGHTS:
         _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
     else:
         _block_rows(w, 0, n1, n0, scale, H, X, pending, upcoming, base)
