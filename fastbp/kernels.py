@@ -41,6 +41,10 @@ from .functions import (ACTIVATION_CODES, LOSS_CODES, identity, identity_derivat
                         tanh_derivative)
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# NumPy's error model: a float division by zero gives inf or nan instead of raising.
+# Python's model checks every division for a zero divisor, and that branch kept loops with
+# a division (the sigmoid, Adam's step) from vectorising: Adam's update ran 6x slower.
+ERRORS = "numpy"
 # Numba's parallel=True also turns array expressions, np.zeros and slice assignments into
 # parallel regions: inside the per-sample loop that is a region (and a barrier) per sample.
 # The kernels ask for explicit prange loops only. (An options object, not a dict: Numba
@@ -59,9 +63,9 @@ MSE = LOSS_CODES["mse"]
 BINARY_CROSS_ENTROPY = LOSS_CODES["binary_cross_entropy"]
 CROSS_ENTROPY = LOSS_CODES["cross_entropy"]
 
-_sigmoid, _tanh, _relu, _identity = (njit(cache=True)(f) for f in (sigmoid, tanh, relu, identity))
+_sigmoid, _tanh, _relu, _identity = (njit(cache=True, error_model=ERRORS)(f) for f in (sigmoid, tanh, relu, identity))
 _sigmoid_d, _tanh_d, _relu_d, _identity_d = (
-    njit(cache=True)(f) for f in (sigmoid_derivative, tanh_derivative, relu_derivative,
+    njit(cache=True, error_model=ERRORS)(f) for f in (sigmoid_derivative, tanh_derivative, relu_derivative,
                                   identity_derivative))
 
 
@@ -108,7 +112,7 @@ def threading_info():
 
 # ---------------------------------------------------------------- per-unit helpers
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _activate(code, z):
     if code == SIGMOID:
         return _sigmoid(z)
@@ -119,7 +123,7 @@ def _activate(code, z):
     return _identity(z)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _derivative(code, a):
     if code == SIGMOID:
         return _sigmoid_d(a)
@@ -130,7 +134,7 @@ def _derivative(code, a):
     return _identity_d(a)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _activate_inplace(code, a):
     """a holds a layer's pre-activations z; replace them by g(z)."""
     if code == SOFTMAX:
@@ -146,7 +150,7 @@ def _activate_inplace(code, a):
             a[j] = _activate(code, a[j])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _row(flat, offset, j, n):
     """Row j of the (., n) matrix stored at flat[offset:], as a view. Loops index the
     view from 0, which Numba knows is never negative, so they vectorise (an index like
@@ -154,14 +158,14 @@ def _row(flat, offset, j, n):
     return flat[offset + j * n:offset + (j + 1) * n]
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _dot(row, v, acc):
     for i in range(v.size):
         acc += row[i] * v[i]
     return acc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _sample_loss(loss, o, t, eps):
     total = 0.0
     for k in range(o.size):
@@ -169,13 +173,14 @@ def _sample_loss(loss, o, t, eps):
             total += 0.5 * (t[k] - o[k]) ** 2
         else:
             p = min(max(o[k], eps), 1.0 - eps)
-            total -= t[k] * np.log(p)
-            if loss == BINARY_CROSS_ENTROPY:
+            if t[k] != 0:                  # a zero target adds nothing: skip its log
+                total -= t[k] * np.log(p)
+            if loss == BINARY_CROSS_ENTROPY and t[k] != 1:
                 total -= (1.0 - t[k]) * np.log(1.0 - p)
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _output_delta(loss, code, o, t, d):
     """d <- dE/dz of the output layer (reference.output_delta)."""
     if loss != MSE:
@@ -192,14 +197,14 @@ def _output_delta(loss, code, o, t, d):
             d[k] = (o[k] - t[k]) * _derivative(code, o[k])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _send_back_output(propagate_error, o, t, d, e):
     """e <- what the output layer sends back: its raw error o - t (seed 000) or its delta."""
     for k in range(o.size):
         e[k] = o[k] - t[k] if propagate_error else d[k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _hidden_delta(propagate_error, code, a, back, d, e):
     """From back = W^T e of the layer above: d <- back * g'(a), e <- back or d."""
     for i in range(a.size):
@@ -223,7 +228,7 @@ def _hidden_delta(propagate_error, code, a, back, d, e):
 BLOCK = 4
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _block_row(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     """Row j of the first layer: apply the block's pending steps, row <- scale * row -
     sum_i H[i, j] x_i, then take the updated row's products with the next block's inputs."""
@@ -240,7 +245,7 @@ def _block_row(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     base[0, j], base[1, j], base[2, j], base[3, j] = acc0, acc1, acc2, acc3
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _block_row_pair(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     """Rows j and j + 1 of the first layer, as _block_row, in one sweep over the inputs."""
     ra, rb = _row(w, 0, j, n), _row(w, 0, j + 1, n)
@@ -266,7 +271,7 @@ def _block_row_pair(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     base[0, j + 1], base[1, j + 1], base[2, j + 1], base[3, j + 1] = q0, q1, q2, q3
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base):
     """Rows lo..hi-1 of the first layer (lo even): the block's pass, two rows at a time."""
     x0, x1, x2, x3 = X[pending[0]], X[pending[1]], X[pending[2]], X[pending[3]]
@@ -277,7 +282,7 @@ def _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base):
         _block_row(w, hi - 1, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
 
 
-@njit(parallel=PRANGE_ONLY, fastmath=FASTMATH, cache=True)
+@njit(parallel=PRANGE_ONLY, fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
     """The block's pass with the rows split in `threads` ranges of whole pairs."""
     pairs = (n1 + 1) // 2
@@ -287,7 +292,7 @@ def _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, thread
         _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
     """Apply the steps of the samples X[pending]; base[q] <- W x for x = X[upcoming[q]]."""
     if threads > 1 and n0 * n1 >= PARALLEL_MIN_WEIGHTS:
@@ -296,7 +301,7 @@ def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
         _block_rows(w, 0, n1, n0, scale, H, X, pending, upcoming, base)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _block_samples(order, first, rows):
     """rows <- the BLOCK sample indices order[first:first + BLOCK], padded with order[0]."""
     rows[:] = order[0]
@@ -307,7 +312,7 @@ def _block_samples(order, first, rows):
 
 # ---------------------------------------------------------------- training kernels
 
-@njit(parallel=PRANGE_ONLY, fastmath=FASTMATH, cache=True)
+@njit(parallel=PRANGE_ONLY, fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
               X, T, order, lr, decay, eps, tiny, threads):
     """Per-sample SGD over the samples X[order], in one call. Returns the summed loss,
@@ -413,7 +418,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
 # parallel regions with BLAS calls made the two thread pools wait on each other (a
 # mini-batch epoch ran up to 100 times slower); the work outside the products is small.
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def layer_buffers(sizes, rows, dtype_like):
     """One (rows, n_l) array per layer, in the dtype of dtype_like."""
     buffers = List()
@@ -422,18 +427,18 @@ def layer_buffers(sizes, rows, dtype_like):
     return buffers
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _matrix(flat, w_off, sizes, l):
     return flat[w_off[l]:w_off[l + 1]].reshape((sizes[l + 1], sizes[l]))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _flat(M):
     """A contiguous (rows, n) block as one vector (a view), for elementwise helpers."""
     return M.reshape(M.size)
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _bias_activate(Z, bias, code):
     """Z <- g(Z + bias), row by row for softmax, element by element otherwise (no views
     per row: for small layers their cost would dominate)."""
@@ -448,7 +453,7 @@ def _bias_activate(Z, bias, code):
                 Z[s, j] = _activate(code, Z[s, j] + bias[j])
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A):
     """The batched forward pass: A[l][:B] <- layer l+1's outputs for the B rows of Xb."""
     B = Xb.shape[0]
@@ -459,7 +464,7 @@ def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A):
         _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l])
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb, D, E, losses, eps):
     """The batched delta propagation: D[l][:B] <- every layer's error terms for the forward
     pass A and targets Tb; losses[:B] <- the per-sample losses. E is scratch: what each
@@ -482,24 +487,25 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb, D
                       _flat(E[l - 1][:B]))
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db):
-    """dw, db <- the batch's mean gradient: dW = (1/B) D^T A_in, db = mean of D."""
+    """dw, db <- the batch's summed gradient: dW = D^T A_in, db = the sum of D's rows. The
+    mean is that times 1/B, which optimizer_step applies inside its update (a pass over
+    the gradient saved)."""
     B = Xb.shape[0]
     for l in range(sizes.size - 1):
         a_in = Xb if l == 0 else A[l - 1][:B]
         d = D[l][:B]
-        G = _matrix(dw, w_off, sizes, l)
-        np.dot(d.T, a_in, G)
-        for j in range(sizes[l + 1]):
-            G[j] /= B
-            total = 0.0
-            for s in range(B):
-                total += d[s, j]
-            db[u_off[l] + j] = total / B
+        np.dot(d.T, a_in, _matrix(dw, w_off, sizes, l))
+        bias = db[u_off[l]:u_off[l + 1]]
+        bias[:] = d[0]
+        for s in range(1, B):
+            row = d[s]
+            for j in range(bias.size):
+                bias[j] += row[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _gather(X, rows, out):
     for s in range(rows.size):
         out[s] = X[rows[s]]
@@ -512,7 +518,7 @@ def _gather(X, rows, out):
 SGD, MOMENTUM, NESTEROV, ADAM = (RULE_CODES[name] for name in ("sgd", "momentum", "nesterov", "adam"))
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _flush(v, tiny):
     """v, or 0 where v is subnormal: long runs drive some parameters and moments there
     (weights of inputs that are always 0 decay under L2), and subnormal arithmetic is
@@ -520,7 +526,7 @@ def _flush(v, tiny):
     return v if abs(v) >= tiny else v - v
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _update(rule, p, g, state, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny):
     """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
     l2 * p (the penalty's gradient: l2 is zero for biases). Subnormal results are flushed.
@@ -545,7 +551,7 @@ def _update(rule, p, g, state, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny)
             p[k] = _flush(p[k] - lr_t * m[k] / (np.sqrt(s[k]) + epsilon), tiny)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=ERRORS)
 def _cast(like, value):
     """value in the dtype of the array like (Numba types lr * a_float64 as float64)."""
     out = np.empty(1, like.dtype)
@@ -553,7 +559,7 @@ def _cast(like, value):
     return out[0]
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def _squared_norm(g):
     total = 0.0
     for k in range(g.size):
@@ -561,22 +567,22 @@ def _squared_norm(g):
     return total
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t):
-    """One step of the rule on the flat parameters from their mean gradients dw, db, as
-    reference.step after its gradients: clip, add the L2 penalty, update. t is the step's
-    number, from 1."""
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, batch):
+    """One step of the rule on the flat parameters from the gradients dw, db summed over a
+    batch of `batch` samples (their mean is that over batch), as reference.step after its
+    gradients: clip, add the L2 penalty, update. t is the step's number, from 1."""
     lr, l2, beta, beta2, epsilon, clip, tiny = (hyper[0], hyper[1], hyper[2], hyper[3], hyper[4],
                                                 hyper[5], hyper[6])
-    norm = np.sqrt(_squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)) if clip > 0 else 0.0
-    gscale = _cast(hyper, clip / norm if norm > clip else 1.0)     # clipping's factor
+    norm = np.sqrt(_squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)) / batch if clip > 0 else 0.0
+    gscale = _cast(hyper, (clip / norm if norm > clip else 1.0) / batch)   # the mean, clipped
     lr_t = _cast(hyper, lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta ** t) if rule == ADAM else lr)
     _update(rule, w, dw, state_w, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny)
     if has_bias:
         _update(rule, b, db, state_b, gscale, l2 - l2, lr, beta, beta2, epsilon, lr_t, tiny)
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
 def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                 X, T, order, batch_size, rule, hyper, state_w, state_b, t0, eps):
     """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step
@@ -603,5 +609,5 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
         total += losses[:B].sum()
         gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)
         t += 1
-        optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t)
+        optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, B)
     return total

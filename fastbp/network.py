@@ -295,6 +295,8 @@ class Network:
         else:
             dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
             kernels.gradient_batch(self._sizes, self._w_off, self._u_off, X, List(A), List(D), dw, db_flat)
+            dw /= X.shape[0]                               # the kernel sums; the mean
+            db_flat /= X.shape[0]
             dW = [self._layer_view(dw, "w", l) for l in range(self.n_layers)]
             db = [self._layer_view(db_flat, "b", l) for l in range(self.n_layers)]
         return dW, (db if self.bias else None)
