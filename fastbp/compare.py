@@ -66,6 +66,31 @@ def run_sklearn(X, y, X_test, y_test, seed=0):
     return {"accuracy": clf.score(X_test, y_test), "fit_wall_s": wall, "epochs": clf.n_iter_}
 
 
+def head_to_head(X, y, X_test, y_test, epochs=10, pairs=3):
+    """fastbp.MLPClassifier() and scikit-learn's MLPClassifier(), both with their defaults
+    but for max_iter=epochs (and no early stop, so both train exactly that many epochs),
+    fitted in turn (fastbp, scikit-learn, fastbp, ...) with seeds 0..pairs-1. Returns
+    each one's fit seconds and test accuracies, and the median of the pairwise ratios
+    scikit-learn / fastbp of the fit seconds."""
+    from sklearn.neural_network import MLPClassifier as SklearnMLP
+
+    from .estimators import MLPClassifier
+    settings = dict(max_iter=epochs, n_iter_no_change=epochs + 1)
+    out = {"epochs": epochs, "fastbp_s": [], "sklearn_s": [], "fastbp_accuracy": [],
+           "sklearn_accuracy": []}
+    for seed in range(pairs):
+        for name, make in (("fastbp", MLPClassifier), ("sklearn", SklearnMLP)):
+            clf = make(random_state=seed, **settings)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")              # max_iter reached, by design
+                clf.fit(X, y)
+            out[name + "_s"].append(time.perf_counter() - start)
+            out[name + "_accuracy"].append(float(clf.score(X_test, y_test)))
+    out["ratio"] = float(np.median(np.array(out["sklearn_s"]) / np.array(out["fastbp_s"])))
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastbp compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,6 +98,10 @@ def main(argv=None):
     parser.add_argument("--data-dir")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help="instead: both MLPClassifier() defaults for exactly N epochs, "
+                             "fitted in turn --pairs times; fit time ratio and accuracies")
+    parser.add_argument("--pairs", type=int, default=3, help="with --epochs (default 3)")
     args = parser.parse_args(argv)
     X, y, X_test, y_test = load(args.data_dir)
     from . import kernels
@@ -82,6 +111,19 @@ def main(argv=None):
         MLPClassifier(max_iter=1, batch_size=2).fit(X[:4], y[:4] % 2)   # compile outside the timing
     print("Fashion-MNIST, %d training and %d test images, float32; %d threads"
           % (len(X), len(X_test), kernels.threading_info()["threads"]))
+    if args.epochs:
+        f = head_to_head(X, y, X_test, y_test, args.epochs, args.pairs)
+        print("MLPClassifier() defaults, %d epochs each, %d interleaved pairs:" % (args.epochs, args.pairs))
+        for name in ("fastbp", "sklearn"):
+            print("  %-12s fit s %s, test accuracy %s" % (
+                "fastbp" if name == "fastbp" else "scikit-learn",
+                " ".join("%.2f" % v for v in f[name + "_s"]),
+                " ".join("%.4f" % v for v in f[name + "_accuracy"])))
+        print("  scikit-learn / fastbp fit time, median of the pairs: %.2fx" % f["ratio"])
+        if args.json:
+            with open(args.json, "w") as out:
+                json.dump(f, out, indent=2)
+        return f
     figures = {}
     jobs = [("fastbp default", lambda: run_fastbp({}, X, y, X_test, y_test, PAPER_SKLEARN_ACCURACY, args.seed)),
             ("fastbp tuned", lambda: run_fastbp(TUNED, X, y, X_test, y_test, TUNED_TARGET, args.seed)),
