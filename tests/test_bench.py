@@ -1,0 +1,61 @@
+"""The benchmark helpers behind fastbp bench and fastbp compare, on small inputs (the
+figures themselves are measured, never asserted)."""
+import os
+
+import numpy as np
+import pytest
+
+from fastbp import bench, compare
+
+
+def test_flop_counts():
+    # per sample: a forward product and an update per first-layer weight, and the layers
+    # above also send their error back; 2 flops per multiply-add
+    assert bench.per_sample_flops([784, 100, 10]) == 2 * (2 * 78400 + 3 * 1000)
+    assert bench.batched_flops([784, 100, 10], 60000) == 60000 * bench.per_sample_flops([784, 100, 10])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fma_peak_is_a_rate(dtype):
+    peak = bench.fma_peak_gflops(dtype, seconds=0.05)
+    assert 0.5 < peak < 10000
+
+
+def test_batched_table_rows():
+    rows = bench.batched_table(16, 512, 1, cases=((64, "sgd"), (128, "adam")))
+    assert [(r[0], r[1]) for r in rows] == [(64, "sgd"), (128, "adam")]
+    for _, _, epoch_s, gflops, gemm_s, gemm_gflops, ratio in rows:
+        assert epoch_s > 0 and gemm_s > 0 and gflops > 0 and gemm_gflops > 0 and ratio > 0
+        assert gflops == pytest.approx(bench.batched_flops([784, 16, 10], 512) / epoch_s / 1e9)
+
+
+def test_contention_table_restores_the_setting(monkeypatch):
+    monkeypatch.setenv("FASTBP_THREADS", "1")
+    rows = bench.contention_table(8, "float32", 256, 1)
+    assert [r[0] for r in rows] == ["default", "FASTBP_THREADS=1"]
+    assert all(alone > 0 and busy > 0 and ratio > 0 for _, alone, busy, ratio in rows)
+    assert os.environ["FASTBP_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("rule", ["sgd", "adam"])
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_jax_peer_trains(batch_size, rule):
+    X, y = bench.peer_data(256)
+    assert bench.jax_seconds(X, y, 8, batch_size, repeats=1, rule=rule) > 0
+
+
+def test_peer_table_has_fastbp_and_ratios():
+    rows = bench.peer_table(256, 8, 1, cases=((32, "sgd"),))
+    names = [r[2] for r in rows]
+    assert names[0] == "fastbp" and "JAX jit + lax.scan" in names
+    assert rows[0][4] == 1.0 and all(r[3] > 0 and r[4] > 0 for r in rows)
+
+
+def test_head_to_head_against_scikit_learn():
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    f = compare.head_to_head(X[:1200], y[:1200], X[1200:], y[1200:], epochs=10, pairs=1)
+    assert len(f["fastbp_s"]) == len(f["sklearn_s"]) == 1
+    assert 0.3 < f["fastbp_accuracy"][0] <= 1 and 0.3 < f["sklearn_accuracy"][0] <= 1   # chance: 0.1
+    assert f["ratio"] == pytest.approx(f["sklearn_s"][0] / f["fastbp_s"][0])
