@@ -367,25 +367,38 @@ def contention_table(hidden, dtype, samples, repeats):
 
 
 _COMPILE_PROBE = """
-import time, numpy as np
-t0 = time.perf_counter()
+import sys, time
 from fastbp.bench import seed000_network, synthetic_data
-net = seed000_network(dtype=%r)
-X, Y = synthetic_data(2, dtype=%r)
-t1 = time.perf_counter()
-net.train(X, Y, epochs=1, lr=0.1, batch_size=1, diagnostics=False)
-print(time.perf_counter() - t1)
+X, Y = synthetic_data(4, dtype=%r)
+for mode in sys.argv[1:]:
+    net = seed000_network(dtype=%r)
+    start = time.perf_counter()
+    if mode == "predict":
+        net.predict(X)
+    else:
+        batch_size, rule = mode.split(":")
+        net.train(X, Y, epochs=1, lr=0.1, batch_size=int(batch_size), optimizer=rule,
+                  diagnostics=False)
+    print(mode, time.perf_counter() - start)
 """
+# training mode -> what the compile probe runs: (batch size, rule), or inference
+COMPILE_MODES = {"per-sample SGD": "1:sgd", "mini-batch SGD": "2:sgd", "mini-batch Adam": "2:adam",
+                 "predict": "predict"}
 
 
 def compile_seconds(dtype="float64"):
-    """First-call seconds of the per-sample kernel in fresh interpreters: (cold, cached).
-    Cold uses an empty NUMBA_CACHE_DIR; cached runs again over the cache it left."""
+    """First-call seconds of each training mode's kernel in fresh interpreters, {mode:
+    (cold, cached)}: an interpreter with an empty NUMBA_CACHE_DIR runs the modes in turn
+    (so a kernel that two modes share counts for the first), a second one over the cache
+    the first left."""
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        runs = [subprocess.run([sys.executable, "-c", _COMPILE_PROBE % (dtype, dtype)], env=env,
-                               check=True, capture_output=True, text=True) for _ in range(2)]
-    return tuple(float(run.stdout.strip().splitlines()[-1]) for run in runs)
+        runs = [subprocess.run([sys.executable, "-c", _COMPILE_PROBE % (dtype, dtype)]
+                               + list(COMPILE_MODES.values()), env=env, check=True,
+                               capture_output=True, text=True) for _ in range(2)]
+    seconds = [dict(line.split() for line in run.stdout.strip().splitlines()) for run in runs]
+    return {name: (float(seconds[0][mode]), float(seconds[1][mode]))
+            for name, mode in COMPILE_MODES.items()}
 
 
 def main(argv=None):
@@ -438,10 +451,12 @@ def main(argv=None):
     if ref_m != m:
         print("(reference timed on %d samples, scaled to %d)" % (ref_m, m))
     if not args.no_compile:
-        cold, cached = compile_seconds()
-        figures["compile_cold_s"], figures["compile_cached_s"] = cold, cached
-        print("first call of the per-sample kernel (float64), fresh interpreter: "
-              "%.2f s compiling, %.2f s from the on-disk cache" % (cold, cached))
+        compile_times = compile_seconds()
+        figures["compile_s"] = {name: {"cold": cold, "cached": cached}
+                                for name, (cold, cached) in compile_times.items()}
+        print("first call per training mode (float64), fresh interpreters, in this order:")
+        for name, (cold, cached) in compile_times.items():
+            print("  %-16s %6.2f s compiling, %.2f s from the on-disk cache" % (name, cold, cached))
     peak = {dtype: fma_peak_gflops(dtype) for dtype in ("float32", "float64")}
     figures["fma_peak_gflops_one_core"] = peak
     flops = per_sample_flops([784, args.hidden, 10]) * m

@@ -59,3 +59,12 @@ def test_head_to_head_against_scikit_learn():
     assert len(f["fastbp_s"]) == len(f["sklearn_s"]) == 1
     assert 0.3 < f["fastbp_accuracy"][0] <= 1 and 0.3 < f["sklearn_accuracy"][0] <= 1   # chance: 0.1
     assert f["ratio"] == pytest.approx(f["sklearn_s"][0] / f["fastbp_s"][0])
+
+
+def test_compile_seconds_per_training_mode():
+    times = bench.compile_seconds("float32")
+    assert list(times) == list(bench.COMPILE_MODES)
+    for cold, cached in times.values():
+        assert cold > 0 and cached > 0
+    # the per-sample kernel compiles for seconds, and loads from the cache far quicker
+    assert times["per-sample SGD"][1] < times["per-sample SGD"][0]
