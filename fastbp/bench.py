@@ -334,7 +334,7 @@ def contention_table(hidden, dtype, samples, repeats):
     times = {name: ([], []) for name in settings}
     nets = {}
     try:
-        for name, value in settings.items():
+        for name in settings:
             nets[name] = Network([784, hidden, 10], activation="relu", output="softmax",
                                  loss="cross_entropy", init="he", seed=0, dtype=dtype)
             nets[name].warm_up(1)

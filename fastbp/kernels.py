@@ -8,9 +8,9 @@ Plain functions over flat arrays, so one compiled function serves every depth:
   a/d/e  per-sample activations, error terms and sent-back errors, laid out like b
   acts   one activation code per layer (functions.ACTIVATION_CODES), the output's last
 
-Every kernel is ``cache=True`` and compiled on first call, never at import. A kernel
-runs in the dtype of its arrays (float64 or float32); scalars it is given (lr, decay,
-eps) come in that dtype too, and ``lr - lr`` makes a zero of that dtype where an
+Every kernel is ``@kernel`` (njit with ``cache=True`` and NumPy's error model) and
+compiled on first call, never at import. A kernel runs in the dtype of its arrays
+(float64 or float32); scalars it is given (lr, decay, eps) come in that dtype too, and ``lr - lr`` makes a zero of that dtype where an
 accumulator must keep it (a Python 0.0 would promote a float32 sum to float64).
 
 Parallelism: in per-sample SGD, when the caller asks for threads > 1 (threads.py; the
@@ -25,6 +25,7 @@ and row updates vectorise; it does not assume away NaN and inf, so a diverging r
 still seen. tests/test_agreement.py holds the results to the NumPy reference.
 """
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -45,6 +46,8 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # Python's model checks every division for a zero divisor, and that branch kept loops with
 # a division (the sigmoid, Adam's step) from vectorising: Adam's update ran 6x slower.
 ERRORS = "numpy"
+# every kernel: cached on disk, compiled on first call, NumPy's error model
+kernel = functools.partial(njit, cache=True, error_model=ERRORS)
 # Numba's parallel=True also turns array expressions, np.zeros and slice assignments into
 # parallel regions: inside the per-sample loop that is a region (and a barrier) per sample.
 # The kernels ask for explicit prange loops only. (An options object, not a dict: Numba
@@ -63,10 +66,9 @@ MSE = LOSS_CODES["mse"]
 BINARY_CROSS_ENTROPY = LOSS_CODES["binary_cross_entropy"]
 CROSS_ENTROPY = LOSS_CODES["cross_entropy"]
 
-_sigmoid, _tanh, _relu, _identity = (njit(cache=True, error_model=ERRORS)(f) for f in (sigmoid, tanh, relu, identity))
+_sigmoid, _tanh, _relu, _identity = (kernel(f) for f in (sigmoid, tanh, relu, identity))
 _sigmoid_d, _tanh_d, _relu_d, _identity_d = (
-    njit(cache=True, error_model=ERRORS)(f) for f in (sigmoid_derivative, tanh_derivative, relu_derivative,
-                                  identity_derivative))
+    kernel(f) for f in (sigmoid_derivative, tanh_derivative, relu_derivative, identity_derivative))
 
 
 def _prefer_openmp():
@@ -112,7 +114,7 @@ def threading_info():
 
 # ---------------------------------------------------------------- per-unit helpers
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _activate(code, z):
     if code == SIGMOID:
         return _sigmoid(z)
@@ -123,7 +125,7 @@ def _activate(code, z):
     return _identity(z)
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _derivative(code, a):
     if code == SIGMOID:
         return _sigmoid_d(a)
@@ -134,7 +136,7 @@ def _derivative(code, a):
     return _identity_d(a)
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _activate_inplace(code, a):
     """a holds a layer's pre-activations z; replace them by g(z)."""
     if code == SOFTMAX:
@@ -150,7 +152,7 @@ def _activate_inplace(code, a):
             a[j] = _activate(code, a[j])
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _row(flat, offset, j, n):
     """Row j of the (., n) matrix stored at flat[offset:], as a view. Loops index the
     view from 0, which Numba knows is never negative, so they vectorise (an index like
@@ -158,14 +160,14 @@ def _row(flat, offset, j, n):
     return flat[offset + j * n:offset + (j + 1) * n]
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def _dot(row, v, acc):
     for i in range(v.size):
         acc += row[i] * v[i]
     return acc
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _sample_loss(loss, o, t, eps):
     total = 0.0
     for k in range(o.size):
@@ -180,7 +182,7 @@ def _sample_loss(loss, o, t, eps):
     return total
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _output_delta(loss, code, o, t, d):
     """d <- dE/dz of the output layer (reference.output_delta)."""
     if loss != MSE:
@@ -197,14 +199,14 @@ def _output_delta(loss, code, o, t, d):
             d[k] = (o[k] - t[k]) * _derivative(code, o[k])
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _send_back_output(propagate_error, o, t, d, e):
     """e <- what the output layer sends back: its raw error o - t (seed 000) or its delta."""
     for k in range(o.size):
         e[k] = o[k] - t[k] if propagate_error else d[k]
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _hidden_delta(propagate_error, code, a, back, d, e):
     """From back = W^T e of the layer above: d <- back * g'(a), e <- back or d."""
     for i in range(a.size):
@@ -228,7 +230,7 @@ def _hidden_delta(propagate_error, code, a, back, d, e):
 BLOCK = 4
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def _block_row(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     """Row j of the first layer: apply the block's pending steps, row <- scale * row -
     sum_i H[i, j] x_i, then take the updated row's products with the next block's inputs."""
@@ -245,7 +247,7 @@ def _block_row(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     base[0, j], base[1, j], base[2, j], base[3, j] = acc0, acc1, acc2, acc3
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def _block_row_pair(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     """Rows j and j + 1 of the first layer, as _block_row, in one sweep over the inputs."""
     ra, rb = _row(w, 0, j, n), _row(w, 0, j + 1, n)
@@ -271,7 +273,7 @@ def _block_row_pair(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     base[0, j + 1], base[1, j + 1], base[2, j + 1], base[3, j + 1] = q0, q1, q2, q3
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base):
     """Rows lo..hi-1 of the first layer (lo even): the block's pass, two rows at a time."""
     x0, x1, x2, x3 = X[pending[0]], X[pending[1]], X[pending[2]], X[pending[3]]
@@ -282,7 +284,7 @@ def _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base):
         _block_row(w, hi - 1, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
 
 
-@njit(parallel=PRANGE_ONLY, fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
 def _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
     """The block's pass with the rows split in `threads` ranges of whole pairs."""
     pairs = (n1 + 1) // 2
@@ -292,7 +294,7 @@ def _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, thread
         _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base)
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
     """Apply the steps of the samples X[pending]; base[q] <- W x for x = X[upcoming[q]]."""
     if threads > 1 and n0 * n1 >= PARALLEL_MIN_WEIGHTS:
@@ -301,18 +303,17 @@ def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
         _block_rows(w, 0, n1, n0, scale, H, X, pending, upcoming, base)
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _block_samples(order, first, rows):
     """rows <- the BLOCK sample indices order[first:first + BLOCK], padded with order[0]."""
     rows[:] = order[0]
     for q in range(min(BLOCK, order.size - first)):
         rows[q] = order[first + q]
-    return rows
 
 
 # ---------------------------------------------------------------- training kernels
 
-@njit(parallel=PRANGE_ONLY, fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
 def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
               X, T, order, lr, decay, eps, tiny, threads):
     """Per-sample SGD over the samples X[order], in one call. Returns the summed loss,
@@ -418,7 +419,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
 # parallel regions with BLAS calls made the two thread pools wait on each other (a
 # mini-batch epoch ran up to 100 times slower); the work outside the products is small.
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def layer_buffers(sizes, rows, dtype_like):
     """One (rows, n_l) array per layer, in the dtype of dtype_like."""
     buffers = List()
@@ -427,18 +428,18 @@ def layer_buffers(sizes, rows, dtype_like):
     return buffers
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _matrix(flat, w_off, sizes, l):
     return flat[w_off[l]:w_off[l + 1]].reshape((sizes[l + 1], sizes[l]))
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _flat(M):
     """A contiguous (rows, n) block as one vector (a view), for elementwise helpers."""
     return M.reshape(M.size)
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def _bias_activate(Z, bias, code):
     """Z <- g(Z + bias), row by row for softmax, element by element otherwise (no views
     per row: for small layers their cost would dominate)."""
@@ -453,7 +454,7 @@ def _bias_activate(Z, bias, code):
                 Z[s, j] = _activate(code, Z[s, j] + bias[j])
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A):
     """The batched forward pass: A[l][:B] <- layer l+1's outputs for the B rows of Xb."""
     B = Xb.shape[0]
@@ -464,7 +465,7 @@ def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A):
         _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l])
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb, D, E, losses, eps):
     """The batched delta propagation: D[l][:B] <- every layer's error terms for the forward
     pass A and targets Tb; losses[:B] <- the per-sample losses. E is scratch: what each
@@ -487,7 +488,7 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb, D
                       _flat(E[l - 1][:B]))
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db):
     """dw, db <- the batch's summed gradient: dW = D^T A_in, db = the sum of D's rows. The
     mean is that times 1/B, which optimizer_step applies inside its update (a pass over
@@ -505,7 +506,7 @@ def gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db):
                 bias[j] += row[j]
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _gather(X, rows, out):
     for s in range(rows.size):
         out[s] = X[rows[s]]
@@ -518,7 +519,7 @@ def _gather(X, rows, out):
 SGD, MOMENTUM, NESTEROV, ADAM = (RULE_CODES[name] for name in ("sgd", "momentum", "nesterov", "adam"))
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def _flush(v, tiny):
     """v, or 0 where v is subnormal: long runs drive some parameters and moments there
     (weights of inputs that are always 0 decay under L2), and subnormal arithmetic is
@@ -526,7 +527,7 @@ def _flush(v, tiny):
     return v if abs(v) >= tiny else v - v
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def _update(rule, p, g, state, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny):
     """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
     l2 * p (the penalty's gradient: l2 is zero for biases). Subnormal results are flushed.
@@ -551,7 +552,7 @@ def _update(rule, p, g, state, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny)
             p[k] = _flush(p[k] - lr_t * m[k] / (np.sqrt(s[k]) + epsilon), tiny)
 
 
-@njit(cache=True, error_model=ERRORS)
+@kernel
 def _cast(like, value):
     """value in the dtype of the array like (Numba types lr * a_float64 as float64)."""
     out = np.empty(1, like.dtype)
@@ -559,7 +560,7 @@ def _cast(like, value):
     return out[0]
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def _squared_norm(g):
     total = 0.0
     for k in range(g.size):
@@ -567,7 +568,7 @@ def _squared_norm(g):
     return total
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, batch):
     """One step of the rule on the flat parameters from the gradients dw, db summed over a
     batch of `batch` samples (their mean is that over batch), as reference.step after its
@@ -582,7 +583,7 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, bat
         _update(rule, b, db, state_b, gscale, l2 - l2, lr, beta, beta2, epsilon, lr_t, tiny)
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model=ERRORS)
+@kernel(fastmath=FASTMATH)
 def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                 X, T, order, batch_size, rule, hyper, state_w, state_b, t0, eps):
     """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step

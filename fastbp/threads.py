@@ -105,8 +105,8 @@ def fixed_threads():
 class ThreadChooser:
     """Picks 1 or `threads` threads slice by slice from the seconds per sample the slices
     took (see the module's docstring). ``threads()`` before a slice, ``took(samples,
-    seconds)`` after it. threads=None: available_cpus(), or FASTBP_THREADS when set, which
-    also turns the timing off (that many threads, always).
+    seconds)`` after it. threads=None: as FASTBP_THREADS says (fixed_threads); 'auto',
+    there or here, chooses between 1 and available_cpus() threads; a number fixes it.
 
     Each choice is judged by the median of its last KEEP slices; a try of the other
     choice runs PROBE slices in a row, so that one lucky or unlucky slice (the operating
@@ -154,8 +154,7 @@ class ThreadChooser:
                 self.current = 1 if c != 1 else self.many
                 self.probing = PROBE
                 return
-            other = self.estimate(self.best)
-            if other is None or self.estimate(c) < MARGIN * other:
+            if best is None or self.estimate(c) < MARGIN * best:
                 self.best, self.wait = c, FIRST_PROBE
             else:
                 self.wait = min(2 * self.wait, LAST_PROBE)
