@@ -30,3 +30,10 @@ def number(what, value, low=0.0, high=None, low_open=False, high_open=True):
             bounds += " and %s %g" % ("<" if high_open else "<=", high)
         raise ValueError("%s must be a finite number %s, got %r" % (what, bounds, value))
     return float(value)
+
+
+def flag(what, value):
+    """True or False (a bool, NumPy's too, or the integers 0 and 1), as a bool."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return bool(value)
+    raise ValueError("%s must be True or False, got %r" % (what, value))

@@ -8,28 +8,49 @@ import time
 import numpy as np
 
 from . import datasets, io, training
-from .network import Network
+from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
+from .network import INITIALISERS, Network
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
-from .plot import plot_history
+from .plot import plot_history, require_matplotlib
 from .training import TrainingDiverged
 
 EXIT_INTERRUPTED = 130
 
 
 def _ints(text):
-    return [int(v) for v in text.split(",") if v.strip()]
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("%r is not a list of layer sizes: give positive "
+                                         "integers separated by commas, such as 200 or 256,128" % text)
+    return values
+
+
+def _one_of(what, allowed):
+    """An argparse type: a name from allowed, with the names in its error."""
+    def check(text):
+        if text not in allowed:
+            raise argparse.ArgumentTypeError("unknown %s %r; choose from %s" % (what, text, ", ".join(allowed)))
+        return text
+    return check
 
 
 def _names(text):
-    names = [v.strip() for v in text.split(",") if v.strip()]
+    """One hidden activation for every hidden layer, or a comma-separated list of them."""
+    names = [_one_of("activation", HIDDEN_ACTIVATIONS)(v.strip()) for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give an activation name, or one per hidden layer")
     return names[0] if len(names) == 1 else names
 
 
 def load_data(name, data_dir=None, subset=None, scaling="unit", dtype="float64"):
     """(X_train, y_train, X_test, y_test, description) for the command line's --data."""
     if name == "fashion-mnist":
-        data = datasets.load_fashion_mnist(data_dir, scaling=None)
-        description = "Fashion-MNIST"
+        directory = datasets.find_fashion_mnist(data_dir)
+        data = datasets.load_idx_dataset(directory)
+        description = "Fashion-MNIST from %s" % directory
     elif name == "mnist":
         if data_dir is None:
             raise datasets.DataError("--data mnist needs --data-dir, the directory of its IDX files")
@@ -98,14 +119,88 @@ def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **trai
     if save:
         net.save(save)
     if interrupted:
+        checkpoint = train.get("checkpoint")
+        if checkpoint and os.path.exists(checkpoint):
+            about = "; the checkpoint %s continues the run (--resume)" % checkpoint
+        elif checkpoint:
+            about = ("; no checkpoint was written yet (the first comes after epoch %d), so "
+                     "--resume would start afresh" % train.get("checkpoint_every", 1))
+        else:
+            about = ""
         print("interrupted after %d finished epochs%s%s" % (
-            len(accuracies), "; saved what was trained to %s" % save if save else "",
-            "; the checkpoint %s continues the run (--resume)" % train["checkpoint"]
-            if train.get("checkpoint") else ""), flush=True)
+            len(accuracies), "; saved what was trained to %s" % save if save else "", about), flush=True)
     return net, history, accuracies, interrupted
 
 
+# train's options that a resumed run takes from its checkpoint, and how to read each there
+RESUMED = {
+    "hidden": lambda net, r: net.sizes[1:-1],
+    "activation": lambda net, r: net.activations[:-1],
+    "output": lambda net, r: net.output,
+    "loss": lambda net, r: net.loss_name,
+    "init": lambda net, r: net.init,
+    "propagate": lambda net, r: net.propagate,
+    "no_bias": lambda net, r: not net.bias,
+    "dtype": lambda net, r: str(net.dtype),
+    "optimizer": lambda net, r: r["optimizer"].rule,
+    "lr": lambda net, r: r["optimizer"].lr,
+    "momentum": lambda net, r: r["optimizer"].momentum,
+    "schedule": lambda net, r: r["schedule"].name,
+    "validation_fraction": lambda net, r: r["validation_fraction"],
+    **{key: (lambda key: lambda net, r: r["run"][key])(key)
+       for key in ("batch_size", "l2", "clip", "n_iter_no_change", "tol", "target_loss",
+                   "checkpoint_every", "backend")},
+}
+
+
+def _given(parser, argv):
+    """The dests of the options that argv names explicitly."""
+    given = set()
+    for action in parser._actions:
+        for option in action.option_strings:
+            if any(token == option or token.startswith(option + "=") for token in argv):
+                given.add(action.dest)
+    return given
+
+
+def check_resumed_options(args, path):
+    """Refuse a --resume whose explicit options differ from the checkpoint's run (only
+    --epochs, --save, --plot-history and the progress display may change); say that
+    --seed is not used."""
+    net, restored, _ = io.load_checkpoint(path)
+    given = getattr(args, "given", set())
+    changed = []
+    for key, saved in RESUMED.items():
+        if key not in given:
+            continue
+        value = getattr(args, key)
+        if key == "activation" and isinstance(value, str):
+            value = [value] * (len(net.sizes) - 2)
+        if value != saved(net, restored):
+            option = "--" + key.replace("_", "-")
+            changed.append("%s %s (the checkpoint's: %s)" % (option, _shown(value), _shown(saved(net, restored))))
+    if changed:
+        raise ValueError("--resume continues the run in %s with its own settings; this command "
+                         "changes %s. Drop those options to continue the run (only --epochs may "
+                         "change), or give another --checkpoint to start a new one"
+                         % (path, "; ".join(changed)))
+    if "seed" in given:
+        print("note: --seed is not used: a resumed run continues from its checkpoint's random state")
+
+
+def _shown(value):
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "(none)" if value is None else str(value)
+
+
 def cmd_train(args):
+    if args.plot_history:
+        require_matplotlib("--plot-history")
+    if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
+        check_resumed_options(args, args.checkpoint)
     X, y, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset,
                                                    "seed000" if args.preprocess == "seed000" else "unit",
                                                    dtype=args.dtype)   # converted once, not per epoch
@@ -181,6 +276,8 @@ def cmd_demo(args):
         X, y, X_test, y_test, description = load_data("fashion-mnist", args.data_dir, args.subset,
                                                        "seed000")
     except datasets.DataError as error:
+        if args.data_dir is not None or os.environ.get("FASTBP_DATA"):
+            raise                           # a directory the user named: never passed over
         print("Fashion-MNIST is not installed here: %s\nRunning on a generated data set instead."
               % error)
         X, y, X_test, y_test, description = load_data("synthetic", None, args.subset, "seed000")
@@ -213,6 +310,8 @@ def cmd_demo(args):
 def cmd_seed001(args):
     from .experiments import SEED001_SECONDS, seed001
     from .plot import plot_seed001
+    if args.plot:
+        require_matplotlib("--plot")
     results = []
     for activation in args.activation.split(","):
         r = seed001(activation, target=args.target, max_steps=args.max_steps, seed=args.seed)
@@ -236,69 +335,91 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_options(p, default="fashion-mnist"):
-        p.add_argument("--data", default=default, choices=["fashion-mnist", "mnist", "synthetic"])
-        p.add_argument("--data-dir", help="directory of the IDX files (default: the usual places)")
-        p.add_argument("--subset", type=int, help="use the first N training samples (and N/6 test)")
+        p.add_argument("--data", default=default, choices=["fashion-mnist", "mnist", "synthetic"],
+                       help="the data set (default %s; synthetic: generated, for trying things)" % default)
+        p.add_argument("--data-dir", help="directory of the IDX files; it must hold them "
+                       "(default: $FASTBP_DATA, else the Debian package's, else ~/.cache/fastbp)")
+        p.add_argument("--subset", type=int, help="use the first N training samples, and the "
+                       "first N/6 test samples (at least 1) for the test accuracy")
         p.add_argument("--preprocess", default="unit", choices=["unit", "seed000"],
                        help="pixels /255 and one-hot targets, or seed 000's x/255*0.99+0.01 and 0.01/0.99")
 
-    p = sub.add_parser("train", help="train a network on a data set")
+    p = sub.add_parser("train", help="train a network on a data set", allow_abbrev=False)
+    parser.train_parser = p               # (main reads which options a command line gives)
     data_options(p)
     p.add_argument("--hidden", type=_ints, default=[200], help="hidden sizes, e.g. 200 or 256,128")
-    p.add_argument("--activation", type=_names, default="sigmoid")
-    p.add_argument("--output", default="sigmoid")
-    p.add_argument("--loss", default="mse")
-    p.add_argument("--init", default="normal")
-    p.add_argument("--propagate", default="delta", choices=["delta", "error"])
-    p.add_argument("--no-bias", action="store_true")
-    p.add_argument("--optimizer", default="sgd", choices=RULES)
+    p.add_argument("--activation", type=_names, default="sigmoid",
+                   help="hidden activation, one for all or one per layer (e.g. relu,tanh): %s"
+                        % ", ".join(HIDDEN_ACTIVATIONS))
+    p.add_argument("--output", type=_one_of("output", OUTPUT_ACTIVATIONS), default="sigmoid",
+                   help="output activation: %s" % ", ".join(OUTPUT_ACTIVATIONS))
+    p.add_argument("--loss", type=_one_of("loss", tuple(LOSSES)), default="mse",
+                   help="%s (cross_entropy with --output softmax, binary_cross_entropy with "
+                        "sigmoid)" % ", ".join(LOSSES))
+    p.add_argument("--init", type=_one_of("init", tuple(INITIALISERS)), default="normal",
+                   help="initial weights: %s" % ", ".join(INITIALISERS))
+    p.add_argument("--propagate", default="delta", choices=["delta", "error"],
+                   help="delta: the true gradient; error: seed 000's book network")
+    p.add_argument("--no-bias", action="store_true", help="layers without biases (seed 000)")
+    p.add_argument("--optimizer", default="sgd", choices=RULES, help="the update rule: %s" % ", ".join(RULES))
     p.add_argument("--lr", type=float, help="learning rate (default 0.1; Adam's 0.001)")
     p.add_argument("--momentum", type=float, default=0.9, help="for momentum and nesterov")
     p.add_argument("--schedule", default="constant", choices=list(SCHEDULES),
                    help="the learning rate's schedule, with its default settings")
     p.add_argument("--clip", type=float, help="cap each step's gradient norm")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--l2", type=float, default=0.0)
+    p.add_argument("--epochs", type=int, default=1, help="epochs to train (default 1); with "
+                   "--resume, the run's new total")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="samples per step: 1 is per-sample SGD (default), larger mini-batches")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights (default 0)")
     p.add_argument("--validation-fraction", type=float,
                    help="hold out this fraction of the training set; end with its best epoch")
     p.add_argument("--n-iter-no-change", type=int,
                    help="stop after this many epochs without improvement (of the validation "
                         "loss, else the training loss) by more than --tol")
-    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--tol", type=float, default=1e-4,
+                   help="the improvement --n-iter-no-change counts (default 1e-4)")
     p.add_argument("--target-loss", type=float, help="stop once an epoch's loss is below this")
     p.add_argument("--checkpoint", help="write the run's state here (.npz) every --checkpoint-every epochs")
-    p.add_argument("--checkpoint-every", type=int, default=1)
+    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default 1)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --checkpoint if it exists (same data options)")
     p.add_argument("--plot-history", help="write a PNG of the per-epoch history (needs matplotlib)")
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    p.add_argument("--backend", default="numba", choices=["numba", "numpy"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="the precision the network computes in (default float64)")
+    p.add_argument("--backend", default="numba", choices=["numba", "numpy"],
+                   help="numba: the compiled kernels (default); numpy: the reference")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the "
+                   "sample order (default 0)")
     p.add_argument("--save", help="write the trained model here (.npz)")
     p.add_argument("--no-progress", action="store_true", help="a line per epoch instead of a bar")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved model")
-    p.add_argument("model")
+    p.add_argument("model", help="a model file written by train --save (or fastbp.save)")
     data_options(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("demo", help="seed 000's network on Fashion-MNIST, with its speedup")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--hidden", type=int, default=200)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--data-dir")
-    p.add_argument("--subset", type=int)
-    p.add_argument("--reference-samples", type=int, default=2000)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of per-sample SGD (default 3)")
+    p.add_argument("--hidden", type=int, default=200, help="hidden layer size (default 200)")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    p.add_argument("--data-dir", help="directory of Fashion-MNIST's IDX files (default: "
+                   "$FASTBP_DATA, else the Debian package's; without either, a generated set)")
+    p.add_argument("--subset", type=int, help="use the first N training samples, and the "
+                   "first N/6 test samples (at least 1)")
+    p.add_argument("--reference-samples", type=int, default=2000,
+                   help="time the NumPy reference and the kernels on this many samples (default 2000)")
+    p.add_argument("--no-progress", action="store_true", help="a line per epoch instead of a bar")
     p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("seed001", help="seed 001's vanishing-gradient experiment")
-    p.add_argument("--activation", default="sigmoid,relu")
-    p.add_argument("--target", type=float, default=0.01)
-    p.add_argument("--max-steps", type=int, default=5_000_000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--activation", default="sigmoid,relu",
+                   help="hidden activations to run, comma-separated (default sigmoid,relu)")
+    p.add_argument("--target", type=float, default=0.01,
+                   help="stop once the mean loss of the last 1000 steps is below this")
+    p.add_argument("--max-steps", type=int, default=5_000_000, help="give up after this many steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the weights")
     p.add_argument("--plot", help="write a PNG of loss and error terms (needs matplotlib)")
     p.set_defaults(run=cmd_seed001)
 
@@ -311,8 +432,20 @@ def build_parser():
     return parser
 
 
+EXIT_BROKEN_PIPE = 128 + 13            # as a process killed by SIGPIPE
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except BrokenPipeError:               # the reader went away (fastbp ... | head): quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # nor complain when Python flushes at exit
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv):
     if argv[:1] == ["bench"]:                 # its own options: see fastbp.bench
         from .bench import main as bench_main
         bench_main(argv[1:])
@@ -321,10 +454,13 @@ def main(argv=None):
         from .compare import main as compare_main
         compare_main(argv[1:])
         return 0
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        args.given = _given(parser.train_parser, argv[1:])
     try:
         return args.run(args)
-    except (datasets.DataError, ValueError) as error:
+    except (datasets.DataError, ValueError, ImportError) as error:
         print("fastbp %s: error: %s" % (args.command, error), file=sys.stderr)
         return 2
 

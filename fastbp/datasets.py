@@ -1,6 +1,7 @@
 """Data: the IDX reader (MNIST, Fashion-MNIST), the preprocessing the seeds use, and
 seed 001's generated data sets. Nothing here downloads anything."""
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -26,30 +27,54 @@ def read_idx(path):
     """Read one IDX file (gzipped or raw) into an array of its stored shape.
 
     Checks the magic number (two zero bytes, a known type byte, 1..4 dimensions), and that
-    the file holds exactly the bytes its dimensions call for."""
+    the file holds exactly the bytes its dimensions call for. The header is read and
+    checked first (sizes in exact integers), and no more data than it declares is ever
+    read or decompressed, so a corrupt or hostile file costs no more memory than the data
+    it claims to hold (a raw file's size is compared before reading)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as raw_file:
+            gzipped = raw_file.read(2) == b"\x1f\x8b"
+            raw_file.seek(0)
+            f = gzip.GzipFile(fileobj=raw_file) if gzipped else raw_file
+            try:
+                return _read_idx(path, f, None if gzipped else os.fstat(raw_file.fileno()).st_size)
+            except (OSError, EOFError, zlib.error) as error:
+                if not gzipped:
+                    raise
+                raise DataError("%s: corrupt or truncated gzip data (%s)" % (path, error)) from error
     except OSError as error:
         raise DataError("%s: cannot read: %s" % (path, error.strerror or error)) from error
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise DataError("%s: corrupt or truncated gzip data (%s)" % (path, error)) from error
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in IDX_TYPES or not 1 <= raw[3] <= 4:
-        raise DataError("%s: not an IDX file (wrong magic number %s)" % (path, raw[:4].hex() or "<empty>"))
-    ndim, dtype = raw[3], np.dtype(IDX_TYPES[raw[2]])
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+
+
+def _read_idx(path, f, file_size):
+    magic = f.read(4)
+    if len(magic) < 4 or magic[:2] != b"\x00\x00" or magic[2] not in IDX_TYPES or not 1 <= magic[3] <= 4:
+        raise DataError("%s: not an IDX file (wrong magic number %s)" % (path, magic.hex() or "<empty>"))
+    ndim, dtype = magic[3], np.dtype(IDX_TYPES[magic[2]])
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise DataError("%s: truncated IDX header" % path)
-    shape = tuple(int(n) for n in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
+    shape = tuple(int.from_bytes(dims[4 * k:4 * k + 4], "big") for k in range(ndim))
+    expected = math.prod(shape) * dtype.itemsize          # exact: no int64 overflow
+    shown = "x".join(map(str, shape))
+    if file_size is not None and file_size - 4 - 4 * ndim != expected:
+        have = file_size - 4 - 4 * ndim
         raise DataError("%s: %s: dimensions %s need %d data bytes, the file has %d"
-                        % (path, "truncated" if len(raw) - header < expected else "wrong length",
-                           "x".join(map(str, shape)), expected, len(raw) - header))
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+                        % (path, "truncated" if have < expected else "wrong length", shown, expected, have))
+    chunks, have = [], 0
+    while have <= expected:                # read at most one byte past what is declared
+        chunk = f.read(min(expected + 1 - have, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        have += len(chunk)
+    if have != expected:
+        raise DataError("%s: %s: dimensions %s need %d data bytes, the file has %s"
+                        % (path, "truncated" if have < expected else "wrong length", shown, expected,
+                           have if have < expected else "more"))
+    data = b"".join(chunks)
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find(directory, stem):
@@ -88,11 +113,14 @@ def cache_dir():
 
 
 def fashion_mnist_dirs(path=None):
-    """Where load_fashion_mnist looks, in order."""
-    dirs = [Path(path)] if path is not None else []
+    """Where load_fashion_mnist looks, in order: only `path` when one is given; else only
+    $FASTBP_DATA (and its fashion-mnist/) when that is set; else the Debian package's
+    directory and the user cache directory."""
+    if path is not None:
+        return [Path(path)]
     if os.environ.get("FASTBP_DATA"):
-        dirs += [Path(os.environ["FASTBP_DATA"]) / "fashion-mnist", Path(os.environ["FASTBP_DATA"])]
-    return dirs + [DEBIAN_FASHION_MNIST, cache_dir() / "fashion-mnist"]
+        return [Path(os.environ["FASTBP_DATA"]) / "fashion-mnist", Path(os.environ["FASTBP_DATA"])]
+    return [DEBIAN_FASHION_MNIST, cache_dir() / "fashion-mnist"]
 
 
 HOW_TO_GET_FASHION_MNIST = (
@@ -102,21 +130,36 @@ HOW_TO_GET_FASHION_MNIST = (
     "$FASTBP_DATA or in %s." % (DEBIAN_FASHION_MNIST, cache_dir() / "fashion-mnist"))
 
 
+def find_fashion_mnist(path=None):
+    """The directory load_fashion_mnist reads (see fashion_mnist_dirs). A directory the
+    user named (path, or $FASTBP_DATA) must exist and hold the files: it is never passed
+    over for another copy."""
+    dirs = fashion_mnist_dirs(path)
+    for directory in dirs:
+        if directory.is_dir() and _find(directory, FILES["train"][0]) is not None:
+            return directory
+    named = "the directory given" if path is not None else "$FASTBP_DATA" if os.environ.get("FASTBP_DATA") else None
+    if named:
+        where = dirs[0] if path is not None else Path(os.environ["FASTBP_DATA"])
+        problem = "does not exist" if not where.exists() else "is not a directory" if not where.is_dir() \
+            else "holds no Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz] and the others)"
+        raise DataError("%s, %s, %s. %s" % (named, where, problem, HOW_TO_GET_FASHION_MNIST))
+    raise DataError("Fashion-MNIST not found in %s. %s" % (", ".join(map(str, dirs)), HOW_TO_GET_FASHION_MNIST))
+
+
 def load_fashion_mnist(path=None, scaling="unit", dtype="float64"):
     """Fashion-MNIST as (X_train, y_train, X_test, y_test): 60,000 and 10,000 images of
     784 pixels, labels 0..9 (FASHION_MNIST_CLASSES).
 
-    Looks in `path`, then $FASTBP_DATA (or its fashion-mnist/), then the Debian package's
-    /usr/share/datasets/fashion-mnist, then the user cache directory. Reads original MNIST
-    the same way when `path` names its directory (or use load_idx_dataset).
+    Reads `path` if given, else $FASTBP_DATA (or its fashion-mnist/) if set, else the
+    Debian package's /usr/share/datasets/fashion-mnist or the user cache directory; a
+    directory named by path or $FASTBP_DATA that lacks the files is an error
+    (find_fashion_mnist). Reads original MNIST the same way when `path` names its
+    directory (or use load_idx_dataset).
     scaling: 'unit' (pixels / 255), 'seed000' (pixels / 255 * 0.99 + 0.01) or None (uint8).
     """
-    for directory in fashion_mnist_dirs(path):
-        if directory.is_dir() and _find(directory, FILES["train"][0]) is not None:
-            X_train, y_train, X_test, y_test = load_idx_dataset(directory)
-            return scale_pixels(X_train, scaling, dtype), y_train, scale_pixels(X_test, scaling, dtype), y_test
-    raise DataError("Fashion-MNIST not found in %s. %s"
-                    % (", ".join(map(str, fashion_mnist_dirs(path))), HOW_TO_GET_FASHION_MNIST))
+    X_train, y_train, X_test, y_test = load_idx_dataset(find_fashion_mnist(path))
+    return scale_pixels(X_train, scaling, dtype), y_train, scale_pixels(X_test, scaling, dtype), y_test
 
 
 def scale_pixels(X, scaling="unit", dtype="float64"):

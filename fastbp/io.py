@@ -3,41 +3,109 @@ the parameters and a JSON description, written atomically.
 
 The JSON records the format, fastbp's version, the network's definition (sizes,
 activations, output, loss, bias, propagate, init, dtype), the state of its random
-generator, and a SHA-256 of every array, so a truncated, foreign or tampered file is an
-error, never a silently different network."""
+generator, and a SHA-256 of every array and of the JSON itself, so a truncated, foreign
+or tampered file is an error, never a silently different network.
+
+Reading trusts nothing in the file. The zip directory, the .npy headers and the JSON are
+read and checked first: every member must be one the metadata calls for, with the shape
+and dtype it calls for, and the network no larger than MAX_PARAMETERS, before any array
+is read. Reading a file therefore costs about twice the memory of the network it
+declares, and any bad file, however made, is a ModelFileError.
+"""
 import hashlib
 import json
 import os
 import tempfile
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 FORMAT = "fastbp-model"
 CHECKPOINT = "fastbp-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2            # 2: the checksum covers the JSON too
+READS = (1, 2)                # version 1 files (fastbp 0.1.0) load; their JSON is checked
+MAX_PARAMETERS = 2 ** 28      # weights and biases a file may declare (2 GiB of float64)
+MAX_METADATA_BYTES = 2 ** 24  # the JSON: a checkpoint's history grows by ~0.5 KB an epoch
+MAX_JSON_DEPTH = 32
 
 
 class ModelFileError(ValueError):
     """A model file that is not a valid fastbp model."""
 
 
-def _digest(arrays):
+def _digest(arrays, meta=None):
+    """SHA-256 of the arrays (names, dtypes, shapes, bytes) and, from format 2 on, of the
+    JSON description without its own sha256 field."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    if meta is not None:
+        h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------- writing
+
+def _umask():
+    """The process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0 and not isinstance(pid, bool)
+    return True
+
+
+def _remove_stale_temporaries(path):
+    """Delete the temporaries of earlier saves to path that were killed before they could
+    clean up: '.NAME.PID-XXXX.tmp' files whose process is gone."""
+    prefix = "." + path.name + "."
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                os.unlink(path.parent / name)
+            except OSError:
+                pass
 
 
 def atomic_write(path, write):
     """Call write(file) on a temporary file beside path, then rename it over path: a crash
-    leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    leaves the old file or the new one, never half of one.
+
+    A path that is a symbolic link is written where the link points (the link stays). The
+    file gets the mode of the file it replaces, or 0666 less the umask when new, as open()
+    would give it. Temporaries left by earlier saves that were killed are removed."""
+    path = Path(os.path.realpath(path))
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".%d-" % os.getpid(), suffix=".tmp",
+                               dir=path.parent)
     try:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -65,10 +133,128 @@ def _network_record(net):
 
 
 def _write(path, kind, arrays, meta):
-    meta = dict(meta, format=kind, format_version=FORMAT_VERSION, sha256=_digest(arrays))
+    meta = json.loads(json.dumps(dict(meta, format=kind, format_version=FORMAT_VERSION)))
+    meta["sha256"] = _digest(arrays, meta)
     arrays = dict(arrays, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return Path(path)
+
+
+# ---------------------------------------------------------------- reading
+
+class _Bad(Exception):
+    """A problem found in a file; _read words it as a ModelFileError."""
+
+
+def _members(zf):
+    """{array name: ZipInfo} of an .npz file's directory, every entry checked."""
+    infos = {}
+    for info in zf.infolist():
+        name = info.filename
+        if not name.endswith(".npy") or "/" in name or name[:-4] in infos:
+            raise _Bad("unexpected member %r in the .npz file" % name)
+        if info.flag_bits & 0x1:
+            raise _Bad("member %r is encrypted" % name)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Bad("member %r uses an unsupported compression (%d)" % (name, info.compress_type))
+        infos[name[:-4]] = info
+    return infos
+
+
+def _read_array(zf, info, shape, dtype, limit=None):
+    """One member's array, after checking that its .npy header declares exactly `shape`
+    and `dtype` (C order; shape None: any 1-D length up to `limit`) and that the zip
+    entry's size agrees: nothing is read or allocated for an array other than the one
+    expected."""
+    name = info.filename[:-4]
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise _Bad("member %r: unsupported .npy version %s" % (name, version))
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        found_shape, fortran, found_dtype = read_header(f)
+        if shape is None and len(found_shape) == 1 and found_shape[0] <= limit:
+            shape = found_shape
+        if fortran or found_dtype != np.dtype(dtype) or found_shape != tuple(shape or ()):
+            raise _Bad("inconsistent {what} file: member %r holds a %s array of shape %s%s; the metadata calls for %s %s"
+                       % (name, found_dtype, found_shape, " (Fortran order)" if fortran else "",
+                          np.dtype(dtype), "a vector of at most %d" % limit if shape is None
+                          else tuple(shape)))
+        a = np.empty(shape, dtype)
+        if info.file_size != f.tell() + a.nbytes:
+            raise _Bad("member %r: its zip entry's size %d does not match its header"
+                       % (name, info.file_size))
+        view = memoryview(a.reshape(-1)).cast("B")
+        done = 0
+        while done < a.nbytes:
+            chunk = f.read(min(a.nbytes - done, 1 << 24))
+            if not chunk:
+                raise _Bad("member %r is truncated" % name)
+            view[done:done + len(chunk)] = chunk
+            done += len(chunk)
+        if f.read(1):                     # also makes zipfile check the entry's CRC
+            raise _Bad("member %r is longer than its header says" % name)
+    return a
+
+
+def _json_depth_ok(text):
+    """Whether the JSON text nests no deeper than MAX_JSON_DEPTH (counted on brackets
+    outside strings), so that parsing it cannot exhaust the stack."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def _metadata(zf, infos):
+    if "metadata" not in infos:
+        raise _Bad("not a fastbp {what} (no metadata in the .npz file)")
+    try:
+        raw = _read_array(zf, infos["metadata"], None, np.uint8, MAX_METADATA_BYTES)
+        text = raw.tobytes().decode()
+    except UnicodeDecodeError as error:
+        raise _Bad("corrupt metadata: %s" % error) from None
+    if not _json_depth_ok(text):
+        raise _Bad("corrupt metadata: JSON nested deeper than %d levels" % MAX_JSON_DEPTH)
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _Bad("corrupt metadata: %s" % error) from None
+    if not isinstance(meta, dict):
+        raise _Bad("not a fastbp {what} (its metadata is a JSON %s, not an object)" % type(meta).__name__)
+    return meta
+
+
+def _expected(meta, kind):
+    """{member: (shape, dtype)} that the metadata calls for, after checking the declared
+    network against MAX_PARAMETERS."""
+    from .network import check_definition
+    definition = check_definition(meta["sizes"], meta["activation"], meta["output"], meta["loss"],
+                                  meta["bias"], meta["init"], meta["propagate"], meta["dtype"])
+    sizes, dtype, bias = definition["sizes"], definition["dtype"], definition["bias"]
+    n_w = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    n_b = sum(sizes[1:])
+    if n_w + n_b > MAX_PARAMETERS:
+        raise _Bad("declares a network %s of %d parameters, more than fastbp.io.MAX_PARAMETERS "
+                   "= %d; raise that limit to load it" % (sizes, n_w + n_b, MAX_PARAMETERS))
+    shapes = {"w%d" % l: (sizes[l + 1], sizes[l]) for l in range(len(sizes) - 1)}
+    if bias:
+        shapes.update({"b%d" % l: (sizes[l + 1],) for l in range(len(sizes) - 1)})
+    expected = {name: (shape, dtype) for name, shape in shapes.items()}
+    if kind == CHECKPOINT:
+        from .training import checkpoint_arrays
+        expected.update(checkpoint_arrays(meta["training"], n_w, n_b, dtype))
+    return expected
 
 
 def _read(path, kinds):
@@ -76,45 +262,70 @@ def _read(path, kinds):
     what = "model" if FORMAT in kinds else "checkpoint"
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        with zipfile.ZipFile(path) as zf:
+            infos = _members(zf)
+            meta = _metadata(zf, infos)
+            found = meta.get("format")
+            if found not in kinds:
+                hint = "; it is a saved model, not a training run" if found == FORMAT else ""
+                raise _Bad("not a fastbp {what} (format %r)%s" % (found, hint))
+            if meta.get("format_version") not in READS:
+                raise _Bad("{what} format version %r; this fastbp reads versions %s"
+                           % (meta.get("format_version"), ", ".join(map(str, READS))))
+            try:
+                expected = _expected(meta, found)
+            except (KeyError, TypeError, ValueError, OverflowError) as error:
+                raise _Bad("inconsistent {what} file: %s" % _reason(error)) from None
+            names = set(infos) - {"metadata"}
+            if names != set(expected):
+                raise _Bad("inconsistent {what} file: members %s, but the metadata calls for %s"
+                           % (sorted(names), sorted(expected)))
+            arrays = {name: _read_array(zf, infos[name], *expected[name], MAX_PARAMETERS)
+                      for name in sorted(expected)}
     except FileNotFoundError:
         raise ModelFileError("%s: no such %s file" % (path, what)) from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error) as error:
-        raise ModelFileError("%s: not a readable fastbp %s (truncated or not an .npz file: %s)"
-                             % (path, what, error)) from error
-    if "metadata" not in arrays:
-        raise ModelFileError("%s: not a fastbp %s (no metadata in the .npz file)" % (path, what))
-    try:
-        meta = json.loads(arrays.pop("metadata").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFileError("%s: corrupt metadata: %s" % (path, error)) from error
-    found = meta.get("format") if isinstance(meta, dict) else meta
-    if found not in kinds:
-        hint = "; it is a saved model, not a training run" if found == FORMAT else ""
-        raise ModelFileError("%s: not a fastbp %s (format %r)%s" % (path, what, found, hint))
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError("%s: %s format version %r; this fastbp reads version %d"
-                             % (path, what, meta.get("format_version"), FORMAT_VERSION))
-    if _digest(arrays) != meta.get("sha256"):
-        raise ModelFileError("%s: the arrays do not match their recorded checksum: the file "
-                             "was modified or damaged" % path)
+    except _Bad as error:
+        raise ModelFileError("%s: %s" % (path, str(error).replace("{what}", what))) from None
+    except Exception as error:             # zipfile, zlib and .npy header errors of any kind
+        raise ModelFileError("%s: not a readable fastbp %s (truncated, damaged or not an .npz "
+                             "file: %s: %s)" % (path, what, type(error).__name__, error)) from None
+    digest = _digest(arrays, meta if meta["format_version"] >= 2 else None)
+    if digest != meta.get("sha256"):
+        raise ModelFileError("%s: the arrays or the metadata do not match their recorded "
+                             "checksum: the file was modified or damaged" % path)
     return arrays, meta
+
+
+def _reason(error):
+    return "no %s" % error if isinstance(error, KeyError) else str(error)
 
 
 def _network(path, arrays, meta, what):
     from .network import Network
     try:
+        rng = _generator(meta["rng_state"])
         net = Network(meta["sizes"], activation=meta["activation"], output=meta["output"],
                       loss=meta["loss"], bias=meta["bias"], init=meta["init"],
-                      propagate=meta["propagate"], dtype=meta["dtype"])
+                      propagate=meta["propagate"], dtype=meta["dtype"], seed=0)
+        net._rng = rng
         net.weights = [arrays["w%d" % l] for l in range(net.n_layers)]
         if net.bias:
             net.biases = [arrays["b%d" % l] for l in range(net.n_layers)]
-        net._rng.bit_generator.state = meta["rng_state"]
     except (KeyError, ValueError, TypeError) as error:
-        raise ModelFileError("%s: inconsistent %s file: %s" % (path, what, error)) from error
+        raise ModelFileError("%s: inconsistent %s file: %s" % (path, what, _reason(error))) from error
     return net
+
+
+def _generator(state):
+    """A Generator in the saved state (a PCG64, as numpy.random.default_rng makes)."""
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+        raise ValueError("rng_state is not a PCG64 generator's state")
+    bits = np.random.PCG64()
+    try:
+        bits.state = state
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise ValueError("rng_state is not a valid PCG64 state (%s)" % _reason(error)) from None
+    return np.random.Generator(bits)
 
 
 def save(net, path):
@@ -144,9 +355,12 @@ def save_checkpoint(loop, path):
 
 
 def load_checkpoint(path):
-    """(network, training description, arrays) from a checkpoint written by save_checkpoint."""
+    """(network, training.Restored, arrays) from a checkpoint written by save_checkpoint,
+    every field of its training description checked as the training loop checks it."""
+    from .training import restore
     arrays, meta = _read(path, (CHECKPOINT,))
+    net = _network(path, arrays, meta, "checkpoint")
     try:
-        return _network(path, arrays, meta, "checkpoint"), meta["training"], arrays
-    except KeyError as error:
-        raise ModelFileError("%s: inconsistent checkpoint: no %s" % (path, error)) from error
+        return net, restore(meta["training"], net, arrays), arrays
+    except (KeyError, ValueError, TypeError, OverflowError) as error:
+        raise ModelFileError("%s: inconsistent checkpoint: %s" % (path, _reason(error))) from None

@@ -512,6 +512,20 @@ def _gather(X, rows, out):
         out[s] = X[rows[s]]
 
 
+@kernel
+def draw_batches(u, m, out):
+    """out[s] <- a sample of u.shape[1] rows of 0..m-1 drawn without replacement, for each
+    step s, from the uniform numbers u[s] in [0, 1): a partial Fisher-Yates shuffle of a
+    permutation carried from step to step (each step's draw is uniform whatever the
+    permutation it starts from). O(batch) a step, however large m."""
+    perm = np.arange(m)
+    for s in range(u.shape[0]):
+        for i in range(u.shape[1]):
+            j = i + min(int(u[s, i] * (m - i)), m - i - 1)
+            perm[i], perm[j] = perm[j], perm[i]
+            out[s, i] = perm[i]
+
+
 # The optimizers' update rules (reference.UPDATES, optimizers.py): hyper holds
 # [lr, l2, momentum or beta1, beta2, epsilon, clip, tiny] in the network's dtype (tiny: its
 # smallest normal number), state the
@@ -523,8 +537,10 @@ SGD, MOMENTUM, NESTEROV, ADAM = (RULE_CODES[name] for name in ("sgd", "momentum"
 def _flush(v, tiny):
     """v, or 0 where v is subnormal: long runs drive some parameters and moments there
     (weights of inputs that are always 0 decay under L2), and subnormal arithmetic is
-    up to a hundred times slower."""
-    return v if abs(v) >= tiny else v - v
+    up to a hundred times slower. NaN and inf pass unchanged (the comparison is false for
+    NaN), so that a diverging run is still seen: written the other way round, v if
+    abs(v) >= tiny else v - v, fastmath folded NaN - NaN to 0."""
+    return v - v if abs(v) < tiny else v
 
 
 @kernel(fastmath=FASTMATH)

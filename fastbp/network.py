@@ -12,6 +12,7 @@ from .optimizers import Optimizer
 from .training import BACKENDS, TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
 
 PROPAGATE = ("delta", "error")
+STEP_CHUNK = 1 << 20          # train_steps: samples per compiled call
 DTYPES = ("float64", "float32")
 
 
@@ -42,6 +43,36 @@ INITIALISERS = {
 }
 
 
+def check_definition(sizes, activation, output, loss, bias, init, propagate, dtype):
+    """A network's definition, every argument checked as Network checks it: a dict of
+    sizes (ints), hidden (one activation per hidden layer), bias (bool) and dtype
+    (np.dtype); io checks a file's description with it before allocating anything."""
+    if isinstance(sizes, (str, bytes, dict)) or not hasattr(sizes, "__len__") or len(sizes) < 2:
+        raise ValueError("sizes must be a list [n_in, ..., n_out] of at least two layer "
+                         "sizes, got %r" % (sizes,))
+    sizes = [positive_int("every layer size", n) for n in sizes]
+    n_hidden = len(sizes) - 2
+    hidden = [activation] * n_hidden if isinstance(activation, str) else activation
+    if not isinstance(hidden, (list, tuple)):
+        raise ValueError("activation must be a name or a list of names, got %r" % (activation,))
+    if len(hidden) != n_hidden:
+        raise ValueError("activation lists %d names but sizes %s has %d hidden layers"
+                         % (len(hidden), sizes, n_hidden))
+    for name in hidden:
+        choice("activation", name, HIDDEN_ACTIVATIONS)
+    choice("output", output, OUTPUT_ACTIVATIONS)
+    choice("loss", loss, tuple(LOSSES))
+    pairs = LOSSES[loss][1]
+    if pairs is not None and output not in pairs:
+        raise ValueError("loss %r needs a %s output, not %r" % (loss, " or ".join(pairs), output))
+    choice("init", init, tuple(INITIALISERS))
+    if not isinstance(bias, (bool, np.bool_)) and bias not in (0, 1):
+        raise ValueError("bias must be True or False, got %r" % (bias,))
+    return {"sizes": sizes, "hidden": list(hidden), "bias": bool(bias),
+            "propagate": choice("propagate", propagate, PROPAGATE),
+            "dtype": np.dtype(choice("dtype", _dtype_name(dtype), DTYPES))}
+
+
 class _Layers(list):
     """Per-layer views into the network's flat parameter buffer. Assigning an item
     copies into its view (shape and values checked), so the kernels see the change."""
@@ -49,13 +80,17 @@ class _Layers(list):
     def __setitem__(self, index, value):
         if not isinstance(index, numbers.Integral):
             raise TypeError("assign one layer at a time: net.weights[l] = array")
+        list.__getitem__(self, index)[...] = self.checked(index, value)
+
+    def checked(self, index, value):
+        """value as layer index's new values, checked (shape, finite); nothing assigned."""
         view = list.__getitem__(self, index)
         value = np.asarray(value)
         if value.shape != view.shape:
             raise ValueError("layer %d expects shape %s, got %s" % (index, view.shape, value.shape))
-        if not np.all(np.isfinite(value)):
-            raise ValueError("layer %d: the new values contain NaN or inf" % index)
-        view[...] = value
+        if value.dtype.kind not in "biuf" or not np.all(np.isfinite(value)):
+            raise ValueError("layer %d: the new values contain NaN or inf, or are not numbers" % index)
+        return value
 
 
 def _check_finite(name, A):
@@ -97,37 +132,29 @@ class Network:
 
     def __init__(self, sizes, activation="sigmoid", output="sigmoid", loss="mse",
                  bias=True, init="normal", propagate="delta", seed=None, dtype="float64"):
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) < 2:
-            raise ValueError("sizes must be a list [n_in, ..., n_out] of at least two layer "
-                             "sizes, got %r" % (sizes,))
-        self.sizes = [positive_int("every layer size", n) for n in sizes]
-        n_hidden = len(self.sizes) - 2
-        hidden = [activation] * n_hidden if isinstance(activation, str) else list(activation)
-        if len(hidden) != n_hidden:
-            raise ValueError("activation lists %d names but sizes %s has %d hidden layers"
-                             % (len(hidden), self.sizes, n_hidden))
-        for name in hidden:
-            choice("activation", name, HIDDEN_ACTIVATIONS)
-        choice("output", output, OUTPUT_ACTIVATIONS)
-        choice("loss", loss, tuple(LOSSES))
-        pairs = LOSSES[loss][1]
-        if pairs is not None and output not in pairs:
-            raise ValueError("loss %r needs a %s output, not %r" % (loss, " or ".join(pairs), output))
-        choice("init", init, tuple(INITIALISERS))
-        self.propagate = choice("propagate", propagate, PROPAGATE)
-        self.dtype = np.dtype(choice("dtype", _dtype_name(dtype), DTYPES))
-        self.activations = hidden + [output]
-        self.output, self.loss_name, self.bias, self.init = output, loss, bool(bias), init
+        d = check_definition(sizes, activation, output, loss, bias, init, propagate, dtype)
+        self.sizes, self.propagate, self.dtype = d["sizes"], d["propagate"], d["dtype"]
+        self.activations = d["hidden"] + [output]
+        self.output, self.loss_name, self.bias, self.init = output, loss, d["bias"], init
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
         # one flat buffer per kind of parameter (the kernels' layout, see kernels.py)
         fan = [n_in * n_out for n_in, n_out in zip(self.sizes, self.sizes[1:])]
+        n_params = sum(fan) + sum(self.sizes[1:])
+        if n_params >= 2 ** 62 // self.dtype.itemsize:
+            raise ValueError("sizes %s: %d parameters; more than any machine's memory holds"
+                             % (self.sizes, n_params))
         self._sizes = np.array(self.sizes, dtype=np.int64)
         self._w_off = np.concatenate([[0], np.cumsum(fan)]).astype(np.int64)
         self._u_off = np.concatenate([[0], np.cumsum(self.sizes[1:])]).astype(np.int64)
         self._acts = np.array([ACTIVATION_CODES[a] for a in self.activations], dtype=np.int64)
-        self._w = np.empty(self._w_off[-1], self.dtype)
-        self._b = np.zeros(self._u_off[-1], self.dtype)
+        try:
+            self._w = np.empty(self._w_off[-1], self.dtype)
+            self._b = np.zeros(self._u_off[-1], self.dtype)
+        except MemoryError:
+            raise ValueError("sizes %s: its %d parameters (%.3g GiB in %s) do not fit in memory"
+                             % (self.sizes, n_params, n_params * self.dtype.itemsize / 2 ** 30,
+                                self.dtype)) from None
         draw, draw_biases = INITIALISERS[init]
         for l, (n_in, n_out) in enumerate(zip(self.sizes, self.sizes[1:])):
             self._layer_w(l)[...] = draw(self._rng, n_in, n_out)
@@ -172,8 +199,10 @@ class Network:
         self._set_all(self.biases, values, "biases")
 
     def _set_all(self, layers, values, what):
+        values = list(values)
         if len(values) != len(layers):
             raise ValueError("%s needs %d layers, got %d" % (what, len(layers), len(values)))
+        values = [layers.checked(l, value) for l, value in enumerate(values)]   # all, first
         for l, value in enumerate(values):
             layers[l] = value
 
@@ -383,8 +412,9 @@ class Network:
 
     def train_steps(self, X, Y, steps, lr=0.1, batch_size=128, l2=0.0, backend="numba"):
         """`steps` plain SGD steps, each on batch_size samples drawn at random without
-        replacement (seed 001's random.sample), in one compiled call. Returns the mean of
-        the steps' batch losses, each taken before its step. Diverging raises
+        replacement (as seed 001's random.sample), in compiled calls of up to STEP_CHUNK
+        samples' steps: memory stays small and Ctrl-C works however many steps. Returns
+        the mean of the steps' batch losses, each taken before its step. Diverging raises
         TrainingDiverged and keeps the weights from before the call."""
         X = self._inputs(X)
         T = self._targets(Y, X.shape[0])
@@ -393,11 +423,22 @@ class Network:
         l2 = number("l2", l2)
         batch_size = min(positive_int("batch_size", batch_size), X.shape[0])
         choice("backend", backend, BACKENDS)
-        order = np.concatenate([self._rng.choice(X.shape[0], batch_size, replace=False)
-                                for _ in range(steps)])
         optimizer = Optimizer("sgd", lr=lr).bind(self)
-        return training.guarded(self, optimizer, "these %d steps" % steps, None, lambda: training.run_epoch(
-            self, X, T, order, batch_size, lr, l2, optimizer, None, backend) / len(order))
+        per_call = max(1, STEP_CHUNK // batch_size)
+
+        def run():
+            total, done = 0.0, 0
+            while done < steps:
+                n = min(per_call, steps - done)
+                rows = np.empty((n, batch_size), np.int64)
+                kernels.draw_batches(self._rng.random((n, batch_size)), X.shape[0], rows)
+                total += training.run_epoch(self, X, T, rows.reshape(-1), batch_size, lr, l2,
+                                            optimizer, None, backend)
+                done += n
+                if not (np.isfinite(total) and np.isfinite(self._w).all()):
+                    break                   # diverged: guarded restores the weights
+            return total / (done * batch_size)
+        return training.guarded(self, optimizer, "these %d steps" % steps, None, run)
 
 
 def _dtype_name(value):

@@ -63,17 +63,21 @@ class Optimizer:
         return {"rule": self.rule, "lr": self.lr, "momentum": self.momentum, "beta1": self.beta1,
                 "beta2": self.beta2, "epsilon": self.epsilon}
 
+    def _shapes(self, net):
+        return {"w": (N_STATE[self.rule], net._w.size), "b": (N_STATE[self.rule], net._b.size)}
+
+    def check_fits(self, net):
+        """Raise ValueError unless this optimizer's state (if any) is net's: changes nothing."""
+        if self.state is not None and any(self.state[p].shape != shape or self.state[p].dtype != net.dtype
+                                          for p, shape in self._shapes(net).items()):
+            raise ValueError("this optimizer's state belongs to another network; use a new "
+                             "Optimizer for each network")
+        return self
+
     def bind(self, net):
         """Allocate the state for net's parameters (zeros), unless it is already there."""
-        k = N_STATE[self.rule]
-        shapes = {"w": net._w.size, "b": net._b.size}
-        if self.state is not None:
-            if any(self.state[p].shape != (k, n) or self.state[p].dtype != net.dtype
-                   for p, n in shapes.items()):
-                raise ValueError("this optimizer's state belongs to another network; use a new "
-                                 "Optimizer for each network")
-            return self
-        self.state = {p: np.zeros((k, n), net.dtype) for p, n in shapes.items()}
+        if self.check_fits(net).state is None:
+            self.state = {p: np.zeros(shape, net.dtype) for p, shape in self._shapes(net).items()}
         return self
 
     def hyper(self, lr, l2, clip, dtype):
@@ -119,7 +123,8 @@ class Schedule:
         return {}
 
     def set_state(self, state):
-        pass
+        if state != {}:
+            raise ValueError("a %s schedule has no state, got %r" % (self.name, state))
 
     def settings(self):
         """The constructor's arguments: make_schedule((s.name, s.settings())) rebuilds it."""
@@ -198,8 +203,17 @@ class ReduceOnPlateau(Schedule):
         return dict(self._state)
 
     def set_state(self, state):
-        self._state = {"factor": float(state["factor"]), "best": float(state["best"]),
-                       "bad_epochs": int(state["bad_epochs"])}
+        """Restore get_state()'s dict (from a checkpoint: every value checked)."""
+        if not isinstance(state, dict) or set(state) != {"factor", "best", "bad_epochs"}:
+            raise ValueError("reduce_on_plateau's state must hold factor, best and bad_epochs, "
+                             "got %r" % (state,))
+        best = state["best"]
+        if isinstance(best, bool) or not isinstance(best, (int, float)) or best != best:
+            raise ValueError("reduce_on_plateau's best loss must be a number, got %r" % (best,))
+        self._state = {"factor": number("reduce_on_plateau's factor", state["factor"], 0.0, 1.0,
+                                        high_open=False),
+                       "best": float(best),
+                       "bad_epochs": positive_int("reduce_on_plateau's bad_epochs", state["bad_epochs"], 0)}
 
 
 SCHEDULES = {cls.name: cls for cls in (Schedule, InverseScaling, StepDecay, ExponentialDecay,

@@ -12,6 +12,15 @@ def _pyplot():
     return plt
 
 
+def require_matplotlib(option):
+    """Raise ImportError, saying how to install it, unless matplotlib is importable: called
+    before a run whose end writes a plot."""
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("%s writes a PNG with matplotlib, which is not installed: pip install "
+                          "matplotlib (or pip install 'fastbp[plot]'), or leave out %s" % (option, option))
+
+
 def plot_history(history, path):
     """A PNG of a training history (Network.train's, or an estimator's history_): the
     training and validation loss, the accuracies, each layer's mean |error term| and

@@ -16,8 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from . import kernels, reference
 from .functions import LOSS_CODES, LOSSES
-from .checks import choice, number, positive_int
-from .optimizers import RULE_CODES, make_optimizer, make_schedule
+from .checks import choice, flag, number, positive_int
+from .optimizers import N_STATE, RULE_CODES, RULES, Optimizer, make_optimizer, make_schedule
 from .threads import chooser_for
 
 BACKENDS = ("numba", "numpy")
@@ -185,53 +185,107 @@ def evaluate(net, X, T, backend):
 
 # ---------------------------------------------------------------- the loop
 
-def train(net, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer="sgd",
-          schedule=None, clip=None, validation=None, validation_fraction=None,
-          n_iter_no_change=None, tol=1e-4, target_loss=None, diagnostics=True,
-          checkpoint=None, checkpoint_every=1, backend="numba", progress=None, callback=None):
-    """Train net by backpropagation and gradient descent; returns the history (a dict of
-    per-epoch lists). See Network.train for the parameters."""
-    X = net._inputs(X)
-    T = net._targets(Y, X.shape[0])
-    m = X.shape[0]
-    run = {
+RUN_KEYS = ("epochs", "batch_size", "shuffle", "l2", "clip", "n_iter_no_change", "tol",
+            "target_loss", "diagnostics", "backend", "checkpoint_every")
+STOPPED = (None, "epochs", "no improvement", "target loss")
+
+
+def run_settings(epochs=1, batch_size=1, shuffle=True, l2=0.0, clip=None, n_iter_no_change=None,
+                 tol=1e-4, target_loss=None, diagnostics=True, backend="numba", checkpoint_every=1):
+    """The run's settings (RUN_KEYS), each checked: from train's arguments, and from a
+    checkpoint's description when it is read back."""
+    return {
         "epochs": positive_int("epochs", epochs, minimum=0),
         "batch_size": None if batch_size is None else positive_int("batch_size", batch_size),
-        "shuffle": bool(shuffle),
+        "shuffle": flag("shuffle", shuffle),
         "l2": number("l2", l2),
         "clip": None if clip is None else number("clip", clip, low_open=True),
         "n_iter_no_change": None if n_iter_no_change is None else positive_int("n_iter_no_change", n_iter_no_change),
         "tol": number("tol", tol),
         "target_loss": None if target_loss is None else number("target_loss", target_loss),
-        "diagnostics": bool(diagnostics),
+        "diagnostics": flag("diagnostics", diagnostics),
         "backend": choice("backend", backend, BACKENDS),
         "checkpoint_every": positive_int("checkpoint_every", checkpoint_every),
     }
-    optimizer = make_optimizer(optimizer, lr).bind(net)
+
+
+def train(net, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer="sgd",
+          schedule=None, clip=None, validation=None, validation_fraction=None,
+          n_iter_no_change=None, tol=1e-4, target_loss=None, diagnostics=True,
+          checkpoint=None, checkpoint_every=1, backend="numba", progress=None, callback=None):
+    """Train net by backpropagation and gradient descent; returns the history (a dict of
+    per-epoch lists). See Network.train for the parameters. Every argument is checked
+    before anything changes: the network, its generator and a given Optimizer are
+    untouched by a call that raises ValueError or TypeError."""
+    X = net._inputs(X)
+    T = net._targets(Y, X.shape[0])
+    m = X.shape[0]
+    run = run_settings(epochs, batch_size, shuffle, l2, clip, n_iter_no_change, tol, target_loss,
+                       diagnostics, backend, checkpoint_every)
+    lr = None if lr is None else number("lr", lr, low_open=True)
+    if isinstance(optimizer, Optimizer):
+        optimizer.check_fits(net)
     schedule = make_schedule(schedule)
+    check_progress(progress, callback)
     X_val = T_val = val_rows = None
     if validation is not None and validation_fraction is not None:
         raise ValueError("give validation=(X_val, Y_val) or validation_fraction, not both")
     if validation is not None:
-        X_val = net._inputs(validation[0], "X_val")
-        T_val = net._targets(validation[1], X_val.shape[0], "Y_val")
+        X_val, T_val = validation_set(net, validation)
     elif validation_fraction is not None:
         fraction = number("validation_fraction", validation_fraction, 0.0, 1.0, low_open=True)
         labels = T.argmax(axis=1) if is_classifier(net) and T.shape[1] > 1 else None
+        rng = np.random.Generator(type(net._rng.bit_generator)())
+        rng.bit_generator.state = net._rng.bit_generator.state    # drawn for real below
+        split_validation(m, fraction, rng, labels)                 # raises if it cannot split
+    optimizer = make_optimizer(optimizer, lr).bind(net)           # every check passed: act
+    if validation_fraction is not None:
         train_rows, val_rows = split_validation(m, fraction, net._rng, labels)
     state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": None, "bad_epochs": 0,
              "stopped": None}
     history = {"loss": [], "seconds": [], "lr": []}
     loop = Loop(net, X, T, X_val, T_val, val_rows, run, optimizer, schedule, state, history,
-                checkpoint, fingerprint(X, T) if checkpoint else None, validation_fraction)
+                checkpoint, fingerprint(X, T) if checkpoint else None, validation_fraction,
+                validation_sha256=fingerprint(X_val, T_val) if checkpoint and X_val is not None else None)
     return loop.run(progress, callback)
+
+
+def validation_set(net, validation):
+    """(X_val, T_val) from validation=(X_val, Y_val), checked."""
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise ValueError("validation must be a pair (X_val, Y_val), got %s" % type(validation).__name__)
+    X_val = net._inputs(validation[0], "X_val")
+    return X_val, net._targets(validation[1], X_val.shape[0], "Y_val")
+
+
+def check_progress(progress, callback):
+    if not (progress is None or isinstance(progress, (bool, np.bool_)) or callable(progress)):
+        raise TypeError("progress must be True (a tqdm bar), False or None (none), or a "
+                        "function progress(n_samples, mean_loss), got %r" % (progress,))
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be a function callback(net, history), got %r" % (callback,))
+
+
+def _progress_bar(progress, total):
+    """(the progress function, the bar to close or None) for train's progress argument."""
+    if progress is True:
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="sample", unit_scale=True, dynamic_ncols=True)
+
+        def update(n, loss):
+            bar.update(n)
+            bar.set_postfix(loss="%.4f" % loss, refresh=False)
+        return update, bar
+    return (None if progress is False else progress), None
 
 
 class Loop:
     """The state of one training run between epochs: what a checkpoint saves."""
 
     def __init__(self, net, X, T, X_val, T_val, val_rows, run, optimizer, schedule, state,
-                 history, checkpoint, data_sha256, validation_fraction, best=None):
+                 history, checkpoint, data_sha256, validation_fraction, best=None,
+                 validation_sha256=None):
+        self.validation_sha256 = validation_sha256
         self.net, self.optimizer, self.schedule = net, optimizer, schedule
         self.run_settings, self.state, self.history = run, state, history
         self.checkpoint, self.data_sha256 = checkpoint, data_sha256
@@ -247,6 +301,15 @@ class Loop:
         self.diagnostic_rows = np.unique(np.linspace(0, m - 1, min(m, DIAGNOSTIC_SAMPLES)).astype(np.int64))
 
     def run(self, progress, callback):
+        m = self.X.shape[0]
+        progress, bar = _progress_bar(progress, (self.run_settings["epochs"] - self.state["epoch"]) * m)
+        try:
+            return self._run(progress, callback)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _run(self, progress, callback):
         net, run, state, history = self.net, self.run_settings, self.state, self.history
         m = self.X.shape[0]
         bs = self.batch_size
@@ -351,44 +414,134 @@ class Loop:
                 "optimizer": self.optimizer.settings(), "optimizer_t": self.optimizer.t,
                 "schedule": [self.schedule.name, self.schedule.settings()], "schedule_state": self.schedule.get_state(),
                 "data_sha256": self.data_sha256, "validation_fraction": self.validation_fraction,
-                "explicit_validation": self.has_validation and self.val_rows is None}
+                "explicit_validation": self.has_validation and self.val_rows is None,
+                "validation_sha256": self.validation_sha256}
+
+
+def checkpoint_arrays(description, n_w, n_b, dtype):
+    """{member: (shape, dtype)} of the arrays a checkpoint with this training description
+    holds besides the network's (io checks the file's members against it before reading
+    any): the optimizer's state, the best weights (with validation, once an epoch was the
+    best) and the validation rows (a vector, for validation_fraction)."""
+    k = N_STATE[choice("optimizer", description["optimizer"]["rule"], RULES)]
+    out = {"opt_w": ((k, n_w), dtype), "opt_b": ((k, n_b), dtype)}
+    fraction, explicit = description["validation_fraction"], description["explicit_validation"]
+    if (fraction is not None or explicit is True) and description["state"]["best_epoch"] is not None:
+        out.update(best_w=((n_w,), dtype), best_b=((n_b,), dtype))
+    if fraction is not None:
+        out["val_rows"] = (None, np.int64)
+    return out
+
+
+def _exact_keys(what, d, keys):
+    if not isinstance(d, dict) or set(d) != set(keys):
+        raise ValueError("%s must hold exactly %s, got %r" % (what, ", ".join(sorted(keys)),
+                                                              sorted(d) if isinstance(d, dict) else d))
+    return d
+
+
+def restore(description, net, arrays):
+    """A checkpoint's training description (Loop.describe) made live again, every field
+    checked as train checks its arguments: a dict of run, optimizer (bound to net, its
+    state loaded), schedule, state, history and the data's fingerprints."""
+    keys = ("run", "state", "history", "optimizer", "optimizer_t", "schedule", "schedule_state",
+            "data_sha256", "validation_fraction", "explicit_validation", "validation_sha256")
+    d = dict(description) if isinstance(description, dict) else description
+    if isinstance(d, dict):
+        d.setdefault("validation_sha256", None)            # (fastbp 0.1.0's checkpoints)
+    _exact_keys("the training description", d, keys)
+    run = run_settings(**_exact_keys("run", d["run"], RUN_KEYS))
+    settings = _exact_keys("optimizer", d["optimizer"], Optimizer().settings())
+    optimizer = Optimizer(**settings).bind(net)
+    optimizer.state["w"][...], optimizer.state["b"][...] = arrays["opt_w"], arrays["opt_b"]
+    for p in ("w", "b"):
+        if not np.isfinite(optimizer.state[p]).all():
+            raise ValueError("the optimizer's state holds NaN or inf")
+    optimizer.t = positive_int("optimizer_t", d["optimizer_t"], minimum=0)
+    if not isinstance(d["schedule"], list) or len(d["schedule"]) != 2 or not isinstance(d["schedule"][1], dict):
+        raise ValueError("schedule must be [name, {settings}], got %r" % (d["schedule"],))
+    schedule = make_schedule(tuple(d["schedule"]))
+    schedule.set_state(d["schedule_state"])
+    state = _exact_keys("state", d["state"], ("epoch", "best_loss", "best_epoch", "bad_epochs", "stopped"))
+    epoch = positive_int("state epoch", state["epoch"], minimum=0)
+    if not (isinstance(state["best_loss"], (int, float)) and not isinstance(state["best_loss"], bool)
+            and not np.isnan(state["best_loss"])):
+        raise ValueError("state best_loss must be a number, got %r" % (state["best_loss"],))
+    if state["best_epoch"] is not None and positive_int("state best_epoch", state["best_epoch"]) > epoch:
+        raise ValueError("state best_epoch %r is after the epochs done (%d)" % (state["best_epoch"], epoch))
+    if positive_int("state bad_epochs", state["bad_epochs"], minimum=0) > epoch:
+        raise ValueError("state bad_epochs %r exceeds the epochs done (%d)" % (state["bad_epochs"], epoch))
+    choice("state stopped", state["stopped"], STOPPED)
+    history = d["history"]
+    if not isinstance(history, dict) or not {"loss", "seconds", "lr"} <= set(history):
+        raise ValueError("history must hold loss, seconds and lr")
+    for key, values in history.items():
+        if key in ("stopped", "best_epoch", "train_samples"):
+            continue
+        if not isinstance(values, list) or len(values) != epoch:
+            raise ValueError("history %r must list one value per epoch done (%d)" % (key, epoch))
+    for key in ("loss", "seconds", "lr"):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in history[key]):
+            raise ValueError("history %r must hold numbers" % key)
+    for key in ("data_sha256", "validation_sha256"):
+        value = d[key]
+        if value is not None and not (isinstance(value, str) and len(value) == 64
+                                      and all(c in "0123456789abcdef" for c in value)):
+            raise ValueError("%s must be a SHA-256 in hex, got %r" % (key, value))
+    if d["data_sha256"] is None:
+        raise ValueError("data_sha256 is missing")
+    fraction = d["validation_fraction"]
+    if fraction is not None:
+        number("validation_fraction", fraction, 0.0, 1.0, low_open=True)
+    explicit = flag("explicit_validation", d["explicit_validation"])
+    if explicit and fraction is not None:
+        raise ValueError("explicit_validation and validation_fraction are both set")
+    best = (arrays["best_w"], arrays["best_b"]) if "best_w" in arrays else None
+    return {"run": run, "optimizer": optimizer, "schedule": schedule, "state": state,
+            "history": history, "data_sha256": d["data_sha256"], "validation_fraction": fraction,
+            "explicit_validation": explicit, "validation_sha256": d["validation_sha256"],
+            "best": best, "val_rows": arrays.get("val_rows")}
 
 
 def resume(path, X, Y, validation=None, epochs=None, progress=None, callback=None, checkpoint=None):
     """Continue the run saved in the checkpoint at path, on the same training data (X, Y)
     (and validation set, if the run had one given explicitly): it ends with the weights an
     uninterrupted run would have. epochs, if given, changes the total number of epochs.
-    Checkpoints go on being written to path (or to checkpoint). Returns (net, history)."""
+    Checkpoints go on being written to path (or to checkpoint). Returns (net, history).
+    A checkpoint is never changed by a call that raises before training."""
     from .io import load_checkpoint
-    net, meta, arrays = load_checkpoint(path)
+    net, r, arrays = load_checkpoint(path)
     X = net._inputs(X)
     T = net._targets(Y, X.shape[0])
-    if fingerprint(X, T) != meta["data_sha256"]:
+    check_progress(progress, callback)
+    if fingerprint(X, T) != r["data_sha256"]:
         raise ResumeError("%s was trained on other data than the X, Y given (their SHA-256 "
                           "differs); resume needs the same training set, in the same order" % path)
-    optimizer = make_optimizer(meta["optimizer"]["rule"])
-    for key, value in meta["optimizer"].items():
-        setattr(optimizer, key, value)
-    optimizer.bind(net)
-    optimizer.state["w"][...], optimizer.state["b"][...] = arrays["opt_w"], arrays["opt_b"]
-    optimizer.t = meta["optimizer_t"]
-    schedule = make_schedule(tuple(meta["schedule"]))
-    schedule.set_state(meta["schedule_state"])
-    run = meta["run"]
+    run, state = r["run"], r["state"]
     if epochs is not None:
         run["epochs"] = positive_int("epochs", epochs, minimum=0)
-    state = meta["state"]
     if state["stopped"] == "epochs":
         state["stopped"] = None             # more epochs may follow
     X_val = T_val = None
-    if meta["explicit_validation"]:
+    if r["explicit_validation"]:
         if validation is None:
             raise ResumeError("%s was trained with an explicit validation set; pass it again "
                               "as validation=(X_val, Y_val)" % path)
-        X_val = net._inputs(validation[0], "X_val")
-        T_val = net._targets(validation[1], X_val.shape[0], "Y_val")
-    best = (arrays["best_w"], arrays["best_b"]) if "best_w" in arrays else None
-    loop = Loop(net, X, T, X_val, T_val, arrays.get("val_rows"), run, optimizer, schedule, state,
-                meta["history"], checkpoint or path, meta["data_sha256"], meta["validation_fraction"],
-                best=best)
+        X_val, T_val = validation_set(net, validation)
+        if r["validation_sha256"] is not None and fingerprint(X_val, T_val) != r["validation_sha256"]:
+            raise ResumeError("%s was trained with another validation set than the one given "
+                              "(their SHA-256 differs); resume needs the same one" % path)
+    elif validation is not None:
+        raise ResumeError("%s was trained %s; resume takes no validation=" % (
+            path, "with validation_fraction %g" % r["validation_fraction"]
+            if r["validation_fraction"] is not None else "without a validation set"))
+    val_rows = r["val_rows"]
+    if val_rows is not None and not (0 < val_rows.size < X.shape[0] and val_rows.min() >= 0
+                                     and val_rows.max() < X.shape[0] and np.all(np.diff(val_rows) > 0)):
+        from .io import ModelFileError
+        raise ModelFileError("%s: inconsistent checkpoint: its validation rows are not distinct, "
+                             "sorted rows of the %d samples it was trained on" % (path, X.shape[0]))
+    loop = Loop(net, X, T, X_val, T_val, val_rows, run, r["optimizer"], r["schedule"], state,
+                r["history"], checkpoint or path, r["data_sha256"], r["validation_fraction"],
+                best=r["best"], validation_sha256=r["validation_sha256"])
     return net, loop.run(progress, callback)

@@ -7,6 +7,8 @@ import pytest
 
 from fastbp import compare
 
+pytestmark = pytest.mark.slow          # minutes: pytest -m "not slow" leaves them out
+
 
 @pytest.fixture(scope="module")
 def fashion():

@@ -61,6 +61,7 @@ def test_head_to_head_against_scikit_learn():
     assert f["ratio"] == pytest.approx(f["sklearn_s"][0] / f["fastbp_s"][0])
 
 
+@pytest.mark.slow
 def test_compile_seconds_per_training_mode():
     times = bench.compile_seconds("float32")
     assert list(times) == list(bench.COMPILE_MODES)

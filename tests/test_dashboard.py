@@ -50,6 +50,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_published_dashboard_renders_graphs(asv_conf):
     conf, tmp, env = asv_conf
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

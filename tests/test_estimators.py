@@ -24,10 +24,14 @@ NOT_APPLICABLE = {"check_classifier_data_not_an_array", "check_regressor_data_no
                   "check_classifiers_multilabel_output_format_decision_function"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", [MLPClassifier(), MLPRegressor()], ids=lambda e: type(e).__name__)
 def test_check_estimator(estimator):
-    with warnings.catch_warnings():
+    # expected: fastbp's estimators follow scikit-learn's conventions without inheriting its
+    # BaseEstimator, so that scikit-learn is not needed at run time; check_estimator says so
+    with warnings.catch_warnings(), pytest.warns(UserWarning, match="does not inherit from `sklearn.base.BaseEstimator`"):
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("always", "Estimator .* does not inherit", UserWarning)
         results = check_estimator(estimator, on_fail=None, on_skip=None)
     failed = ["%s: %r" % (r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
     assert not failed
@@ -46,7 +50,8 @@ def test_pipeline_grid_search_and_cross_validation(digits):
     X, y = digits
     pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=30,
                                                          random_state=0))
-    scores = cross_val_score(pipe, X, y, cv=3)
+    with pytest.warns(ConvergenceWarning, match="max_iter=30"):   # 30 epochs: not converged
+        scores = cross_val_score(pipe, X, y, cv=3)
     assert scores.shape == (3,) and scores.min() > 0.85
     search = GridSearchCV(pipe, {"mlpclassifier__alpha": [1e-4, 1e-2],
                                  "mlpclassifier__hidden_layer_sizes": [(16,), (32,)]}, cv=3)
@@ -93,26 +98,30 @@ def test_labels_of_any_hashable_type():
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     names = np.array(["setosa", "versicolor", "virginica"])[y]
-    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, learning_rate_init=0.01,
-                        random_state=0).fit(X, names)
+    with pytest.warns(ConvergenceWarning, match="max_iter="):   # (as scikit-learn's would)
+        clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, learning_rate_init=0.01,
+                            random_state=0).fit(X, names)
     assert list(clf.classes_) == ["setosa", "versicolor", "virginica"]
     assert clf.predict(X[:3]).dtype.kind == "U" and clf.score(X, names) > 0.9
     # mixed types that cannot be sorted: the order of first appearance
     mixed = np.empty(len(y), dtype=object)
     mixed[:] = [(None, 1.5, ("a", 2))[k] for k in y]
-    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, learning_rate_init=0.01,
-                        random_state=0).fit(X, mixed)
+    with pytest.warns(ConvergenceWarning, match="max_iter="):
+        clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, learning_rate_init=0.01,
+                            random_state=0).fit(X, mixed)
     assert list(clf.classes_) == [None, 1.5, ("a", 2)] and clf.score(X, mixed) > 0.9
     # two classes: one sigmoid output; predict_proba still has a column per class
     binary = np.where(y == 0, "yes", "no")
-    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=200, learning_rate_init=0.01,
-                        random_state=0).fit(X, binary)
+    with pytest.warns(ConvergenceWarning, match="max_iter="):
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=200, learning_rate_init=0.01,
+                            random_state=0).fit(X, binary)
     assert clf.net_.sizes[-1] == 1 and clf.predict_proba(X).shape == (len(X), 2)
     assert clf.score(X, binary) > 0.95
     # multi-label: a 0/1 indicator matrix
     Y = np.stack([y == 0, y == 2, X[:, 0] > 0], axis=1).astype(int)
-    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, learning_rate_init=0.01,
-                        random_state=0).fit(X, Y)
+    with pytest.warns(ConvergenceWarning, match="max_iter="):
+        clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, learning_rate_init=0.01,
+                            random_state=0).fit(X, Y)
     assert clf.predict(X).shape == Y.shape and clf.score(X, Y) > 0.8
 
 

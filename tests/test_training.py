@@ -196,6 +196,7 @@ CLI = [sys.executable, "-m", "fastbp.cli", "train", "--data", "synthetic", "--su
        "--schedule", "exponential", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_killing_a_training_process_and_resuming_it(tmp_path):
     """SIGKILL a training run mid-way, resume from its checkpoint: the same final weights as
     a run that was never interrupted."""
