@@ -222,7 +222,7 @@ def _fma_chains(v, rounds):
     them on this core (the vectorised dot products of the kernels are built the same way)."""
     k0, k1, k2, k3, k4, k5, k6, k7 = v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = k0 - k0      # in v's dtype (a literal is float64)
-    for r in range(rounds):
+    for _ in range(rounds):
         for i in range(v.size):
             x = v[i]
             a0 += x * k0
@@ -444,7 +444,7 @@ def main(argv=None):
     ref64 = dict((dtype, ref) for dtype, ref, _ in rows).get("float64")
     print("%-8s %15s %13s %19s %20s" % ("dtype", "reference s/ep", "kernels s/ep",
                                         "vs same-dtype ref", "vs float64 ref"))
-    for dtype, ref, fast in rows:
+    for dtype, _, fast in rows:
         print("%-8s %15.2f %13.3f %18.1fx %19s" % (dtype, ref, fast, ref / fast,
                                                    "%.1fx" % (ref64 / fast) if ref64 else "-"))
         figures[dtype]["speedup_vs_float64_reference"] = ref64 / fast if ref64 else None
@@ -464,7 +464,7 @@ def main(argv=None):
           "this epoch would take %.3f s (float32), %.3f s (float64)"
           % (peak["float32"], peak["float64"], flops / peak["float32"] / 1e9,
              flops / peak["float64"] / 1e9))
-    for dtype, ref, fast in rows:
+    for dtype, _, fast in rows:
         figures[dtype]["floor_s"] = flops / peak[dtype] / 1e9
         print("  %s kernels: %.2fx the floor" % (dtype, fast / figures[dtype]["floor_s"]))
     if args.contention:

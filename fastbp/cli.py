@@ -3,7 +3,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -102,7 +101,8 @@ def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **trai
         bar.set_description("epoch %d/%d" % (min(done + 1, epochs), epochs))
         bar.set_postfix(loss="%.4f" % h["loss"][-1], test_acc=accuracies[-1])
         if not progress:
-            extra = "".join(", %s %.4f" % (k.replace("_", " "), h[k][-1]) for k in ("val_loss", "val_accuracy") if k in h)
+            extra = "".join(", %s %.4f" % (k.replace("_", " "), h[k][-1])
+                            for k in ("val_loss", "val_accuracy") if k in h)
             print("epoch %d/%d: loss %.4f%s, test accuracy %.4f, %.2f s"
                   % (done, epochs, h["loss"][-1], extra, accuracies[-1], h["seconds"][-1]), flush=True)
 
@@ -132,6 +132,10 @@ def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **trai
     return net, history, accuracies, interrupted
 
 
+def _run_setting(key):
+    return lambda net, restored: restored["run"][key]
+
+
 # train's options that a resumed run takes from its checkpoint, and how to read each there
 RESUMED = {
     "hidden": lambda net, r: net.sizes[1:-1],
@@ -147,9 +151,8 @@ RESUMED = {
     "momentum": lambda net, r: r["optimizer"].momentum,
     "schedule": lambda net, r: r["schedule"].name,
     "validation_fraction": lambda net, r: r["validation_fraction"],
-    **{key: (lambda key: lambda net, r: r["run"][key])(key)
-       for key in ("batch_size", "l2", "clip", "n_iter_no_change", "tol", "target_loss",
-                   "checkpoint_every", "backend")},
+    **{key: _run_setting(key) for key in ("batch_size", "l2", "clip", "n_iter_no_change", "tol",
+                                          "target_loss", "checkpoint_every", "backend")},
 }
 
 

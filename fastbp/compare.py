@@ -133,7 +133,8 @@ def main(argv=None):
         if k not in wanted:
             continue
         f = figures[name] = job()
-        line = "%-22s test accuracy %.4f after %3d epochs, fit %.1f s" % (name, f["accuracy"], f["epochs"], f["fit_wall_s"])
+        line = "%-22s test accuracy %.4f after %3d epochs, fit %.1f s" % (
+            name, f["accuracy"], f["epochs"], f["fit_wall_s"])
         if "train_s" in f:
             line += " (training %.1f s; stopped: %s%s); reached %.3f %s" % (
                 f["train_s"], f["stopped"], ", best epoch %d" % f["best_epoch"] if f["best_epoch"] else "",

@@ -301,7 +301,7 @@ class _MLP:
         return self.net_.predict(X.astype(self.net_.dtype, copy=False))
 
     def __sklearn_tags__(self):
-        from sklearn.utils import (ClassifierTags, InputTags, RegressorTags, Tags, TargetTags)
+        from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
         classifier = isinstance(self, MLPClassifier)
         return Tags(estimator_type="classifier" if classifier else "regressor",
                     target_tags=TargetTags(required=True, multi_output=True,

@@ -177,7 +177,8 @@ def _read_array(zf, info, shape, dtype, limit=None):
         if shape is None and len(found_shape) == 1 and found_shape[0] <= limit:
             shape = found_shape
         if fortran or found_dtype != np.dtype(dtype) or found_shape != tuple(shape or ()):
-            raise _Bad("inconsistent {what} file: member %r holds a %s array of shape %s%s; the metadata calls for %s %s"
+            raise _Bad("inconsistent {what} file: member %r holds a %s array of shape %s%s; "
+                       "the metadata calls for %s %s"
                        % (name, found_dtype, found_shape, " (Fortran order)" if fortran else "",
                           np.dtype(dtype), "a vector of at most %d" % limit if shape is None
                           else tuple(shape)))

@@ -10,8 +10,9 @@ Plain functions over flat arrays, so one compiled function serves every depth:
 
 Every kernel is ``@kernel`` (njit with ``cache=True`` and NumPy's error model) and
 compiled on first call, never at import. A kernel runs in the dtype of its arrays
-(float64 or float32); scalars it is given (lr, decay, eps) come in that dtype too, and ``lr - lr`` makes a zero of that dtype where an
-accumulator must keep it (a Python 0.0 would promote a float32 sum to float64).
+(float64 or float32); scalars it is given (lr, decay, eps) come in that dtype too, and
+``lr - lr`` makes a zero of that dtype where an accumulator must keep it (a Python 0.0
+would promote a float32 sum to float64).
 
 Parallelism: in per-sample SGD, when the caller asks for threads > 1 (threads.py; the
 default is 1), ``prange`` over the rows of a layer only when the layer has at least
@@ -36,10 +37,19 @@ from numba import njit, prange
 from numba.core.cpu import ParallelOptions
 from numba.typed import List
 
+from .functions import (
+    ACTIVATION_CODES,
+    LOSS_CODES,
+    identity,
+    identity_derivative,
+    relu,
+    relu_derivative,
+    sigmoid,
+    sigmoid_derivative,
+    tanh,
+    tanh_derivative,
+)
 from .optimizers import RULE_CODES
-from .functions import (ACTIVATION_CODES, LOSS_CODES, identity, identity_derivative,
-                        relu, relu_derivative, sigmoid, sigmoid_derivative, tanh,
-                        tanh_derivative)
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # NumPy's error model: a float division by zero gives inf or nan instead of raising.
@@ -57,6 +67,26 @@ PRANGE_ONLY = ParallelOptions({"prange": True, "comprehension": False, "reductio
                                "stencil": False, "fusion": False})
 PARALLEL_MIN_WEIGHTS = 32768
 
+# Numba's on-disk cache is keyed on the file that defines a kernel. These kernels compile
+# in code from other modules (functions.py's activations and derivatives, the codes of its
+# tables and of optimizers.RULE_CODES), so a change there alone would leave stale kernels in
+# __pycache__. COMPILED_AGAINST records the fingerprint of all of it; tests/test_cache.py
+# fails while it is out of date, and updating it edits this file, which invalidates the
+# cache. (fastbp.kernels.dependencies() gives the new value.)
+COMPILED_AGAINST = "7f1263553315ff76"
+
+
+def dependencies():
+    """The fingerprint of what the kernels compile in from other modules."""
+    import hashlib
+    import inspect
+    parts = [inspect.getsource(f) for f in COMPILED_IN]
+    parts += [repr(sorted(table.items())) for table in (ACTIVATION_CODES, LOSS_CODES, RULE_CODES)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+COMPILED_IN = (sigmoid, tanh, relu, identity, sigmoid_derivative, tanh_derivative, relu_derivative,
+               identity_derivative)
 SIGMOID = ACTIVATION_CODES["sigmoid"]
 TANH = ACTIVATION_CODES["tanh"]
 RELU = ACTIVATION_CODES["relu"]

@@ -157,17 +157,11 @@ class Network:
                                 self.dtype)) from None
         draw, draw_biases = INITIALISERS[init]
         for l, (n_in, n_out) in enumerate(zip(self.sizes, self.sizes[1:])):
-            self._layer_w(l)[...] = draw(self._rng, n_in, n_out)
+            self._layer_view(self._w, "w", l)[...] = draw(self._rng, n_in, n_out)
             if self.bias and draw_biases:
-                self._layer_b(l)[...] = self._rng.normal(0.0, 1.0, n_out)
+                self._layer_view(self._b, "b", l)[...] = self._rng.normal(0.0, 1.0, n_out)
 
     # ------------------------------------------------------------ parameters
-    def _layer_w(self, l):
-        return self._w[self._w_off[l]:self._w_off[l + 1]].reshape(self.sizes[l + 1], self.sizes[l])
-
-    def _layer_b(self, l):
-        return self._b[self._u_off[l]:self._u_off[l + 1]]
-
     def _layer_view(self, flat, kind, l):
         """Layer l's part of an array laid out like the weights (kind 'w') or biases ('b')."""
         if kind == "w":
@@ -181,7 +175,7 @@ class Network:
     @property
     def weights(self):
         """Per-layer weight matrices, shape (n_out, n_in): views, writable in place."""
-        return _Layers(self._layer_w(l) for l in range(self.n_layers))
+        return _Layers(self._layer_view(self._w, "w", l) for l in range(self.n_layers))
 
     @weights.setter
     def weights(self, values):
@@ -190,7 +184,7 @@ class Network:
     @property
     def biases(self):
         """Per-layer bias vectors, shape (n_out,), writable in place; None without biases."""
-        return _Layers(self._layer_b(l) for l in range(self.n_layers)) if self.bias else None
+        return _Layers(self._layer_view(self._b, "b", l) for l in range(self.n_layers)) if self.bias else None
 
     @biases.setter
     def biases(self, values):

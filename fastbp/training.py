@@ -15,8 +15,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import kernels, reference
-from .functions import LOSS_CODES, LOSSES
 from .checks import choice, flag, number, positive_int
+from .functions import LOSS_CODES, LOSSES
 from .optimizers import N_STATE, RULE_CODES, RULES, Optimizer, make_optimizer, make_schedule
 from .threads import chooser_for
 
@@ -240,7 +240,7 @@ def train(net, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, opti
         split_validation(m, fraction, rng, labels)                 # raises if it cannot split
     optimizer = make_optimizer(optimizer, lr).bind(net)           # every check passed: act
     if validation_fraction is not None:
-        train_rows, val_rows = split_validation(m, fraction, net._rng, labels)
+        val_rows = split_validation(m, fraction, net._rng, labels)[1]
     state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": None, "bad_epochs": 0,
              "stopped": None}
     history = {"loss": [], "seconds": [], "lr": []}
@@ -331,7 +331,7 @@ class Loop:
             order = net._rng.permutation(m) if run["shuffle"] else np.arange(m)
             start = time.perf_counter()
 
-            def one_epoch():
+            def one_epoch(order=order, lr=lr):          # (this epoch's, bound now)
                 total = 0.0
                 for first in range(0, m, slice_len):
                     part = order[first:first + slice_len]

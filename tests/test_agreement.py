@@ -1,10 +1,9 @@
 """The kernels agree with the NumPy reference: same seed, same sample order, same weights."""
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import fastbp
-
-from conftest import make_problem
 
 # (sizes, hidden activations, output, loss)
 NETWORKS = [

@@ -29,7 +29,8 @@ NOT_APPLICABLE = {"check_classifier_data_not_an_array", "check_regressor_data_no
 def test_check_estimator(estimator):
     # expected: fastbp's estimators follow scikit-learn's conventions without inheriting its
     # BaseEstimator, so that scikit-learn is not needed at run time; check_estimator says so
-    with warnings.catch_warnings(), pytest.warns(UserWarning, match="does not inherit from `sklearn.base.BaseEstimator`"):
+    inherit = "does not inherit from `sklearn.base.BaseEstimator`"
+    with warnings.catch_warnings(), pytest.warns(UserWarning, match=inherit):
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("always", "Estimator .* does not inherit", UserWarning)
         results = check_estimator(estimator, on_fail=None, on_skip=None)

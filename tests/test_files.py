@@ -129,7 +129,8 @@ def test_a_deflated_bomb_and_a_network_declared_too_large_cost_no_memory(tmp_pat
     big = rewrite(path, arrays, dict(meta, sizes=[6000, 6000, 2]), out=tmp_path / "big.npz")
     huge = rewrite(path, arrays, dict(meta, sizes=[10 ** 6, 10 ** 6, 2]), out=tmp_path / "huge.npz")
     for bad, message in ((bomb, "member 'w0' holds a float64 array of shape \\(33554432,\\)"),
-                         (big, "member '[bw]0' holds a float64 array of shape \\(4.*; the metadata calls for float64 \\(6000"),
+                         (big, "member '[bw]0' holds a float64 array of shape \\(4.*; "
+                               "the metadata calls for float64 \\(6000"),
                          (huge, "more than fastbp.io.MAX_PARAMETERS")):
         tracemalloc.start()
         with pytest.raises(fastbp.ModelFileError, match=message):

@@ -1,11 +1,10 @@
 """A finite-difference check holds the reference (and the kernels) to the mathematics."""
 import numpy as np
+from conftest import HIDDEN_ACTIVATIONS, OUTPUT_LOSS, make_problem
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from fastbp import reference
-
-from conftest import HIDDEN_ACTIVATIONS, OUTPUT_LOSS, make_problem
 
 
 def numerical_gradient(net, X, T, params, h=1e-6):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import cli, datasets, kernels, training
+from fastbp import cli, datasets, kernels
 from fastbp.optimizers import N_STATE, RULE_CODES, RULES, Optimizer
 
 FASTBP = [sys.executable, "-m", "fastbp.cli"]

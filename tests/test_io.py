@@ -63,7 +63,8 @@ def test_bad_files_are_clear_errors(tmp_path):
         (tampered(tmp_path, lambda a: a.__setitem__("w0", a["w0"] + 1e-9)), "do not match their recorded checksum"),
         (tampered(tmp_path, lambda a: edit_meta(a, format="other")), r"not a fastbp model \(format 'other'\)"),
         (tampered(tmp_path, lambda a: edit_meta(a, format_version=99)), "format version 99"),
-        (tampered(tmp_path, lambda a: a.__setitem__("metadata", np.frombuffer(b"{oops", np.uint8))), "corrupt metadata"),
+        (tampered(tmp_path, lambda a: a.__setitem__("metadata", np.frombuffer(b"{oops", np.uint8))),
+         "corrupt metadata"),
         (tampered(tmp_path, lambda a: edit_meta(a, sizes=[3, 5, 1])), "inconsistent model file"),
     ]
     for path, message in cases:

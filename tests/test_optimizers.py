@@ -4,12 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import fastbp
-from fastbp.optimizers import (ExponentialDecay, InverseScaling, Optimizer, ReduceOnPlateau,
-                               StepDecay, make_schedule)
-
-from conftest import make_problem
+from fastbp.optimizers import ExponentialDecay, InverseScaling, Optimizer, ReduceOnPlateau, StepDecay, make_schedule
 
 RULES = ["sgd", "momentum", "nesterov", "adam"]
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4}

@@ -8,12 +8,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import fastbp
 from fastbp import datasets, training
 from fastbp.optimizers import Optimizer, Schedule
-
-from conftest import make_problem
 
 
 def noisy_classes(m=300, n_in=20, seed=0):

@@ -2,8 +2,6 @@
 import statistics
 import time
 
-import numpy as np
-
 import fastbp
 from fastbp.bench import synthetic_data
 
