@@ -1,14 +1,23 @@
-"""Activations, their derivatives and losses: one small function each, in lookup tables.
+"""Activations, their derivatives and losses: one small function each, in tables that hold
+everything the rest of fastbp branches on.
 
 Every formula here is written with NumPy ufuncs, so the same function serves whole
 arrays in the NumPy reference and single numbers inside the Numba kernels (which
-compile these very functions). Adding an activation is one function, one table line
-here and one ``elif`` in ``kernels._activate``/``kernels._derivative``.
+compile these very functions). The tables' order gives the kernels' integer codes.
 
-Derivatives are written in terms of the activation's *output* a = g(z), as the seeds do
-(sigmoid: a(1 - a)); all four hidden activations allow it.
+Adding an activation: its two functions and one ACTIVATIONS entry here, and one branch in
+``kernels._activate`` and ``kernels._derivative`` (CONTRIBUTING.md has the checklist).
+Adding a loss: its function and one LOSSES entry here, and one branch in
+``kernels._sample_loss``.
 """
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
 import numpy as np
+
+# ---------------------------------------------------------------- activations
+# Each derivative is g'(z) written as derivative(z, a), with a = g(z). Most read only a, as
+# the seeds do (sigmoid: a(1 - a)); SiLU's needs z, so the kernels keep z for such layers.
 
 
 def sigmoid(z):
@@ -27,21 +36,38 @@ def identity(z):
     return z
 
 
-def sigmoid_derivative(a):
+def silu(z):                     # z sigmoid(z), a.k.a. swish (Ramachandran et al., 2017)
+    return z / (1.0 + np.exp(-z))
+
+
+def exp(z):                      # the Poisson loss's output (the log link's inverse)
+    return np.exp(z)
+
+
+def sigmoid_derivative(z, a):
     return a * (1.0 - a)
 
 
-def tanh_derivative(a):
+def tanh_derivative(z, a):
     return 1.0 - a * a
 
 
-def relu_derivative(a):
+def relu_derivative(z, a):
     # a = relu(z) >= 0, so sign(a) is the step 1[z > 0] (0 at z = 0), in a's dtype.
     return np.sign(a)
 
 
-def identity_derivative(a):
+def identity_derivative(z, a):
     return a * 0.0 + 1.0
+
+
+def silu_derivative(z, a):
+    s = 1.0 / (1.0 + np.exp(-z))          # d/dz z s(z) = s + z s (1 - s) = s + a (1 - s)
+    return s + a * (1.0 - s)
+
+
+def exp_derivative(z, a):
+    return a
 
 
 def softmax(Z):
@@ -50,17 +76,33 @@ def softmax(Z):
     return E / E.sum(axis=1, keepdims=True)
 
 
-# name -> (g, g' as a function of a = g(z)). The order gives the kernels' integer codes.
-ACTIVATIONS = {
-    "sigmoid": (sigmoid, sigmoid_derivative),
-    "tanh": (tanh, tanh_derivative),
-    "relu": (relu, relu_derivative),
-    "identity": (identity, identity_derivative),
-}
-HIDDEN_ACTIVATIONS = tuple(ACTIVATIONS)
-OUTPUT_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
-ACTIVATION_CODES = {name: code for code, name in enumerate(OUTPUT_ACTIVATIONS)}
+@dataclass(frozen=True)
+class Activation:
+    """g and g'; ``needs_z``: whether g' reads z (the kernels then keep each such layer's
+    pre-activations); ``hidden``: whether hidden layers may use it. softmax is row-wise
+    and has no elementwise derivative: the losses' deltas handle it (see LOSSES)."""
+    g: Callable
+    derivative: Optional[Callable]
+    needs_z: bool = False
+    hidden: bool = True
 
+
+ACTIVATIONS = {
+    "sigmoid": Activation(sigmoid, sigmoid_derivative),
+    "tanh": Activation(tanh, tanh_derivative),
+    "relu": Activation(relu, relu_derivative),
+    "identity": Activation(identity, identity_derivative),
+    "softmax": Activation(softmax, None, hidden=False),
+    "silu": Activation(silu, silu_derivative, needs_z=True),
+    "exp": Activation(exp, exp_derivative, hidden=False),
+}
+HIDDEN_ACTIVATIONS = tuple(name for name, a in ACTIVATIONS.items() if a.hidden)
+OUTPUT_ACTIVATIONS = tuple(ACTIVATIONS)
+ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+NEEDS_Z = np.array([a.needs_z for a in ACTIVATIONS.values()])   # by code, for the kernels
+
+
+# ---------------------------------------------------------------- losses
 
 def clip_probability(O):
     """Keep log() finite: clip outputs into [eps, 1 - eps] of their dtype (as scikit-learn)."""
@@ -82,12 +124,43 @@ def cross_entropy(O, T):
     return -np.sum(T * np.log(clip_probability(O)), axis=1)
 
 
-# name -> (per-sample loss, the output activations it pairs with; None: any).
-# With binary_cross_entropy + sigmoid and cross_entropy + softmax the output error term
-# dE/dz is simply o - t; with mse it is (o - t) * g'(o) (softmax: its full Jacobian).
+def poisson(O, T):
+    """Half the Poisson deviance, scikit-learn's (sum over outputs; 0 for a perfect fit):
+    t log(t / o) - t + o, with t log t = 0 at t = 0."""
+    safe_T = np.where(T > 0, T, 1.0)
+    return np.sum(np.where(T > 0, T * np.log(safe_T / O), 0.0) - T + O, axis=1)
+
+
+# How a loss's output error term dE/dz is formed:
+#   "matching": o - t, for the output its canonical link pairs it with (log-loss with sigmoid,
+#               cross-entropy with softmax, Poisson with exp);
+#   "chain":    dE/do times g'(z): (o - t) g'(z) for mse (softmax: its full Jacobian).
+DELTA_KINDS = ("chain", "matching")
+# What targets a loss takes: "any" real, "unit" (in [0, 1]), "distribution" (in [0, 1],
+# each row summing to 1), "nonnegative".
+TARGET_KINDS = ("any", "unit", "distribution", "nonnegative")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A per-sample loss, the form of its output delta, the outputs it pairs with (None:
+    any) and the targets it takes."""
+    per_sample: Callable
+    delta: str
+    outputs: Optional[Tuple[str, ...]]
+    targets: str
+
+
 LOSSES = {
-    "mse": (mse, None),
-    "binary_cross_entropy": (binary_cross_entropy, ("sigmoid",)),
-    "cross_entropy": (cross_entropy, ("softmax",)),
+    "mse": Loss(mse, "chain", None, "any"),
+    "binary_cross_entropy": Loss(binary_cross_entropy, "matching", ("sigmoid",), "unit"),
+    "cross_entropy": Loss(cross_entropy, "matching", ("softmax",), "distribution"),
+    "poisson": Loss(poisson, "matching", ("exp",), "nonnegative"),
 }
 LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
+DELTA_OF = np.array([DELTA_KINDS.index(loss.delta) for loss in LOSSES.values()])   # by code
+
+for _name, _loss in LOSSES.items():      # the tables' own consistency, checked at import
+    assert _loss.delta in DELTA_KINDS and _loss.targets in TARGET_KINDS, _name
+    assert _loss.outputs is None or set(_loss.outputs) <= set(ACTIVATIONS), _name
+    assert _loss.delta == "chain" or _loss.outputs, _name + ": a matching delta names its outputs"

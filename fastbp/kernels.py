@@ -39,17 +39,24 @@ from numba.typed import List
 
 from .functions import (
     ACTIVATION_CODES,
+    DELTA_KINDS,
+    DELTA_OF,
     LOSS_CODES,
+    NEEDS_Z,
+    exp,
+    exp_derivative,
     identity,
     identity_derivative,
     relu,
     relu_derivative,
     sigmoid,
     sigmoid_derivative,
+    silu,
+    silu_derivative,
     tanh,
     tanh_derivative,
 )
-from .optimizers import RULE_CODES
+from .optimizers import HYPER_SLOTS, RULE_CODES
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # NumPy's error model: a float division by zero gives inf or nan instead of raising.
@@ -68,8 +75,9 @@ PRANGE_ONLY = ParallelOptions({"prange": True, "comprehension": False, "reductio
 PARALLEL_MIN_WEIGHTS = 32768
 
 # Numba's on-disk cache is keyed on the file that defines a kernel. These kernels compile
-# in code from other modules (functions.py's activations and derivatives, the codes of its
-# tables and of optimizers.RULE_CODES), so a change there alone would leave stale kernels in
+# in code from other modules (functions.py's activations and derivatives, the codes and
+# flags of its tables, optimizers.RULE_CODES and HYPER_SLOTS), so a change there alone would
+# leave stale kernels in
 # __pycache__. COMPILED_AGAINST records the fingerprint of all of it; tests/test_cache.py
 # fails while it is out of date, and updating it edits this file, which invalidates the
 # cache. (fastbp.kernels.dependencies() gives the new value.)
@@ -81,24 +89,24 @@ def dependencies():
     import hashlib
     import inspect
     parts = [inspect.getsource(f) for f in COMPILED_IN]
-    parts += [repr(sorted(table.items())) for table in (ACTIVATION_CODES, LOSS_CODES, RULE_CODES)]
+    parts += [repr(sorted(table.items())) for table in (ACTIVATION_CODES, LOSS_CODES, RULE_CODES, HYPER_SLOTS)]
+    parts += [repr(NEEDS_Z.tolist()), repr(DELTA_OF.tolist()), repr(DELTA_KINDS)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-COMPILED_IN = (sigmoid, tanh, relu, identity, sigmoid_derivative, tanh_derivative, relu_derivative,
-               identity_derivative)
-SIGMOID = ACTIVATION_CODES["sigmoid"]
-TANH = ACTIVATION_CODES["tanh"]
-RELU = ACTIVATION_CODES["relu"]
-IDENTITY = ACTIVATION_CODES["identity"]
-SOFTMAX = ACTIVATION_CODES["softmax"]
-MSE = LOSS_CODES["mse"]
-BINARY_CROSS_ENTROPY = LOSS_CODES["binary_cross_entropy"]
-CROSS_ENTROPY = LOSS_CODES["cross_entropy"]
+COMPILED_IN = (sigmoid, tanh, relu, identity, silu, exp, sigmoid_derivative, tanh_derivative,
+               relu_derivative, identity_derivative, silu_derivative, exp_derivative)
+# the tables' codes (functions.py, optimizers.py), as the kernels branch on them
+SIGMOID, TANH, RELU, IDENTITY, SOFTMAX, SILU, EXP = (
+    ACTIVATION_CODES[name] for name in ("sigmoid", "tanh", "relu", "identity", "softmax", "silu", "exp"))
+MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY, POISSON = (
+    LOSS_CODES[name] for name in ("mse", "binary_cross_entropy", "cross_entropy", "poisson"))
+CHAIN, MATCHING = (DELTA_KINDS.index(kind) for kind in ("chain", "matching"))
 
-_sigmoid, _tanh, _relu, _identity = (kernel(f) for f in (sigmoid, tanh, relu, identity))
-_sigmoid_d, _tanh_d, _relu_d, _identity_d = (
-    kernel(f) for f in (sigmoid_derivative, tanh_derivative, relu_derivative, identity_derivative))
+_sigmoid, _tanh, _relu, _identity, _silu, _exp = (kernel(f) for f in (sigmoid, tanh, relu, identity, silu, exp))
+_sigmoid_d, _tanh_d, _relu_d, _identity_d, _silu_d, _exp_d = (
+    kernel(f) for f in (sigmoid_derivative, tanh_derivative, relu_derivative, identity_derivative,
+                        silu_derivative, exp_derivative))
 
 
 def _prefer_openmp():
@@ -146,24 +154,38 @@ def threading_info():
 
 @kernel
 def _activate(code, z):
+    """g(z) of the elementwise activation with this code (functions.ACTIVATIONS)."""
     if code == SIGMOID:
         return _sigmoid(z)
     if code == TANH:
         return _tanh(z)
     if code == RELU:
         return _relu(z)
-    return _identity(z)
+    if code == IDENTITY:
+        return _identity(z)
+    if code == SILU:
+        return _silu(z)
+    if code == EXP:
+        return _exp(z)
+    raise ValueError("fastbp kernels: unknown elementwise activation code")
 
 
 @kernel
-def _derivative(code, a):
+def _derivative(code, z, a):
+    """g'(z) from z and a = g(z), for the activation with this code."""
     if code == SIGMOID:
-        return _sigmoid_d(a)
+        return _sigmoid_d(z, a)
     if code == TANH:
-        return _tanh_d(a)
+        return _tanh_d(z, a)
     if code == RELU:
-        return _relu_d(a)
-    return _identity_d(a)
+        return _relu_d(z, a)
+    if code == IDENTITY:
+        return _identity_d(z, a)
+    if code == SILU:
+        return _silu_d(z, a)
+    if code == EXP:
+        return _exp_d(z, a)
+    raise ValueError("fastbp kernels: no elementwise derivative for this activation code")
 
 
 @kernel
@@ -199,25 +221,38 @@ def _dot(row, v, acc):
 
 @kernel
 def _sample_loss(loss, o, t, eps):
+    """One sample's loss (functions.LOSSES), the loss chosen by its code."""
     total = 0.0
-    for k in range(o.size):
-        if loss == MSE:
+    if loss == MSE:
+        for k in range(o.size):
             total += 0.5 * (t[k] - o[k]) ** 2
-        else:
+    elif loss == BINARY_CROSS_ENTROPY or loss == CROSS_ENTROPY:
+        for k in range(o.size):
             p = min(max(o[k], eps), 1.0 - eps)
             if t[k] != 0:                  # a zero target adds nothing: skip its log
                 total -= t[k] * np.log(p)
             if loss == BINARY_CROSS_ENTROPY and t[k] != 1:
                 total -= (1.0 - t[k]) * np.log(1.0 - p)
+    elif loss == POISSON:
+        for k in range(o.size):
+            total += o[k] - t[k]
+            if t[k] > 0:
+                total += t[k] * np.log(t[k] / o[k])
+    else:
+        raise ValueError("fastbp kernels: unknown loss code")
     return total
 
 
 @kernel
-def _output_delta(loss, code, o, t, d):
-    """d <- dE/dz of the output layer (reference.output_delta)."""
-    if loss != MSE:
+def _output_delta(loss, code, z, o, t, d):
+    """d <- dE/dz of the output layer (reference.output_delta), by the loss's kind of
+    delta (functions.LOSSES); z: the layer's pre-activations, read where g' needs them."""
+    kind = DELTA_OF[loss]
+    if kind == MATCHING:
         for k in range(o.size):
             d[k] = o[k] - t[k]
+    elif kind != CHAIN:
+        raise ValueError("fastbp kernels: unknown kind of output delta")
     elif code == SOFTMAX:
         s = 0.0
         for k in range(o.size):
@@ -226,7 +261,7 @@ def _output_delta(loss, code, o, t, d):
             d[k] = o[k] * ((o[k] - t[k]) - s)
     else:
         for k in range(o.size):
-            d[k] = (o[k] - t[k]) * _derivative(code, o[k])
+            d[k] = (o[k] - t[k]) * _derivative(code, z[k], o[k])
 
 
 @kernel
@@ -237,11 +272,11 @@ def _send_back_output(propagate_error, o, t, d, e):
 
 
 @kernel
-def _hidden_delta(propagate_error, code, a, back, d, e):
-    """From back = W^T e of the layer above: d <- back * g'(a), e <- back or d."""
+def _hidden_delta(propagate_error, code, z, a, back, d, e):
+    """From back = W^T e of the layer above: d <- back * g'(z), e <- back or d."""
     for i in range(a.size):
         v = back[i]                                      # back may be d itself
-        d[i] = v * _derivative(code, a[i])
+        d[i] = v * _derivative(code, z[i], a[i])
         e[i] = v if propagate_error else d[i]
 
 
@@ -360,6 +395,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
     zero = lr - lr
     one = lr / lr          # (zero + 1 would be float64: a Python int promotes float32)
     a = np.empty(u_off[L], w.dtype)
+    zs = np.empty(u_off[L], w.dtype)           # pre-activations, kept where g' needs them
     d = np.empty(u_off[L], w.dtype)
     e = np.empty(u_off[L], w.dtype)
     base = np.empty((BLOCK, n1), w.dtype)      # W_b x for each sample of the block
@@ -384,6 +420,8 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                 for i in range(p):
                     z -= inner[i] * H[i, j]
                 a[j] = z
+            if NEEDS_Z[acts[0]]:
+                zs[:n1] = a[:n1]
             _activate_inplace(acts[0], a[:n1])
             for l in range(1, L):
                 n_in, n_out = sizes[l], sizes[l + 1]
@@ -394,10 +432,12 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                 else:
                     for j in range(n_out):
                         a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
+                if NEEDS_Z[acts[l]]:
+                    zs[u_off[l]:u_off[l + 1]] = a[u_off[l]:u_off[l + 1]]
                 _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
             o = a[u_off[L - 1]:]
             total += _sample_loss(loss, o, t, eps)
-            _output_delta(loss, acts[L - 1], o, t, d[u_off[L - 1]:])
+            _output_delta(loss, acts[L - 1], zs[u_off[L - 1]:], o, t, d[u_off[L - 1]:])
             _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
             # backward and update of layers L..2 in one pass over each W: each row first
             # sends its error back (old weights), then takes its step
@@ -416,7 +456,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                         row[i] = wji * decay - g * a_in[i]
                     if has_bias:
                         b[u_off[l] + j] -= g
-                _hidden_delta(propagate_error, acts[l - 1], a_in, back, back,
+                _hidden_delta(propagate_error, acts[l - 1], zs[u_off[l - 1]:u_off[l]], a_in, back, back,
                               e[u_off[l - 1]:u_off[l]])
             # layer 1: the bias takes its step now, the weights' step joins the pending
             for i in range(p):
@@ -470,14 +510,20 @@ def _flat(M):
 
 
 @kernel(fastmath=FASTMATH)
-def _bias_activate(Z, bias, code):
+def _bias_activate(Z, bias, code, keep):
     """Z <- g(Z + bias), row by row for softmax, element by element otherwise (no views
-    per row: for small layers their cost would dominate)."""
+    per row: for small layers their cost would dominate); keep <- Z + bias first, for an
+    activation whose derivative needs z (keep may be Z itself when nothing needs it)."""
     if code == SOFTMAX:
         for s in range(Z.shape[0]):
             row = Z[s]
             row += bias
             _activate_inplace(code, row)
+    elif NEEDS_Z[code]:
+        for s in range(Z.shape[0]):
+            for j in range(Z.shape[1]):
+                keep[s, j] = Z[s, j] + bias[j]
+                Z[s, j] = _activate(code, keep[s, j])
     else:
         for s in range(Z.shape[0]):
             for j in range(Z.shape[1]):
@@ -485,37 +531,39 @@ def _bias_activate(Z, bias, code):
 
 
 @kernel(fastmath=FASTMATH)
-def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A):
-    """The batched forward pass: A[l][:B] <- layer l+1's outputs for the B rows of Xb."""
+def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs):
+    """The batched forward pass: A[l][:B] <- layer l+1's outputs for the B rows of Xb, and
+    Zs[l][:B] <- its pre-activations where the derivative needs them (Zs may be A itself
+    when nothing will be propagated back: inference)."""
     B = Xb.shape[0]
     for l in range(sizes.size - 1):
         a_in = Xb if l == 0 else A[l - 1][:B]
         Z = A[l][:B]
         np.dot(a_in, _matrix(w, w_off, sizes, l).T, Z)           # z = W a, for every row
-        _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l])
+        _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l], Zs[l][:B])
 
 
 @kernel(fastmath=FASTMATH)
-def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb, D, E, losses, eps):
+def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb, D, E, losses, eps):
     """The batched delta propagation: D[l][:B] <- every layer's error terms for the forward
-    pass A and targets Tb; losses[:B] <- the per-sample losses. E is scratch: what each
-    layer sends back."""
+    pass (A, Zs) and targets Tb; losses[:B] <- the per-sample losses. E is scratch: what
+    each layer sends back."""
     B = Tb.shape[0]
     L = sizes.size - 1
-    O, DL, EL = A[L - 1][:B], D[L - 1][:B], E[L - 1][:B]
+    O, DL, EL, ZL = A[L - 1][:B], D[L - 1][:B], E[L - 1][:B], Zs[L - 1][:B]
     for s in range(B):
         losses[s] = _sample_loss(loss, O[s], Tb[s], eps)
-    if acts[L - 1] == SOFTMAX and loss == MSE:       # softmax's Jacobian: row by row
+    if acts[L - 1] == SOFTMAX and DELTA_OF[loss] == CHAIN:    # softmax's Jacobian: row by row
         for s in range(B):
-            _output_delta(loss, acts[L - 1], O[s], Tb[s], DL[s])
+            _output_delta(loss, acts[L - 1], ZL[s], O[s], Tb[s], DL[s])
     else:
-        _output_delta(loss, acts[L - 1], _flat(O), _flat(Tb), _flat(DL))
+        _output_delta(loss, acts[L - 1], _flat(ZL), _flat(O), _flat(Tb), _flat(DL))
     _send_back_output(propagate_error, _flat(O), _flat(Tb), _flat(DL), _flat(EL))
     for l in range(L - 1, 0, -1):
         back = D[l - 1][:B]
         np.dot(E[l][:B], _matrix(w, w_off, sizes, l), back)      # W^T e, for every row
-        _hidden_delta(propagate_error, acts[l - 1], _flat(A[l - 1][:B]), _flat(back), _flat(back),
-                      _flat(E[l - 1][:B]))
+        _hidden_delta(propagate_error, acts[l - 1], _flat(Zs[l - 1][:B]), _flat(A[l - 1][:B]), _flat(back),
+                      _flat(back), _flat(E[l - 1][:B]))
 
 
 @kernel(fastmath=FASTMATH)
@@ -556,11 +604,16 @@ def draw_batches(u, m, out):
             out[s, i] = perm[i]
 
 
-# The optimizers' update rules (reference.UPDATES, optimizers.py): hyper holds
-# [lr, l2, momentum or beta1, beta2, epsilon, clip, tiny] in the network's dtype (tiny: its
-# smallest normal number), state the
-# rule's arrays over the flat parameters (state[k] is the k-th), t the step number.
-SGD, MOMENTUM, NESTEROV, ADAM = (RULE_CODES[name] for name in ("sgd", "momentum", "nesterov", "adam"))
+# The optimizers' update rules (optimizers.RULES; their formulas, one step to a line, in
+# reference.py): one compiled function per rule, chosen by the rule's code in _update.
+# hyper is the optimizer's vector (optimizers.HYPER_SLOTS) in the network's dtype (tiny: its
+# smallest normal number), state the rule's arrays over the flat parameters (state[k] is
+# the k-th), t the step's number. Every scalar comes in p's dtype (a Python 1 - beta would
+# make float32 math float64).
+SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP = (
+    RULE_CODES[name] for name in ("sgd", "momentum", "nesterov", "adam", "rmsprop"))
+H_LR, H_L2, H_TINY, H_MOMENTUM, H_BETA1, H_BETA2, H_EPSILON, H_RHO, H_CLIP = (
+    HYPER_SLOTS[name] for name in ("lr", "l2", "tiny", "momentum", "beta1", "beta2", "epsilon", "rho", "clip"))
 
 
 @kernel(fastmath=FASTMATH)
@@ -574,28 +627,63 @@ def _flush(v, tiny):
 
 
 @kernel(fastmath=FASTMATH)
-def _update(rule, p, g, state, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny):
-    """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
-    l2 * p (the penalty's gradient: l2 is zero for biases). Subnormal results are flushed.
-    Every scalar comes in p's dtype (a Python 1 - beta would make float32 math float64)."""
+def _sgd(p, g, state, gscale, l2, hyper, t):
+    lr, tiny = hyper[H_LR], hyper[H_TINY]
+    for k in range(p.size):
+        p[k] = _flush(p[k] - lr * (g[k] * gscale + l2 * p[k]), tiny)
+
+
+@kernel(fastmath=FASTMATH)
+def _momentum(p, g, state, gscale, l2, hyper, t, nesterov):
+    lr, tiny, mu = hyper[H_LR], hyper[H_TINY], hyper[H_MOMENTUM]
+    v = state[0]
+    for k in range(p.size):
+        gk = g[k] * gscale + l2 * p[k]
+        v[k] = _flush(mu * v[k] - lr * gk, tiny)
+        p[k] = _flush(p[k] + (mu * v[k] - lr * gk if nesterov else v[k]), tiny)
+
+
+@kernel(fastmath=FASTMATH)
+def _adam(p, g, state, gscale, l2, hyper, t):
+    lr, tiny, beta1, beta2, epsilon = hyper[H_LR], hyper[H_TINY], hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPSILON]
     one = lr / lr
-    c1, c2 = one - beta, one - beta2
+    c1, c2 = one - beta1, one - beta2
+    lr_t = _cast(hyper, lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))   # bias correction
+    m, s = state[0], state[1]
+    for k in range(p.size):
+        gk = g[k] * gscale + l2 * p[k]
+        m[k] = _flush(beta1 * m[k] + c1 * gk, tiny)
+        s[k] = _flush(beta2 * s[k] + c2 * gk * gk, tiny)
+        p[k] = _flush(p[k] - lr_t * m[k] / (np.sqrt(s[k]) + epsilon), tiny)
+
+
+@kernel(fastmath=FASTMATH)
+def _rmsprop(p, g, state, gscale, l2, hyper, t):
+    lr, tiny, rho, epsilon = hyper[H_LR], hyper[H_TINY], hyper[H_RHO], hyper[H_EPSILON]
+    c = lr / lr - rho
+    s = state[0]
+    for k in range(p.size):
+        gk = g[k] * gscale + l2 * p[k]
+        s[k] = _flush(rho * s[k] + c * gk * gk, tiny)
+        p[k] = _flush(p[k] - lr * gk / (np.sqrt(s[k]) + epsilon), tiny)
+
+
+@kernel(fastmath=FASTMATH)
+def _update(rule, p, g, state, gscale, l2, hyper, t):
+    """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
+    l2 * p (the penalty's gradient: l2 is zero for biases). Subnormal results are flushed."""
     if rule == SGD:
-        for k in range(p.size):
-            p[k] = _flush(p[k] - lr * (g[k] * gscale + l2 * p[k]), tiny)
-    elif rule == MOMENTUM or rule == NESTEROV:
-        v = state[0]
-        for k in range(p.size):
-            gk = g[k] * gscale + l2 * p[k]
-            v[k] = _flush(beta * v[k] - lr * gk, tiny)
-            p[k] = _flush(p[k] + (v[k] if rule == MOMENTUM else beta * v[k] - lr * gk), tiny)
+        _sgd(p, g, state, gscale, l2, hyper, t)
+    elif rule == MOMENTUM:
+        _momentum(p, g, state, gscale, l2, hyper, t, False)
+    elif rule == NESTEROV:
+        _momentum(p, g, state, gscale, l2, hyper, t, True)
+    elif rule == ADAM:
+        _adam(p, g, state, gscale, l2, hyper, t)
+    elif rule == RMSPROP:
+        _rmsprop(p, g, state, gscale, l2, hyper, t)
     else:
-        m, s = state[0], state[1]
-        for k in range(p.size):
-            gk = g[k] * gscale + l2 * p[k]
-            m[k] = _flush(beta * m[k] + c1 * gk, tiny)
-            s[k] = _flush(beta2 * s[k] + c2 * gk * gk, tiny)
-            p[k] = _flush(p[k] - lr_t * m[k] / (np.sqrt(s[k]) + epsilon), tiny)
+        raise ValueError("fastbp kernels: unknown optimizer rule code")
 
 
 @kernel
@@ -619,14 +707,12 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, bat
     """One step of the rule on the flat parameters from the gradients dw, db summed over a
     batch of `batch` samples (their mean is that over batch), as reference.step after its
     gradients: clip, add the L2 penalty, update. t is the step's number, from 1."""
-    lr, l2, beta, beta2, epsilon, clip, tiny = (hyper[0], hyper[1], hyper[2], hyper[3], hyper[4],
-                                                hyper[5], hyper[6])
+    l2, clip = hyper[H_L2], hyper[H_CLIP]
     norm = np.sqrt(_squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)) / batch if clip > 0 else 0.0
     gscale = _cast(hyper, (clip / norm if norm > clip else 1.0) / batch)   # the mean, clipped
-    lr_t = _cast(hyper, lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta ** t) if rule == ADAM else lr)
-    _update(rule, w, dw, state_w, gscale, l2, lr, beta, beta2, epsilon, lr_t, tiny)
+    _update(rule, w, dw, state_w, gscale, l2, hyper, t)
     if has_bias:
-        _update(rule, b, db, state_b, gscale, l2 - l2, lr, beta, beta2, epsilon, lr_t, tiny)
+        _update(rule, b, db, state_b, gscale, l2 - l2, hyper, t)
 
 
 @kernel(fastmath=FASTMATH)
@@ -638,6 +724,7 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     batch's taken before its step (reference.train_epoch)."""
     bs = min(batch_size, order.size)
     A, D, E = layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w)
+    Zs = layer_buffers(sizes, bs, w)
     Xb = np.empty((bs, X.shape[1]), X.dtype)
     Tb = np.empty((bs, T.shape[1]), T.dtype)
     losses = np.empty(bs)
@@ -650,8 +737,8 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
         B = rows.size
         _gather(X, rows, Xb[:B])
         _gather(T, rows, Tb[:B])
-        forward_batch(w, b, sizes, w_off, u_off, acts, Xb[:B], A)
-        backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Tb[:B], D, E,
+        forward_batch(w, b, sizes, w_off, u_off, acts, Xb[:B], A, Zs)
+        backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[:B], D, E,
                        losses, eps)
         total += losses[:B].sum()
         gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)

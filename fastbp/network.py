@@ -62,7 +62,7 @@ def check_definition(sizes, activation, output, loss, bias, init, propagate, dty
         choice("activation", name, HIDDEN_ACTIVATIONS)
     choice("output", output, OUTPUT_ACTIVATIONS)
     choice("loss", loss, tuple(LOSSES))
-    pairs = LOSSES[loss][1]
+    pairs = LOSSES[loss].outputs
     if pairs is not None and output not in pairs:
         raise ValueError("loss %r needs a %s output, not %r" % (loss, " or ".join(pairs), output))
     choice("init", init, tuple(INITIALISERS))
@@ -109,12 +109,13 @@ class Network:
         [n_in, h1, ..., n_out]; any depth (at least one layer).
     activation : str or list of str
         Hidden activation, one name for every hidden layer or one per hidden layer:
-        'sigmoid', 'tanh', 'relu', 'identity'.
+        'sigmoid', 'tanh', 'relu', 'identity', 'silu' (functions.ACTIVATIONS).
     output : str
-        Output activation: 'sigmoid', 'softmax', 'identity', 'tanh', 'relu'.
+        Output activation: any of those, 'softmax' or 'exp'.
     loss : str
         'mse' (per sample E = 1/2 sum_k (t_k - o_k)^2), 'binary_cross_entropy' (with a
-        sigmoid output) or 'cross_entropy' (with a softmax output).
+        sigmoid output), 'cross_entropy' (with a softmax output) or 'poisson' (half the
+        Poisson deviance, with an exp output; targets >= 0) (functions.LOSSES).
     bias : bool
         Whether layers have biases (seed 000 has none).
     init : str
@@ -247,14 +248,20 @@ class Network:
                              % (name, Y.shape, m, n_out))
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
         _check_finite(name, Y)
-        if self.loss_name != "mse" and (Y.min() < 0 or Y.max() > 1):
+        kind = LOSSES[self.loss_name].targets            # what the loss takes (functions.py)
+        if kind in ("unit", "distribution") and (Y.min() < 0 or Y.max() > 1):
             raise ValueError("%s: loss %r needs targets in [0, 1]" % (name, self.loss_name))
-        if self.loss_name == "cross_entropy":
+        if kind == "nonnegative" and Y.min() < 0:
+            raise ValueError("%s: loss %r needs targets >= 0 (counts or rates); found %g"
+                             % (name, self.loss_name, Y.min()))
+        if kind == "distribution":
             off = np.abs(Y.sum(axis=1) - 1.0) > 1e-3
             if off.any():
-                raise ValueError("%s: cross_entropy needs each target row to sum to 1 (one-hot or "
+                raise ValueError("%s: %s needs each target row to sum to 1 (one-hot or "
                                  "a distribution); row %d sums to %g"
-                                 % (name, int(np.argmax(off)), Y[np.argmax(off)].sum()))
+                                 % (name, self.loss_name, int(np.argmax(off)), Y[np.argmax(off)].sum()))
+        elif kind not in ("any", "unit", "nonnegative"):
+            raise ValueError("loss %r: unknown kind of targets %r" % (self.loss_name, kind))
         return Y
 
     # ------------------------------------------------------------ inference
@@ -264,7 +271,7 @@ class Network:
             return reference.forward(*self._params(), self.activations, X)[1:]
         with kernels.first_call(kernels.forward_batch, "batched forward pass"):
             A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
-            kernels.forward_batch(*self._layout(), X, A)
+            kernels.forward_batch(*self._layout(), X, A, A)          # (no z kept: inference)
         return list(A)
 
     def predict(self, X, backend="numba"):
@@ -278,7 +285,7 @@ class Network:
         """Mean over the samples of the per-sample loss (no L2 term)."""
         X = self._inputs(X)
         T = self._targets(Y, X.shape[0])
-        return float(np.mean(LOSSES[self.loss_name][0](self.predict(X, backend), T)))
+        return float(np.mean(LOSSES[self.loss_name].per_sample(self.predict(X, backend), T)))
 
     def gradients(self, X, Y, backend="numba"):
         """The gradient of ``net.loss(X, Y)``: (dW list, db list or None), shaped like the
@@ -300,13 +307,13 @@ class Network:
         per-layer (m, n_l) arrays, A without the input."""
         if choice("backend", backend, BACKENDS) == "numpy":
             weights, biases = self._params()
-            A = reference.forward(weights, biases, self.activations, X)
-            return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate)
-        A, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(3))
-        kernels.forward_batch(*self._layout(), X, A)
+            Z, A = reference.layers(weights, biases, self.activations, X)
+            return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate, Z)
+        A, Z, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(4))
+        kernels.forward_batch(*self._layout(), X, A, Z)
         with kernels.first_call(kernels.backward_batch, "batched delta propagation"):
             kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
-                                   LOSS_CODES[self.loss_name], propagate == "error", A, T, D, E,
+                                   LOSS_CODES[self.loss_name], propagate == "error", A, Z, T, D, E,
                                    np.empty(X.shape[0]), self._eps())
         return list(A), list(D)
 

@@ -1,10 +1,11 @@
 """Optimizers and learning-rate schedules: their settings and their state.
 
-The update rules themselves are written twice, as everything in fastbp: one formula to
-a line in ``reference.py`` (``UPDATES``), and fused into the training loop in
-``kernels.py`` (``_update``). This module holds what they share: the hyperparameters,
-the per-parameter state (velocities, moments) in the network's flat layout, and the
-step count, so that a checkpoint can save and restore all of it.
+RULES is the table of update rules: each entry names the rule's per-parameter state
+arrays, the hyperparameters it reads and its formula, written one step to a line in
+``reference.py``; ``kernels.py`` holds one compiled function per rule, chosen by the rule's
+code (an unknown code is an error). This module also holds the per-parameter state
+(velocities, moments) in the network's flat layout and the step count, so that a
+checkpoint can save and restore all of it.
 
 Rules (g is the gradient of the batch's mean loss plus l2 * w for weights, after
 clipping; t counts steps from 1):
@@ -13,14 +14,48 @@ clipping; t counts steps from 1):
   nesterov   v <- mu v - lr g;  w <- w + mu v - lr g
   adam       m <- b1 m + (1 - b1) g;  s <- b2 s + (1 - b2) g^2;
              w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(s) + eps)
+  rmsprop    s <- rho s + (1 - rho) g^2;  w <- w - lr g / (sqrt(s) + eps)   (Hinton, 2012)
 """
+from dataclasses import dataclass
+from typing import Callable, Tuple
+
 import numpy as np
 
+from . import reference
 from .checks import number, positive_int
 
-RULES = ("sgd", "momentum", "nesterov", "adam")     # their order gives the kernels' codes
+
+@dataclass(frozen=True)
+class Rule:
+    """An update rule: its per-parameter state arrays (by name), the HYPERPARAMETERS it
+    reads, its formula (a reference.py function) and the learning rate train gives it
+    by default."""
+    state: Tuple[str, ...]
+    hyper: Tuple[str, ...]
+    update: Callable
+    default_lr: float = 0.1
+
+
+# name -> (default, its check). Every Optimizer has all of them; each rule reads its own.
+HYPERPARAMETERS = {
+    "momentum": (0.9, lambda v: number("momentum", v, 0.0, 1.0)),
+    "beta1": (0.9, lambda v: number("beta1", v, 0.0, 1.0)),
+    "beta2": (0.999, lambda v: number("beta2", v, 0.0, 1.0)),
+    "epsilon": (1e-8, lambda v: number("epsilon", v, low_open=True)),
+    "rho": (0.9, lambda v: number("rho", v, 0.0, 1.0)),
+}
+
+RULES = {     # the order gives the kernels' codes
+    "sgd": Rule((), (), reference.sgd),
+    "momentum": Rule(("velocity",), ("momentum",), reference.momentum),
+    "nesterov": Rule(("velocity",), ("momentum",), reference.nesterov),
+    "adam": Rule(("m", "v"), ("beta1", "beta2", "epsilon"), reference.adam, default_lr=0.001),
+    "rmsprop": Rule(("square_avg",), ("rho", "epsilon"), reference.rmsprop, default_lr=0.01),
+}
 RULE_CODES = {name: code for code, name in enumerate(RULES)}
-N_STATE = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}   # state arrays per parameter
+N_STATE = {name: len(rule.state) for name, rule in RULES.items()}   # state arrays per parameter
+# The kernels' hyperparameter vector: these slots, then every HYPERPARAMETERS entry.
+HYPER_SLOTS = {name: slot for slot, name in enumerate(("lr", "l2", "clip", "tiny") + tuple(HYPERPARAMETERS))}
 
 
 class Optimizer:
@@ -28,40 +63,48 @@ class Optimizer:
 
     Parameters
     ----------
-    rule : 'sgd', 'momentum', 'nesterov' or 'adam'
+    rule : a name in RULES: 'sgd', 'momentum', 'nesterov', 'adam', 'rmsprop'
     lr : float
         The learning rate (a schedule scales it from epoch to epoch).
     momentum : float
         mu, for 'momentum' and 'nesterov'.
     beta1, beta2, epsilon : float
-        Adam's decay rates of the first and second moments, and its epsilon.
+        Adam's decay rates of the first and second moments, and its epsilon (RMSprop's
+        too).
+    rho : float
+        RMSprop's decay rate of the mean square.
 
     ``state`` holds, once training has begun, the rule's per-parameter arrays over the
     network's flat buffers: ``state["w"]`` and ``state["b"]`` are each (N_STATE[rule], n)
     arrays; ``t`` the steps taken so far.
     """
 
-    def __init__(self, rule="sgd", lr=0.1, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8):
-        if rule not in RULE_CODES:
+    def __init__(self, rule="sgd", lr=0.1, **hyper):
+        if not isinstance(rule, str) or rule not in RULES:
             raise ValueError("unknown optimizer %r; choose from %s" % (rule, ", ".join(map(repr, RULES))))
+        unknown = set(hyper) - set(HYPERPARAMETERS)
+        if unknown:
+            raise TypeError("unknown hyperparameter %s; an Optimizer takes %s"
+                            % (", ".join(map(repr, sorted(unknown))), ", ".join(HYPERPARAMETERS)))
         self.rule = rule
         self.lr = number("lr", lr, low_open=True)
-        self.momentum = number("momentum", momentum, 0.0, 1.0)
-        self.beta1 = number("beta1", beta1, 0.0, 1.0)
-        self.beta2 = number("beta2", beta2, 0.0, 1.0)
-        self.epsilon = number("epsilon", epsilon, low_open=True)
+        for name, (default, check) in HYPERPARAMETERS.items():
+            setattr(self, name, check(hyper.get(name, default)))
         self.state = None
         self.t = 0
 
+    @property
+    def entry(self):
+        """This rule's RULES entry."""
+        return RULES[self.rule]
+
     def __repr__(self):
-        extra = {"sgd": "", "momentum": ", momentum=%g" % self.momentum,
-                 "nesterov": ", momentum=%g" % self.momentum,
-                 "adam": ", beta1=%g, beta2=%g, epsilon=%g" % (self.beta1, self.beta2, self.epsilon)}
-        return "Optimizer(%r, lr=%g%s)" % (self.rule, self.lr, extra[self.rule])
+        extra = "".join(", %s=%g" % (name, getattr(self, name)) for name in self.entry.hyper)
+        return "Optimizer(%r, lr=%g%s)" % (self.rule, self.lr, extra)
 
     def settings(self):
-        return {"rule": self.rule, "lr": self.lr, "momentum": self.momentum, "beta1": self.beta1,
-                "beta2": self.beta2, "epsilon": self.epsilon}
+        """The constructor's arguments: Optimizer(**o.settings()) rebuilds it (no state)."""
+        return dict({"rule": self.rule, "lr": self.lr}, **{name: getattr(self, name) for name in HYPERPARAMETERS})
 
     def _shapes(self, net):
         return {"w": (N_STATE[self.rule], net._w.size), "b": (N_STATE[self.rule], net._b.size)}
@@ -81,10 +124,10 @@ class Optimizer:
         return self
 
     def hyper(self, lr, l2, clip, dtype):
-        """The kernels' hyperparameter vector, in the network's dtype."""
-        beta = self.momentum if self.rule in ("momentum", "nesterov") else self.beta1
-        return np.array([lr, l2, beta, self.beta2, self.epsilon, clip or 0.0,
-                         np.finfo(dtype).tiny], dtype)
+        """The kernels' hyperparameter vector (HYPER_SLOTS), in the network's dtype."""
+        values = {"lr": lr, "l2": l2, "clip": clip or 0.0, "tiny": np.finfo(dtype).tiny}
+        values.update({name: getattr(self, name) for name in HYPERPARAMETERS})
+        return np.array([values[name] for name in HYPER_SLOTS], dtype)
 
 
 def make_optimizer(optimizer, lr=None):
@@ -101,8 +144,9 @@ def make_optimizer(optimizer, lr=None):
 
 
 def default_lr(rule):
-    """0.001 for Adam (its usual setting, scikit-learn's and PyTorch's), 0.1 otherwise."""
-    return 0.001 if rule == "adam" else 0.1
+    """The rule's usual learning rate (RULES): Adam's 0.001 (scikit-learn's and PyTorch's),
+    RMSprop's 0.01 (PyTorch's), 0.1 otherwise."""
+    return RULES[rule].default_lr if rule in RULES else 0.1
 
 
 # ---------------------------------------------------------------- schedules

@@ -8,47 +8,62 @@ Conventions (seeds 003 and 004, with samples as rows):
   layer l has W[l] of shape (n_out, n_in) and b[l] of shape (n_out,);
   Z[l] = A[l-1] @ W[l].T + b[l],  A[l] = g_l(Z[l]),  A[0] = X;
   the per-sample loss E is a sum over output units; a batch's loss is its mean.
+What each activation, loss and rule is and does is in the tables of functions.py and
+optimizers.py; this module applies them.
 """
 import math
 
 import numpy as np
 
-from .functions import ACTIVATIONS, LOSSES, softmax
+from .functions import ACTIVATIONS, LOSSES
 
 
-def activate(name, Z):
-    return softmax(Z) if name == "softmax" else ACTIVATIONS[name][0](Z)
+def layers(weights, biases, activations, X):
+    """(Z, A): every layer's pre-activations [Z1, ..., ZL] and outputs [A0 = X, A1, ..., AL]
+    for a batch X of shape (m, n_in)."""
+    Z, A = [], [X]
+    for l, W in enumerate(weights):
+        z = A[-1] @ W.T                                  # z_j = sum_i w_ji a_i
+        if biases is not None:
+            z = z + biases[l]                            # ... + b_j
+        Z.append(z)
+        A.append(ACTIVATIONS[activations[l]].g(z))       # a_j = g(z_j)
+    return Z, A
 
 
 def forward(weights, biases, activations, X):
     """All layers' outputs [A0 = X, A1, ..., AL] for a batch X of shape (m, n_in)."""
-    A = [X]
-    for l, W in enumerate(weights):
-        Z = A[-1] @ W.T                                  # z_j = sum_i w_ji a_i
-        if biases is not None:
-            Z = Z + biases[l]                            # ... + b_j
-        A.append(activate(activations[l], Z))            # a_j = g(z_j)
-    return A
+    return layers(weights, biases, activations, X)[1]
+
+
+def derivative(name, z, a):
+    """g'(z) of the activation `name`, from z and a = g(z) (most read only a)."""
+    return ACTIVATIONS[name].derivative(z, a)
 
 
 def loss(weights, biases, activations, loss_name, X, T):
     """Mean over the samples of the per-sample loss."""
     O = forward(weights, biases, activations, X)[-1]
-    return float(np.mean(LOSSES[loss_name][0](O, T)))
+    return float(np.mean(LOSSES[loss_name].per_sample(O, T)))
 
 
-def output_delta(O, T, output, loss_name):
-    """The output error term dE/dz of each output unit, per sample."""
-    if loss_name != "mse":
-        return O - T                                     # log-loss + sigmoid, cross-entropy + softmax
+def output_delta(O, T, output, loss_name, Z=None):
+    """The output error term dE/dz of each output unit, per sample (Z: the output layer's
+    pre-activations, which an activation that needs_z reads)."""
+    kind = LOSSES[loss_name].delta
+    if kind == "matching":                               # the canonical pairs (functions.LOSSES):
+        return O - T                                     # log-loss + sigmoid, cross-entropy + softmax, ...
+    if kind != "chain":
+        raise ValueError("loss %r: unknown output delta %r" % (loss_name, kind))
     E = O - T                                            # dE/do for E = 1/2 sum (t - o)^2
     if output == "softmax":                              # softmax's Jacobian is not diagonal:
         return O * (E - np.sum(O * E, axis=1, keepdims=True))   # do_k/dz_j = o_k (1[j=k] - o_j)
-    return E * ACTIVATIONS[output][1](O)                 # (o - t) g'(z), g' written in o
+    return E * derivative(output, Z, O)                  # (o - t) g'(z)
 
 
-def backward(weights, A, T, activations, loss_name, propagate="delta"):
-    """Error terms [delta_1, ..., delta_L], each (m, n_l), from the forward pass A.
+def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None):
+    """Error terms [delta_1, ..., delta_L], each (m, n_l), from the forward pass A (and Z,
+    from layers(), which an activation that needs_z reads).
 
     propagate="delta" (seeds 002-004, the true gradient):
         delta_h = (delta_next @ W_next) * g'(a_h)        i.e. (W^T delta) * g'(z)
@@ -57,12 +72,17 @@ def backward(weights, A, T, activations, loss_name, propagate="delta"):
     layer's error term is its own raw error times its derivative: delta_h = error_h * g'(a_h).
     """
     L = len(weights)
+    if Z is None:
+        if any(ACTIVATIONS[name].needs_z for name in activations):
+            raise ValueError("activations %s need the pre-activations: pass Z from "
+                             "reference.layers" % list(activations))
+        Z = [None] * L
     deltas = [None] * L
-    deltas[-1] = output_delta(A[L], T, activations[-1], loss_name)
+    deltas[-1] = output_delta(A[L], T, activations[-1], loss_name, Z[L - 1])
     sent = A[L] - T if propagate == "error" else deltas[-1]
     for l in range(L - 1, 0, -1):
         back = sent @ weights[l]                         # W^T (delta or error) of the layer above
-        deltas[l - 1] = back * ACTIVATIONS[activations[l - 1]][1](A[l])
+        deltas[l - 1] = back * derivative(activations[l - 1], Z[l - 1], A[l])
         sent = back if propagate == "error" else deltas[l - 1]
     return deltas
 
@@ -90,9 +110,9 @@ def clip_by_norm(layers, max_norm):
 
 
 # ---------------------------------------------------------------- update rules
-# One per optimizer (see optimizers.py). p is a parameter array and g its gradient; s the
-# rule's state arrays for p; all updated in place. lr is this step's learning rate, opt
-# the Optimizer (its hyperparameters), t the step's number, from 1.
+# One per optimizer (optimizers.RULES names them). p is a parameter array and g its
+# gradient; s the rule's state arrays for p; all updated in place. lr is this step's
+# learning rate, opt the Optimizer (its hyperparameters), t the step's number, from 1.
 
 def sgd(p, g, s, lr, opt, t):
     g *= lr                  # in place, g is this step's own array: no second weight-sized
@@ -119,7 +139,10 @@ def adam(p, g, s, lr, opt, t):
     p -= lr_t * m / (np.sqrt(v) + opt.epsilon)           # w <- w - lr_t m / (sqrt(v) + eps)
 
 
-UPDATES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adam": adam}
+def rmsprop(p, g, s, lr, opt, t):
+    v, = s
+    v[...] = opt.rho * v + (1.0 - opt.rho) * g * g      # s <- rho s + (1 - rho) g^2
+    p -= lr * g / (np.sqrt(v) + opt.epsilon)             # w <- w - lr g / (sqrt(s) + eps)
 
 
 def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="delta",
@@ -134,15 +157,15 @@ def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="d
     arrays for each parameter, weights first: [W_1, ..., W_L, b_1, ..., b_L]. optimizer.t
     counts the step.
     """
-    A = forward(weights, biases, activations, X)
-    losses = LOSSES[loss_name][0](A[-1], T)
-    deltas = backward(weights, A, T, activations, loss_name, propagate)   # before any update
-    layers = gradients(A, deltas)
+    Z, A = layers(weights, biases, activations, X)
+    losses = LOSSES[loss_name].per_sample(A[-1], T)
+    deltas = backward(weights, A, T, activations, loss_name, propagate, Z)   # before any update
+    per_layer = gradients(A, deltas)
     if clip:
-        layers = clip_by_norm([(dW, db if biases is not None else None) for dW, db in layers], clip)
-    rule, t = ("sgd", 1) if optimizer is None else (optimizer.rule, optimizer.t + 1)
-    update, L = UPDATES[rule], len(weights)
-    for l, (dW, db) in enumerate(layers):
+        per_layer = clip_by_norm([(dW, db if biases is not None else None) for dW, db in per_layer], clip)
+    update, t = (sgd, 1) if optimizer is None else (optimizer.entry.update, optimizer.t + 1)
+    L = len(weights)
+    for l, (dW, db) in enumerate(per_layer):
         if l2:
             dW = dW + l2 * weights[l]                    # the penalty's gradient, weights only
         update(weights[l], dW, state[l] if state else (), lr, optimizer, t)

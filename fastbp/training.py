@@ -155,7 +155,7 @@ def diagnose(net, X, T, backend):
     dW, db = net._gradients(X, A, true_D, backend)
     norms = [float(np.sqrt(np.sum(w * w) + (np.sum(b * b) if db is not None else 0.0)))
              for w, b in zip(dW, db if db is not None else [0.0] * len(dW))]
-    out = {"loss": float(np.mean(LOSSES[net.loss_name][0](A[-1], T))),
+    out = {"loss": float(np.mean(LOSSES[net.loss_name].per_sample(A[-1], T))),
            "mean_abs_delta": [float(np.mean(np.abs(d))) for d in D], "grad_norm": norms}
     if is_classifier(net):
         out["accuracy"] = accuracy(net, A[-1], T)
@@ -175,7 +175,7 @@ def r2(T, O):
 def evaluate(net, X, T, backend):
     """Loss and accuracy (sigmoid or softmax outputs) or R^2 (others) on (X, T)."""
     O = net._forward(X, backend)[-1]
-    out = {"loss": float(np.mean(LOSSES[net.loss_name][0](O, T)))}
+    out = {"loss": float(np.mean(LOSSES[net.loss_name].per_sample(O, T)))}
     if is_classifier(net):
         out["accuracy"] = accuracy(net, O, T)
     else:

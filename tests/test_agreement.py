@@ -4,22 +4,7 @@ import pytest
 from conftest import make_problem
 
 import fastbp
-
-# (sizes, hidden activations, output, loss)
-NETWORKS = [
-    ([6, 5, 3], "sigmoid", "sigmoid", "mse"),
-    ([6, 7, 4, 3], ["tanh", "relu"], "softmax", "cross_entropy"),
-    ([6, 5, 3], "identity", "softmax", "mse"),
-    ([6, 4, 4, 4, 2], ["relu", "sigmoid", "tanh"], "sigmoid", "binary_cross_entropy"),
-    ([6, 3], [], "identity", "mse"),
-    ([6, 5, 2], "relu", "tanh", "mse"),
-    ([6, 5, 2], "tanh", "relu", "mse"),
-    # wide enough for the kernels' parallel (prange) paths
-    ([200, 180, 4], "sigmoid", "sigmoid", "mse"),
-    ([12, 200, 200, 3], ["relu", "tanh"], "softmax", "cross_entropy"),
-]
-MODES = {"per-sample": 1, "mini-batch": 7, "full-batch": None}
-TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
+from fastbp.cases import DTYPES, MODES, NETWORKS, TOLERANCE, case_id
 
 
 def trained_pair(spec, batch_size, dtype, bias, propagate, l2, epochs=3, m=43):
@@ -36,9 +21,9 @@ def trained_pair(spec, batch_size, dtype, bias, propagate, l2, epochs=3, m=43):
     return results
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("spec", NETWORKS, ids=lambda s: "-".join(map(str, s[0])) + "-" + s[3])
+@pytest.mark.parametrize("spec", NETWORKS, ids=case_id)
 def test_training_agrees(spec, mode, dtype):
     for bias, propagate, l2 in [(True, "delta", 0.0), (False, "error", 0.01)]:
         (ref, h_ref), (fast, h_fast) = trained_pair(spec, MODES[mode], dtype, bias, propagate, l2)

@@ -57,7 +57,7 @@ def test_bad_training_input_is_a_clear_error(net, data, backend):
         (dict(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
         (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
         (dict(epochs=1.5), ValueError, "epochs must be an integer >= 0"),
-        (dict(optimizer="rmsprop"), ValueError, "unknown optimizer 'rmsprop'; choose from 'sgd'"),
+        (dict(optimizer="adagrad"), ValueError, "unknown optimizer 'adagrad'; choose from 'sgd'"),
         (dict(optimizer="momentum", clip=0.0), ValueError, "clip must be a finite number > 0"),
         (dict(schedule="cosine"), ValueError, "unknown schedule 'cosine'"),
         (dict(schedule=("step", {"step_size": 0})), ValueError, "step_size must be an integer >= 1"),

@@ -7,21 +7,14 @@ import pytest
 from conftest import make_problem
 
 import fastbp
+from fastbp.cases import DTYPES, OPTIMIZER_NETWORKS, RULE_NAMES, TOLERANCE, case_id
 from fastbp.optimizers import ExponentialDecay, InverseScaling, Optimizer, ReduceOnPlateau, StepDecay, make_schedule
 
-RULES = ["sgd", "momentum", "nesterov", "adam"]
-TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
-NETWORKS = [
-    ([6, 5, 3], "sigmoid", "sigmoid", "mse"),
-    ([6, 7, 4, 3], ["tanh", "relu"], "softmax", "cross_entropy"),
-    ([30, 40, 2], "tanh", "identity", "mse"),
-]
 
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch_size", [1, 7, None], ids=["per-sample", "mini-batch", "full-batch"])
-@pytest.mark.parametrize("rule", RULES)
-@pytest.mark.parametrize("spec", NETWORKS, ids=lambda s: "-".join(map(str, s[0])) + "-" + s[3])
+@pytest.mark.parametrize("rule", RULE_NAMES)
+@pytest.mark.parametrize("spec", OPTIMIZER_NETWORKS, ids=case_id)
 def test_kernels_agree_with_the_reference(spec, rule, batch_size, dtype):
     for l2, clip, schedule, bias in [(0.0, None, None, True), (0.01, 0.5, ("step", {"step_size": 2}), True),
                                      (0.0, 0.05, "inverse_scaling", False)]:

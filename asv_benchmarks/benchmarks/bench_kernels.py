@@ -4,7 +4,7 @@ import numba
 
 from fastbp import kernels
 
-from .common import BACKENDS, DTYPES, NETWORKS, SAMPLES, make, speedup, warm
+from .common import BACKENDS, DTYPES, FUNCTIONS, NETWORKS, SAMPLES, make, make_function_case, speedup, warm
 
 
 def per_network_and_dtype(track):
@@ -127,6 +127,25 @@ class FullBatchStep(_Kernel):
     @per_network_and_dtype
     def track_speedup_full_batch_step(self, network, dtype):
         return speedup(self.run)
+
+
+class Functions:
+    """Every activation, and every output with each loss it pairs with (fastbp.cases, from
+    the tables in functions.py): a mini-batch epoch (batches of 64, 4096 samples) on a
+    64-48-8 network, so that a new table entry is benchmarked as soon as it exists."""
+    params = [FUNCTIONS, DTYPES]
+    param_names = ["function", "dtype"]
+    number = 1
+    repeat = (1, 3, 30.0)
+    warmup_time = 0.0
+    timeout = 300
+
+    def setup(self, function, dtype):
+        self.net, self.X, self.Y = make_function_case(function, dtype, SAMPLES["batched"])
+        warm(self.net, 64)
+
+    def time_mini_batch_epoch(self, function, dtype):
+        self.net.train(self.X, self.Y, epochs=1, lr=0.001, batch_size=64, diagnostics=False)
 
 
 def _threading_layer():

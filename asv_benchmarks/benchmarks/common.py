@@ -2,17 +2,15 @@
 import statistics
 import time
 
+import numpy as np
+
 import fastbp
 from fastbp.bench import synthetic_data
+from fastbp.cases import BENCHMARK_FUNCTIONS, BENCHMARK_NETWORKS, benchmark_function_network, targets
 
-# name -> sizes: seed 001's network, seed 000's at three widths, and a deeper one
-NETWORKS = {
-    "3-3-2-1": [3, 3, 2, 1],
-    "784-100-10": [784, 100, 10],
-    "784-200-10": [784, 200, 10],
-    "784-1000-10": [784, 1000, 10],
-    "784-256-128-64-10": [784, 256, 128, 64, 10],
-}
+# the networks and dtypes come from fastbp.cases, the table that drives the tests too
+NETWORKS = BENCHMARK_NETWORKS
+FUNCTIONS = BENCHMARK_FUNCTIONS
 DTYPES = ["float64", "float32"]
 BACKENDS = ["numpy", "numba"]
 # samples per benchmark call: per-sample SGD with the NumPy reference is slow
@@ -20,11 +18,21 @@ SAMPLES = {"per-sample": 1000, "batched": 4096}
 
 
 def make(network, dtype, m, seed=0):
-    """A sigmoid/mse network with biases (seed 001's kind) and synthetic data for it."""
-    sizes = NETWORKS[network]
-    net = fastbp.Network(sizes, activation="sigmoid", output="sigmoid", loss="mse", bias=True,
+    """A NETWORKS network with biases, and synthetic data for it."""
+    return _make(*NETWORKS[network], dtype, m, seed)
+
+
+def make_function_case(name, dtype, m, seed=0):
+    """The small network of a FUNCTIONS entry (one activation, or one output and loss)."""
+    return _make(*benchmark_function_network(name), dtype, m, seed)
+
+
+def _make(sizes, activation, output, loss, dtype, m, seed):
+    net = fastbp.Network(sizes, activation=activation, output=output, loss=loss, bias=True,
                          seed=seed, dtype=dtype)
     X, Y = synthetic_data(m, n_in=sizes[0], n_out=sizes[-1], seed=seed, dtype=dtype)
+    if (output, loss) != ("sigmoid", "mse"):        # (synthetic_data's targets suit that pair)
+        Y = targets(np.random.default_rng(seed), m, sizes[-1], output, loss).astype(dtype)
     return net, X, Y
 
 
