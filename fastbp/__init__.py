@@ -12,8 +12,9 @@ from .io import ModelFileError, load  # noqa: E402
 from .network import INITIALISERS, Network  # noqa: E402
 from .optimizers import Optimizer  # noqa: E402
 from .plot import plot_history  # noqa: E402
+from .run import RunConfig  # noqa: E402
 from .training import ResumeError, TrainingDiverged, resume  # noqa: E402
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "Optimizer", "TrainingDiverged",
-           "ResumeError", "INITIALISERS", "load", "resume", "plot_history", "ModelFileError",
+           "ResumeError", "INITIALISERS", "load", "resume", "plot_history", "ModelFileError", "RunConfig",
            "__version__"]

@@ -11,6 +11,7 @@ from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from .network import INITIALISERS, Network
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
 from .plot import plot_history, require_matplotlib
+from .run import RunConfig, load_checkpoint
 from .training import TrainingDiverged
 
 EXIT_INTERRUPTED = 130
@@ -78,15 +79,15 @@ def accuracy(net, X, y):
     return float(np.mean(net.predict(X).argmax(axis=1) == y))
 
 
-def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **train):
+def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None):
     """Train with a progress bar and the test accuracy after each epoch; returns (the
-    network, its history, the per-epoch test accuracies, interrupted). train:
-    Network.train's settings; resume: a checkpoint to continue instead (with its own
-    settings; only epochs is taken from train). On Ctrl-C, stops after the slice in hand,
-    saves if asked, and says so."""
+    network, its history, the per-epoch test accuracies, interrupted). config: the
+    run's RunConfig; resume: a checkpoint to continue instead (with its own settings;
+    only epochs is taken from config). On Ctrl-C, stops after the slice in hand, saves if
+    asked, and says so."""
     from tqdm import tqdm
-    epochs = train["epochs"]
-    net.warm_up(train.get("batch_size") or len(X), train.get("backend", "numba"))   # time training only
+    epochs = config.epochs
+    net.warm_up(config.batch_size or len(X), config.backend)   # time training only
     bar = tqdm(total=epochs * len(X), unit="sample", unit_scale=True, disable=not progress,
                dynamic_ncols=True, leave=True)
     accuracies, interrupted, history = [], False, None
@@ -111,7 +112,7 @@ def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **trai
             net, history = training.resume(resume, X, T, epochs=epochs, progress=progress_bar,
                                            callback=after_epoch)
         else:
-            history = net.train(X, T, progress=progress_bar, callback=after_epoch, **train)
+            history = training.train(net, X, T, config, progress=progress_bar, callback=after_epoch)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -119,12 +120,12 @@ def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **trai
     if save:
         net.save(save)
     if interrupted:
-        checkpoint = train.get("checkpoint")
+        checkpoint = config.checkpoint
         if checkpoint and os.path.exists(checkpoint):
             about = "; the checkpoint %s continues the run (--resume)" % checkpoint
         elif checkpoint:
             about = ("; no checkpoint was written yet (the first comes after epoch %d), so "
-                     "--resume would start afresh" % train.get("checkpoint_every", 1))
+                     "--resume would start afresh" % config.checkpoint_every)
         else:
             about = ""
         print("interrupted after %d finished epochs%s%s" % (
@@ -132,28 +133,39 @@ def fit(net, X, T, X_test, y_test, progress=True, save=None, resume=None, **trai
     return net, history, accuracies, interrupted
 
 
-def _run_setting(key):
-    return lambda net, restored: restored["run"][key]
+def _setting(key):
+    return lambda net, config, state: getattr(config, key)
 
 
 # train's options that a resumed run takes from its checkpoint, and how to read each there
 RESUMED = {
-    "hidden": lambda net, r: net.sizes[1:-1],
-    "activation": lambda net, r: net.activations[:-1],
-    "output": lambda net, r: net.output,
-    "loss": lambda net, r: net.loss_name,
-    "init": lambda net, r: net.init,
-    "propagate": lambda net, r: net.propagate,
-    "no_bias": lambda net, r: not net.bias,
-    "dtype": lambda net, r: str(net.dtype),
-    "optimizer": lambda net, r: r["optimizer"].rule,
-    "lr": lambda net, r: r["optimizer"].lr,
-    "momentum": lambda net, r: r["optimizer"].momentum,
-    "schedule": lambda net, r: r["schedule"].name,
-    "validation_fraction": lambda net, r: r["validation_fraction"],
-    **{key: _run_setting(key) for key in ("batch_size", "l2", "clip", "n_iter_no_change", "tol",
-                                          "target_loss", "checkpoint_every", "backend")},
+    "hidden": lambda net, config, state: net.sizes[1:-1],
+    "activation": lambda net, config, state: net.activations[:-1],
+    "output": lambda net, config, state: net.output,
+    "loss": lambda net, config, state: net.loss_name,
+    "init": lambda net, config, state: net.init,
+    "propagate": lambda net, config, state: net.propagate,
+    "no_bias": lambda net, config, state: not net.bias,
+    "dtype": lambda net, config, state: str(net.dtype),
+    "optimizer": lambda net, config, state: state.optimizer.rule,
+    "lr": lambda net, config, state: state.optimizer.lr,
+    "momentum": lambda net, config, state: state.optimizer.momentum,
+    "schedule": lambda net, config, state: state.schedule.name,
+    **{key: _setting(key) for key in ("batch_size", "l2", "clip", "n_iter_no_change", "tol", "target_loss",
+                                      "checkpoint_every", "backend", "validation_fraction")},
 }
+
+
+def run_config(args):
+    """The RunConfig of train's options."""
+    return RunConfig(
+        epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, backend=args.backend,
+        optimizer=Optimizer(args.optimizer, momentum=args.momentum,
+                            lr=default_lr(args.optimizer) if args.lr is None else args.lr),
+        schedule=None if args.schedule == "constant" else args.schedule, clip=args.clip,
+        validation_fraction=args.validation_fraction, n_iter_no_change=args.n_iter_no_change,
+        tol=args.tol, target_loss=args.target_loss, checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every)
 
 
 def _given(parser, argv):
@@ -170,18 +182,20 @@ def check_resumed_options(args, path):
     """Refuse a --resume whose explicit options differ from the checkpoint's run (only
     --epochs, --save, --plot-history and the progress display may change); say that
     --seed is not used."""
-    net, restored, _ = io.load_checkpoint(path)
+    saved = load_checkpoint(path)
+    net = saved[0]
     given = getattr(args, "given", set())
     changed = []
-    for key, saved in RESUMED.items():
+    for key in RESUMED:
         if key not in given:
             continue
         value = getattr(args, key)
         if key == "activation" and isinstance(value, str):
             value = [value] * (len(net.sizes) - 2)
-        if value != saved(net, restored):
+        recorded = RESUMED[key](*saved)
+        if value != recorded:
             option = "--" + key.replace("_", "-")
-            changed.append("%s %s (the checkpoint's: %s)" % (option, _shown(value), _shown(saved(net, restored))))
+            changed.append("%s %s (the checkpoint's: %s)" % (option, _shown(value), _shown(recorded)))
     if changed:
         raise ValueError("--resume continues the run in %s with its own settings; this command "
                          "changes %s. Drop those options to continue the run (only --epochs may "
@@ -202,6 +216,7 @@ def _shown(value):
 def cmd_train(args):
     if args.plot_history:
         require_matplotlib("--plot-history")
+    config = run_config(args)                # (every option checked before any data is read)
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
         check_resumed_options(args, args.checkpoint)
     X, y, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset,
@@ -220,17 +235,10 @@ def cmd_train(args):
             net = io.load(resume)
     print("%s %r on %s: %d samples, %d test" % ("resuming" if resume else "training", net,
                                                   description, len(X), len(X_test)))
-    schedule = None if args.schedule == "constant" else args.schedule
     try:
         net, history, accuracies, interrupted = fit(
-            net, X, targets_for(net, y, args.preprocess), X_test, y_test,
-            progress=not args.no_progress, save=args.save, resume=resume, epochs=args.epochs,
-            batch_size=args.batch_size, l2=args.l2, backend=args.backend,
-            optimizer=Optimizer(args.optimizer, momentum=args.momentum,
-                                lr=default_lr(args.optimizer) if args.lr is None else args.lr),
-            schedule=schedule, clip=args.clip, validation_fraction=args.validation_fraction,
-            n_iter_no_change=args.n_iter_no_change, tol=args.tol, target_loss=args.target_loss,
-            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
+            net, X, targets_for(net, y, args.preprocess), X_test, y_test, config,
+            progress=not args.no_progress, save=args.save, resume=resume)
     except TrainingDiverged as error:
         print("error: %s" % error, file=sys.stderr)
         if args.save:
@@ -290,9 +298,8 @@ def cmd_demo(args):
           "propagation), per-sample SGD in file order as the seed does, lr %g, on %s: %d "
           "training and %d test samples"
           % ("-".join(map(str, net.sizes)), args.lr, description, len(X), len(X_test)))
-    _, history, accuracies, interrupted = fit(net, X, T, X_test, y_test, progress=not args.no_progress,
-                                              epochs=args.epochs, lr=args.lr, batch_size=1, shuffle=False,
-                                              diagnostics=False)
+    config = RunConfig(epochs=args.epochs, lr=args.lr, batch_size=1, shuffle=False, diagnostics=False)
+    _, history, accuracies, interrupted = fit(net, X, T, X_test, y_test, config, progress=not args.no_progress)
     if interrupted:
         return EXIT_INTERRUPTED
     seconds = history["seconds"]

@@ -26,8 +26,10 @@ import warnings
 
 import numpy as np
 
+from . import training
 from .network import Network
 from .optimizers import InverseScaling, Optimizer, ReduceOnPlateau, Schedule
+from .run import RunConfig
 from .training import r2
 
 ACTIVATION_NAMES = {"logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -253,14 +255,14 @@ class _MLP:
         X = X.astype(net.dtype, copy=False)
         batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else min(self.batch_size, X.shape[0])
         validate = self.early_stopping and not incremental
-        history = net.train(
-            X, T, epochs=1 if incremental else self.max_iter, batch_size=batch_size,
+        config = RunConfig(
+            epochs=1 if incremental else self.max_iter, batch_size=batch_size,
             shuffle=self.shuffle, l2=self.alpha / batch_size, optimizer=self._solver,
             schedule=self._schedule(), clip=self.clip,
             validation_fraction=self.validation_fraction if validate else None,
             n_iter_no_change=None if incremental else self.n_iter_no_change, tol=self.tol,
-            target_loss=self.target_loss,
-            callback=self._after_epoch)
+            target_loss=self.target_loss)
+        history = training.train(net, X, T, config, callback=self._after_epoch)
         n = len(history["loss"])
         self.n_iter_ += n
         self.t_ += n * history["train_samples"]

@@ -117,7 +117,7 @@ def atomic_write(path, write):
         raise
 
 
-def _network_record(net):
+def network_record(net):
     """The arrays and JSON description of a network."""
     from . import __version__
     arrays = {"w%d" % l: W for l, W in enumerate(net.weights)}
@@ -127,12 +127,13 @@ def _network_record(net):
         "fastbp_version": __version__,
         "sizes": net.sizes, "activation": net.activations[:-1], "output": net.output,
         "loss": net.loss_name, "bias": net.bias, "propagate": net.propagate, "init": net.init,
-        "dtype": str(net.dtype), "rng_state": net._rng.bit_generator.state,
+        "dtype": str(net.dtype), "rng_state": net.rng.bit_generator.state,
     }
     return arrays, meta
 
 
-def _write(path, kind, arrays, meta):
+def write_file(path, kind, arrays, meta):
+    """Write arrays and the JSON meta as a fastbp file of this kind, atomically."""
     meta = json.loads(json.dumps(dict(meta, format=kind, format_version=FORMAT_VERSION)))
     meta["sha256"] = _digest(arrays, meta)
     arrays = dict(arrays, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
@@ -253,13 +254,14 @@ def _expected(meta, kind):
         shapes.update({"b%d" % l: (sizes[l + 1],) for l in range(len(sizes) - 1)})
     expected = {name: (shape, dtype) for name, shape in shapes.items()}
     if kind == CHECKPOINT:
-        from .training import checkpoint_arrays
+        from .run import checkpoint_arrays
         expected.update(checkpoint_arrays(meta["training"], n_w, n_b, dtype))
     return expected
 
 
-def _read(path, kinds):
-    """(arrays, metadata) of a file written by _write as one of `kinds`, every check made."""
+def read_file(path, kinds):
+    """(arrays, metadata) of a file written by write_file as one of `kinds`, every check
+    made (any problem is a ModelFileError)."""
     what = "model" if FORMAT in kinds else "checkpoint"
     path = Path(path)
     try:
@@ -276,7 +278,7 @@ def _read(path, kinds):
             try:
                 expected = _expected(meta, found)
             except (KeyError, TypeError, ValueError, OverflowError) as error:
-                raise _Bad("inconsistent {what} file: %s" % _reason(error)) from None
+                raise _Bad("inconsistent {what} file: %s" % reason(error)) from None
             names = set(infos) - {"metadata"}
             if names != set(expected):
                 raise _Bad("inconsistent {what} file: members %s, but the metadata calls for %s"
@@ -297,23 +299,24 @@ def _read(path, kinds):
     return arrays, meta
 
 
-def _reason(error):
+def reason(error):
     return "no %s" % error if isinstance(error, KeyError) else str(error)
 
 
-def _network(path, arrays, meta, what):
+def network_from_record(path, arrays, meta, what):
+    """The Network a file's arrays and JSON describe (what: 'model' or 'checkpoint')."""
     from .network import Network
     try:
         rng = _generator(meta["rng_state"])
         net = Network(meta["sizes"], activation=meta["activation"], output=meta["output"],
                       loss=meta["loss"], bias=meta["bias"], init=meta["init"],
                       propagate=meta["propagate"], dtype=meta["dtype"], seed=0)
-        net._rng = rng
+        net.rng.bit_generator.state = rng.bit_generator.state
         net.weights = [arrays["w%d" % l] for l in range(net.n_layers)]
         if net.bias:
             net.biases = [arrays["b%d" % l] for l in range(net.n_layers)]
     except (KeyError, ValueError, TypeError) as error:
-        raise ModelFileError("%s: inconsistent %s file: %s" % (path, what, _reason(error))) from error
+        raise ModelFileError("%s: inconsistent %s file: %s" % (path, what, reason(error))) from error
     return net
 
 
@@ -325,43 +328,17 @@ def _generator(state):
     try:
         bits.state = state
     except (KeyError, TypeError, ValueError, OverflowError) as error:
-        raise ValueError("rng_state is not a valid PCG64 state (%s)" % _reason(error)) from None
+        raise ValueError("rng_state is not a valid PCG64 state (%s)" % reason(error)) from None
     return np.random.Generator(bits)
 
 
-def save(net, path):
+def save(net, path: "str | os.PathLike") -> Path:
     """Write net to path (an .npz file), atomically. Returns the path."""
-    return _write(path, FORMAT, *_network_record(net))
+    return write_file(path, FORMAT, *network_record(net))
 
 
-def load(path):
+def load(path: "str | os.PathLike"):
     """Read a network written by save (or Network.save), or the network of a training
     checkpoint (see fastbp.resume to continue its training)."""
-    arrays, meta = _read(path, (FORMAT, CHECKPOINT))
-    return _network(path, arrays, meta, "model")
-
-
-def save_checkpoint(loop, path):
-    """Write a training run's whole state (a training.Loop) to path, atomically: the
-    network, the optimizer's state and step count, the schedule's state, the random
-    generator, the validation rows, the best weights so far and the history."""
-    arrays, meta = _network_record(loop.net)
-    arrays.update(opt_w=loop.optimizer.state["w"], opt_b=loop.optimizer.state["b"])
-    if loop.best is not None:
-        arrays.update(best_w=loop.best[0], best_b=loop.best[1])
-    if loop.val_rows is not None:
-        arrays["val_rows"] = loop.val_rows
-    meta["training"] = loop.describe()
-    return _write(path, CHECKPOINT, arrays, meta)
-
-
-def load_checkpoint(path):
-    """(network, training.Restored, arrays) from a checkpoint written by save_checkpoint,
-    every field of its training description checked as the training loop checks it."""
-    from .training import restore
-    arrays, meta = _read(path, (CHECKPOINT,))
-    net = _network(path, arrays, meta, "checkpoint")
-    try:
-        return net, restore(meta["training"], net, arrays), arrays
-    except (KeyError, ValueError, TypeError, OverflowError) as error:
-        raise ModelFileError("%s: inconsistent checkpoint: %s" % (path, _reason(error))) from None
+    arrays, meta = read_file(path, (FORMAT, CHECKPOINT))
+    return network_from_record(path, arrays, meta, "model")

@@ -1,15 +1,22 @@
 """fastbp.Network: the network definition and the training loop, a thin layer that
 validates its input and dispatches to the NumPy reference or the Numba kernels."""
-import numbers
+from __future__ import annotations  # (help() shows the hints as written)
 
+import numbers
+import os
+from typing import Callable, Optional, Sequence, Union
+
+import numba
 import numpy as np
 from numba.typed import List
+from numpy.typing import ArrayLike
 
 from . import kernels, reference, training
 from .checks import choice, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS
-from .optimizers import Optimizer
-from .training import BACKENDS, TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
+from .optimizers import RULE_CODES, Optimizer
+from .run import BACKENDS, RunConfig
+from .training import TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
 
 PROPAGATE = ("delta", "error")
 STEP_CHUNK = 1 << 20          # train_steps: samples per compiled call
@@ -131,8 +138,10 @@ class Network:
         'float64' or 'float32'; the kernels compute in it.
     """
 
-    def __init__(self, sizes, activation="sigmoid", output="sigmoid", loss="mse",
-                 bias=True, init="normal", propagate="delta", seed=None, dtype="float64"):
+    def __init__(self, sizes: Sequence[int], activation: Union[str, Sequence[str]] = "sigmoid",
+                 output: str = "sigmoid", loss: str = "mse", bias: bool = True, init: str = "normal",
+                 propagate: str = "delta", seed: Union[int, np.random.Generator, None] = None,
+                 dtype: Union[str, np.dtype, type] = "float64") -> None:
         d = check_definition(sizes, activation, output, loss, bias, init, propagate, dtype)
         self.sizes, self.propagate, self.dtype = d["sizes"], d["propagate"], d["dtype"]
         self.activations = d["hidden"] + [output]
@@ -208,13 +217,84 @@ class Network:
     def _layout(self):
         return self._w, self._b, self._sizes, self._w_off, self._u_off, self._acts
 
+    # ------------------------------------------------------------ what training uses
+    @property
+    def rng(self):
+        """The network's random generator: initial weights, sample orders, validation splits."""
+        return self._rng
+
+    @property
+    def n_parameters(self):
+        """(weights, biases): how many of each (the flat buffers' sizes; biases counted
+        even with bias=False, where they stay 0)."""
+        return self._w.size, self._b.size
+
+    def snapshot(self):
+        """A copy of every parameter, for restore."""
+        return self._w.copy(), self._b.copy()
+
+    def restore(self, snapshot):
+        """Set every parameter from a snapshot (or a checkpoint's best weights)."""
+        w, b = snapshot
+        self._w[...], self._b[...] = w, b
+
+    def is_finite(self):
+        """Whether every parameter is finite."""
+        return bool(np.isfinite(self._w).all() and np.isfinite(self._b).all())
+
+    def uses_per_sample_kernel(self, batch_size, optimizer, clip, backend):
+        """Whether these settings train with the blocked per-sample kernel (kernels.sgd_epoch):
+        plain SGD, one sample a step, no clipping; every other case runs batch_epoch."""
+        return backend == "numba" and batch_size == 1 and optimizer.rule == "sgd" and not clip
+
+    def train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip=None, backend="numba", threads=1):
+        """Train on the samples X[order] (X, T checked), in batches of batch_size, with the
+        optimizer (bound to this network) at learning rate lr; returns their summed loss,
+        each taken before its step. One compiled call (kernels.sgd_epoch for plain
+        per-sample SGD, else kernels.batch_epoch) or the NumPy reference's train_epoch;
+        threads is the per-sample kernel's thread count (threads.py)."""
+        if backend == "numpy":
+            weights, biases = self._params()
+            state = self._reference_state(optimizer) if optimizer.state["w"].shape[0] else None
+            with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
+                return reference.train_epoch(weights, biases, self.activations, self.loss_name, X, T, order,
+                                             batch_size, lr, l2, self.propagate, optimizer, state, clip)
+        kind = self.dtype.type
+        args = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias, X, T)
+        if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend):
+            if threads > 1:
+                numba.set_num_threads(threads)
+            with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel"):
+                total = kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), self._eps(),
+                                          np.finfo(self.dtype).tiny, threads)
+            optimizer.t += order.size
+            return total
+        hyper = optimizer.hyper(lr, l2, clip, self.dtype)
+        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel"):
+            total = kernels.batch_epoch(*args, order, batch_size, RULE_CODES[optimizer.rule], hyper,
+                                        optimizer.state["w"], optimizer.state["b"], optimizer.t, self._eps())
+        optimizer.t += -(-order.size // batch_size)
+        return total
+
+    def _reference_state(self, optimizer):
+        """The optimizer's state as the reference takes it: for each parameter (weights,
+        then biases), the list of its state arrays, as views."""
+        k = optimizer.state["w"].shape[0]
+        per_w = [[self._layer_view(optimizer.state["w"][i], "w", l) for i in range(k)]
+                 for l in range(self.n_layers)]
+        per_b = [[self._layer_view(optimizer.state["b"][i], "b", l) for i in range(k)]
+                 for l in range(self.n_layers)] if self.bias else []
+        return per_w + per_b
+
     def __repr__(self):
         return ("Network(%s, activation=%r, output=%r, loss=%r, bias=%r, propagate=%r, dtype=%r)"
                 % (self.sizes, self.activations[:-1], self.output, self.loss_name, self.bias,
                    self.propagate, str(self.dtype)))
 
     # ------------------------------------------------------------ input checks
-    def _inputs(self, X, name="X"):
+    def check_inputs(self, X, name="X"):
+        """X as a C-contiguous (m, n_in) array in the network's dtype, or a clear error
+        (shape, dtype, NaN or inf)."""
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise TypeError("%s must hold numbers, got dtype %s" % (name, X.dtype))
@@ -227,8 +307,10 @@ class Network:
         _check_finite(name, X)
         return X
 
-    def _targets(self, Y, m, name="Y"):
-        """Targets as (m, n_out); 1-D integer labels are one-hot encoded."""
+    def check_targets(self, Y, m, name="Y"):
+        """Targets as (m, n_out) in the network's dtype; 1-D integer labels are one-hot
+        encoded. A clear error for a wrong shape, NaN, labels out of range or targets the
+        loss does not take (functions.LOSSES)."""
         Y = np.asarray(Y)
         n_out = self.sizes[-1]
         if Y.dtype.kind not in "biuf":
@@ -265,8 +347,9 @@ class Network:
         return Y
 
     # ------------------------------------------------------------ inference
-    def _forward(self, X, backend):
-        """Every layer's outputs [A1, ..., AL], each (m, n_l), for validated X."""
+    def forward(self, X, backend):
+        """Every layer's outputs [A1, ..., AL], each (m, n_l), for X already checked
+        (check_inputs)."""
         if choice("backend", backend, BACKENDS) == "numpy":
             return reference.forward(*self._params(), self.activations, X)[1:]
         with kernels.first_call(kernels.forward_batch, "batched forward pass"):
@@ -274,37 +357,38 @@ class Network:
             kernels.forward_batch(*self._layout(), X, A, A)          # (no z kept: inference)
         return list(A)
 
-    def predict(self, X, backend="numba"):
+    def predict(self, X: ArrayLike, backend: str = "numba") -> np.ndarray:
         """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
         one = np.ndim(X) == 1
-        X = self._inputs(np.atleast_2d(X) if one else X)
-        O = self._forward(X, backend)[-1]
+        X = self.check_inputs(np.atleast_2d(X) if one else X)
+        O = self.forward(X, backend)[-1]
         return O[0] if one else O
 
-    def loss(self, X, Y, backend="numba"):
+    def loss(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba") -> float:
         """Mean over the samples of the per-sample loss (no L2 term)."""
-        X = self._inputs(X)
-        T = self._targets(Y, X.shape[0])
+        X = self.check_inputs(X)
+        T = self.check_targets(Y, X.shape[0])
         return float(np.mean(LOSSES[self.loss_name].per_sample(self.predict(X, backend), T)))
 
-    def gradients(self, X, Y, backend="numba"):
+    def gradients(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba"):
         """The gradient of ``net.loss(X, Y)``: (dW list, db list or None), shaped like the
         parameters. Always the true gradient (delta propagation), whatever ``propagate``."""
-        X = self._inputs(X)
-        T = self._targets(Y, X.shape[0])
-        return self._gradients(X, *self._backprop(X, T, "delta", backend), backend)
+        X = self.check_inputs(X)
+        T = self.check_targets(Y, X.shape[0])
+        return self.pass_gradients(X, *self.backprop(X, T, "delta", backend), backend)
 
-    def deltas(self, X, Y, backend="numba"):
+    def deltas(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba") -> list:
         """Each layer's error terms dE/dz for the samples X: a list of (m, n_l) arrays, by
         this network's ``propagate`` rule. Their mean absolute size per layer shows
         vanishing gradients (seed 001)."""
-        X = self._inputs(X)
-        T = self._targets(Y, X.shape[0])
-        return self._backprop(X, T, self.propagate, backend)[1]
+        X = self.check_inputs(X)
+        T = self.check_targets(Y, X.shape[0])
+        return self.backprop(X, T, self.propagate, backend)[1]
 
-    def _backprop(self, X, T, propagate, backend):
-        """The forward pass and the error terms for validated (X, T): (A, D), lists of
-        per-layer (m, n_l) arrays, A without the input."""
+    def backprop(self, X, T, propagate, backend):
+        """The forward pass and the error terms for (X, T) already checked (check_inputs,
+        check_targets): (A, D), lists of per-layer (m, n_l) arrays, A without the input;
+        propagate: 'delta' (the true gradient's) or 'error' (seed 000's)."""
         if choice("backend", backend, BACKENDS) == "numpy":
             weights, biases = self._params()
             Z, A = reference.layers(weights, biases, self.activations, X)
@@ -317,8 +401,8 @@ class Network:
                                    np.empty(X.shape[0]), self._eps())
         return list(A), list(D)
 
-    def _gradients(self, X, A, D, backend):
-        """(dW list, db list or None): the mean gradient from a pass (A, D) of _backprop with
+    def pass_gradients(self, X, A, D, backend):
+        """(dW list, db list or None): the mean gradient from a pass (A, D) of backprop with
         delta propagation."""
         if backend == "numpy":
             dW, db = (list(g) for g in zip(*reference.gradients([X] + A, D)))
@@ -331,7 +415,7 @@ class Network:
             db = [self._layer_view(db_flat, "b", l) for l in range(self.n_layers)]
         return dW, (db if self.bias else None)
 
-    def warm_up(self, batch_size=1, backend="numba"):
+    def warm_up(self, batch_size: Optional[int] = 1, backend: str = "numba") -> None:
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
         with batch_size and its inference use, on a throwaway copy: this network, its
         weights and its random state are unchanged. Call it before timing anything."""
@@ -346,7 +430,7 @@ class Network:
         twin.train(X, T, epochs=1, batch_size=min(batch_size, 2))
         twin.deltas(X, T)
 
-    def save(self, path):
+    def save(self, path: Union[str, os.PathLike]):
         """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""
         from .io import save
         return save(self, path)
@@ -355,24 +439,30 @@ class Network:
         return np.finfo(self.dtype).eps
 
     # ------------------------------------------------------------ training
-    def train(self, X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer="sgd",
-              schedule=None, clip=None, validation=None, validation_fraction=None,
-              n_iter_no_change=None, tol=1e-4, target_loss=None, diagnostics=True,
-              checkpoint=None, checkpoint_every=1, backend="numba", progress=None, callback=None):
+    def train(self, X: ArrayLike, Y: ArrayLike, validation: Optional[tuple] = None,
+              progress: Union[bool, Callable, None] = None, callback: Optional[Callable] = None,
+              **settings) -> dict:
         """Train by backpropagation and gradient descent (fastbp.training); returns the
         history.
+
+        settings are a fastbp.RunConfig's, checked before anything changes: epochs=1,
+        lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer='sgd', schedule=None,
+        clip=None, validation_fraction=None, n_iter_no_change=None, tol=1e-4,
+        target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
+        backend='numba'. validation, progress and callback are not settings: data and
+        hooks.
 
         batch_size=1 is per-sample SGD (seeds 000, 002, 004), 1 < batch_size < m mini-batch
         SGD (seed 001), batch_size=None or >= m full-batch gradient descent (seed 003). A
         step uses the mean gradient over its batch. With shuffle, the samples are visited
         in a new order each epoch, drawn from the network's seed.
 
-        optimizer: 'sgd', 'momentum', 'nesterov', 'adam' or a fastbp.Optimizer (which keeps
-        its state from call to call); lr, if given, sets its learning rate (default 0.1,
-        Adam's 0.001). schedule scales lr from epoch to epoch: None (constant), a name
-        ('inverse_scaling', 'step', 'exponential', 'reduce_on_plateau'), a (name,
-        {settings}) pair, or a fastbp.optimizers.Schedule. clip caps the norm of each
-        step's gradient (all layers together).
+        optimizer: 'sgd', 'momentum', 'nesterov', 'adam', 'rmsprop' (optimizers.RULES) or a
+        fastbp.Optimizer (which keeps its state from call to call); lr, if given, sets its
+        learning rate (default 0.1, Adam's 0.001, RMSprop's 0.01). schedule scales lr from
+        epoch to epoch: None (constant), a name ('inverse_scaling', 'step', 'exponential',
+        'reduce_on_plateau'), a (name, {settings}) pair, or a fastbp.optimizers.Schedule.
+        clip caps the norm of each step's gradient (all layers together).
 
         l2 is an L2 penalty on the weights (not the biases): each step minimises
         mean(E over the batch) + (l2 / 2) * sum of squared weights, whatever the batch size.
@@ -388,9 +478,9 @@ class Network:
         state (network, optimizer, schedule, random generator, history) is written there
         atomically; fastbp.resume(path, X, Y) continues it to the same final weights.
 
-        progress, if given, is called as progress(n_samples, running_mean_loss) after each
-        slice of about 1% of an epoch; callback(net, history) after each epoch. Neither
-        changes the training.
+        progress: True shows a tqdm bar, False or None nothing; a function is called as
+        progress(n_samples, running_mean_loss) after each slice of about 1% of an epoch.
+        callback(net, history) is called after each epoch. Neither changes the training.
 
         Returns a dict of per-epoch lists: 'loss' (the mean per-sample loss, each sample's
         taken before its own step, as scikit-learn's loss_curve_), 'seconds' (training
@@ -402,23 +492,17 @@ class Network:
         If the loss or the weights stop being finite, the epoch is undone and
         TrainingDiverged is raised.
         """
-        return training.train(self, X, Y, epochs=epochs, lr=lr, batch_size=batch_size,
-                              shuffle=shuffle, l2=l2, optimizer=optimizer, schedule=schedule,
-                              clip=clip, validation=validation,
-                              validation_fraction=validation_fraction,
-                              n_iter_no_change=n_iter_no_change, tol=tol, target_loss=target_loss,
-                              diagnostics=diagnostics, checkpoint=checkpoint,
-                              checkpoint_every=checkpoint_every, backend=backend,
-                              progress=progress, callback=callback)
+        return training.train(self, X, Y, RunConfig(**settings), validation, progress, callback)
 
-    def train_steps(self, X, Y, steps, lr=0.1, batch_size=128, l2=0.0, backend="numba"):
+    def train_steps(self, X: ArrayLike, Y: ArrayLike, steps: int, lr: float = 0.1, batch_size: int = 128,
+                    l2: float = 0.0, backend: str = "numba") -> float:
         """`steps` plain SGD steps, each on batch_size samples drawn at random without
         replacement (as seed 001's random.sample), in compiled calls of up to STEP_CHUNK
         samples' steps: memory stays small and Ctrl-C works however many steps. Returns
         the mean of the steps' batch losses, each taken before its step. Diverging raises
         TrainingDiverged and keeps the weights from before the call."""
-        X = self._inputs(X)
-        T = self._targets(Y, X.shape[0])
+        X = self.check_inputs(X)
+        T = self.check_targets(Y, X.shape[0])
         steps = positive_int("steps", steps)
         lr = number("lr", lr, low_open=True)
         l2 = number("l2", l2)
@@ -433,8 +517,7 @@ class Network:
                 n = min(per_call, steps - done)
                 rows = np.empty((n, batch_size), np.int64)
                 kernels.draw_batches(self._rng.random((n, batch_size)), X.shape[0], rows)
-                total += training.run_epoch(self, X, T, rows.reshape(-1), batch_size, lr, l2,
-                                            optimizer, None, backend)
+                total += self.train_epoch(X, T, rows.reshape(-1), batch_size, lr, l2, optimizer, None, backend)
                 done += n
                 if not (np.isfinite(total) and np.isfinite(self._w).all()):
                     break                   # diverged: guarded restores the weights

@@ -79,7 +79,7 @@ class Optimizer:
     arrays; ``t`` the steps taken so far.
     """
 
-    def __init__(self, rule="sgd", lr=0.1, **hyper):
+    def __init__(self, rule: str = "sgd", lr: float = 0.1, **hyper: float) -> None:
         if not isinstance(rule, str) or rule not in RULES:
             raise ValueError("unknown optimizer %r; choose from %s" % (rule, ", ".join(map(repr, RULES))))
         unknown = set(hyper) - set(HYPERPARAMETERS)
@@ -107,7 +107,8 @@ class Optimizer:
         return dict({"rule": self.rule, "lr": self.lr}, **{name: getattr(self, name) for name in HYPERPARAMETERS})
 
     def _shapes(self, net):
-        return {"w": (N_STATE[self.rule], net._w.size), "b": (N_STATE[self.rule], net._b.size)}
+        n_w, n_b = net.n_parameters
+        return {"w": (N_STATE[self.rule], n_w), "b": (N_STATE[self.rule], n_b)}
 
     def check_fits(self, net):
         """Raise ValueError unless this optimizer's state (if any) is net's: changes nothing."""

@@ -103,7 +103,7 @@ def test_train_resume_refuses_changed_options(tmp_path, capsys):
 def test_ctrl_c_before_the_first_checkpoint_says_there_is_none(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(fastbp.Network, "train", interrupted)
+    monkeypatch.setattr(fastbp.training, "train", interrupted)
     monkeypatch.setattr(fastbp.Network, "warm_up", lambda *args: None)
     ck = tmp_path / "ck.npz"
     assert cli.main(cli_train("--checkpoint", str(ck), "--checkpoint-every", "5")) == cli.EXIT_INTERRUPTED
@@ -231,7 +231,7 @@ def test_plots_without_matplotlib_fail_before_training(monkeypatch, capsys, tmp_
 
     def never(*args, **kwargs):
         raise AssertionError("trained before checking for matplotlib")
-    monkeypatch.setattr(fastbp.Network, "train", never)
+    monkeypatch.setattr(fastbp.training, "train", never)
     monkeypatch.setattr("fastbp.experiments.seed001", never)
     for command in (cli_train("--plot-history", str(tmp_path / "h.png")),
                     ["seed001", "--plot", str(tmp_path / "s.png")]):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import kernels, threads, training
+from fastbp import kernels, threads
 from fastbp.optimizers import Optimizer
 
 
@@ -17,8 +17,8 @@ def _problem(dtype, m=203, seed=4):
     net = fastbp.Network([300, 121, 300, 3], activation=["relu", "tanh"], output="softmax",
                          loss="cross_entropy", init="he", seed=seed, dtype=dtype)
     rng = np.random.default_rng(seed)
-    X = net._inputs(rng.random((m, 300)))
-    T = net._targets(rng.integers(0, 3, m), m)
+    X = net.check_inputs(rng.random((m, 300)))
+    T = net.check_targets(rng.integers(0, 3, m), m)
     assert 300 * 121 >= kernels.PARALLEL_MIN_WEIGHTS and 121 * 300 >= kernels.PARALLEL_MIN_WEIGHTS
     return net, X, T
 
@@ -27,7 +27,7 @@ def _epoch(net, X, T, order, n_threads, parts=((0, None),)):
     opt = Optimizer("sgd", lr=0.05).bind(net)
     total = 0.0
     for first, last in parts:
-        total += training.run_epoch(net, X, T, order[first:last], 1, 0.05, 1e-3, opt, None,
+        total += net.train_epoch(X, T, order[first:last], 1, 0.05, 1e-3, opt, None,
                                     "numba", n_threads)
     return total
 
