@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from . import datasets, io, training
+from . import datasets, functions, io, training
 from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from .network import INITIALISERS, Network
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
@@ -76,7 +76,7 @@ def targets_for(net, y, preprocess):
 
 
 def accuracy(net, X, y):
-    return float(np.mean(net.predict(X).argmax(axis=1) == y))
+    return functions.accuracy(net.predict(X), y)
 
 
 def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None):

@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from . import training
+from .checks import choice, number, positive_int
 from .network import Network
 from .optimizers import InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
@@ -198,26 +199,19 @@ class _MLP:
         hidden = [hidden] if isinstance(hidden, numbers.Integral) else list(hidden)
         if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
             raise ValueError("hidden_layer_sizes must be positive integers, got %r" % (self.hidden_layer_sizes,))
-        if self.activation not in ACTIVATION_NAMES:
-            raise ValueError("unknown activation %r; choose from %s"
-                             % (self.activation, ", ".join(map(repr, ACTIVATION_NAMES))))
+        choice("activation", self.activation, tuple(ACTIVATION_NAMES))
         if self.solver not in ("sgd", "adam"):
             raise ValueError("unknown solver %r; fastbp offers 'sgd' and 'adam'" % (self.solver,))
-        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
-            raise ValueError("unknown learning_rate %r; choose from 'constant', 'invscaling', "
-                             "'adaptive'" % (self.learning_rate,))
-        if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
-                                              and not isinstance(self.batch_size, bool)
-                                              and self.batch_size >= 1)):
-            raise ValueError("batch_size must be 'auto' or an integer >= 1, got %r" % (self.batch_size,))
+        choice("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
+        if self.batch_size != "auto":
+            try:
+                positive_int("batch_size", self.batch_size)
+            except ValueError:
+                raise ValueError("batch_size must be 'auto' or an integer >= 1, got %r" % (self.batch_size,)) from None
         for name in ("max_iter", "n_iter_no_change"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError("%s must be an integer >= 1, got %r" % (name, value))
+            positive_int(name, getattr(self, name))
         for name in ("alpha", "tol", "power_t"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-                raise ValueError("%s must be a number >= 0, got %r" % (name, value))
+            number(name, getattr(self, name))
         return hidden
 
     def _optimizer(self):

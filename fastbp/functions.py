@@ -160,6 +160,25 @@ LOSSES = {
 LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
 DELTA_OF = np.array([DELTA_KINDS.index(loss.delta) for loss in LOSSES.values()])   # by code
 
+
+
+def mean_loss(name, O, T):
+    """The mean over the samples of the loss `name`'s per-sample values."""
+    return float(np.mean(LOSSES[name].per_sample(O, T)))
+
+
+def accuracy(O, labels):
+    """The fraction of samples classified right: the largest of several outputs is the
+    label's, or one output's is above 0.5 exactly when the label is 1."""
+    predicted = O[:, 0] > 0.5 if O.shape[1] == 1 else O.argmax(axis=1)
+    return float(np.mean(predicted == np.asarray(labels)))
+
+
+def labels_of(T):
+    """The class labels of target rows (a one-column target above 0.5 is class 1)."""
+    return T[:, 0] > 0.5 if T.shape[1] == 1 else T.argmax(axis=1)
+
+
 for _name, _loss in LOSSES.items():      # the tables' own consistency, checked at import
     assert _loss.delta in DELTA_KINDS and _loss.targets in TARGET_KINDS, _name
     assert _loss.outputs is None or set(_loss.outputs) <= set(ACTIVATIONS), _name

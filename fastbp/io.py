@@ -34,13 +34,19 @@ class ModelFileError(ValueError):
     """A model file that is not a valid fastbp model."""
 
 
+def hash_array(h, a, name=""):
+    """Feed an array's name, dtype, shape and bytes to the hash h (a hashlib object): the
+    one way fastbp hashes arrays (a file's checksum, a checkpoint's data fingerprint)."""
+    a = np.ascontiguousarray(a)
+    h.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+
+
 def _digest(arrays, meta=None):
     """SHA-256 of the arrays (names, dtypes, shapes, bytes) and, from format 2 on, of the
     JSON description without its own sha256 field."""
     h = hashlib.sha256()
     for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+        hash_array(h, arrays[name], name)
     if meta is not None:
         h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
     return h.hexdigest()

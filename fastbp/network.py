@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike
 
 from . import kernels, reference, training
 from .checks import choice, number, positive_int
-from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS
+from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULE_CODES, Optimizer
 from .run import BACKENDS, RunConfig
 from .training import TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
@@ -368,7 +368,7 @@ class Network:
         """Mean over the samples of the per-sample loss (no L2 term)."""
         X = self.check_inputs(X)
         T = self.check_targets(Y, X.shape[0])
-        return float(np.mean(LOSSES[self.loss_name].per_sample(self.predict(X, backend), T)))
+        return mean_loss(self.loss_name, self.predict(X, backend), T)
 
     def gradients(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba"):
         """The gradient of ``net.loss(X, Y)``: (dW list, db list or None), shaped like the

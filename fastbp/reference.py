@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .functions import ACTIVATIONS, LOSSES
+from .functions import ACTIVATIONS, LOSSES, mean_loss
 
 
 def layers(weights, biases, activations, X):
@@ -43,8 +43,7 @@ def derivative(name, z, a):
 
 def loss(weights, biases, activations, loss_name, X, T):
     """Mean over the samples of the per-sample loss."""
-    O = forward(weights, biases, activations, X)[-1]
-    return float(np.mean(LOSSES[loss_name].per_sample(O, T)))
+    return mean_loss(loss_name, forward(weights, biases, activations, X)[-1], T)
 
 
 def output_delta(O, T, output, loss_name, Z=None):

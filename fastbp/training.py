@@ -17,7 +17,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import kernels
-from .functions import LOSSES
+from .functions import accuracy, labels_of, mean_loss
+from .io import hash_array
 from .optimizers import Optimizer, make_optimizer, make_schedule
 from .run import BACKENDS, RunConfig, RunState, load_checkpoint, save_checkpoint
 from .threads import chooser_for
@@ -44,8 +45,7 @@ def fingerprint(*arrays):
     """A SHA-256 of arrays' shapes, dtypes and bytes: a checkpoint names its data by it."""
     h = hashlib.sha256()
     for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+        hash_array(h, a)
     return h.hexdigest()
 
 
@@ -94,13 +94,6 @@ def is_classifier(net):
     return net.output in ("softmax", "sigmoid")
 
 
-def accuracy(net, O, T):
-    """Fraction of samples classified right: argmax over several outputs, 0.5 for one."""
-    if O.shape[1] == 1:
-        return float(np.mean((O[:, 0] > 0.5) == (T[:, 0] > 0.5)))
-    return float(np.mean(O.argmax(axis=1) == T.argmax(axis=1)))
-
-
 def diagnose(net, X, T, backend):
     """Loss, accuracy, each layer's mean |error term| (by the network's propagate rule) and
     the norm of its true gradient, on (X, T): one forward and backward pass (two with
@@ -110,10 +103,10 @@ def diagnose(net, X, T, backend):
     dW, db = net.pass_gradients(X, A, true_D, backend)
     norms = [float(np.sqrt(np.sum(w * w) + (np.sum(b * b) if db is not None else 0.0)))
              for w, b in zip(dW, db if db is not None else [0.0] * len(dW))]
-    out = {"loss": float(np.mean(LOSSES[net.loss_name].per_sample(A[-1], T))),
+    out = {"loss": mean_loss(net.loss_name, A[-1], T),
            "mean_abs_delta": [float(np.mean(np.abs(d))) for d in D], "grad_norm": norms}
     if is_classifier(net):
-        out["accuracy"] = accuracy(net, A[-1], T)
+        out["accuracy"] = accuracy(A[-1], labels_of(T))
     return out
 
 
@@ -130,9 +123,9 @@ def r2(T, O):
 def evaluate(net, X, T, backend):
     """Loss and accuracy (sigmoid or softmax outputs) or R^2 (others) on (X, T)."""
     O = net.forward(X, backend)[-1]
-    out = {"loss": float(np.mean(LOSSES[net.loss_name].per_sample(O, T)))}
+    out = {"loss": mean_loss(net.loss_name, O, T)}
     if is_classifier(net):
-        out["accuracy"] = accuracy(net, O, T)
+        out["accuracy"] = accuracy(O, labels_of(T))
     else:
         out["r2"] = r2(T, O)
     return out
