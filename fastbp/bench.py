@@ -401,6 +401,49 @@ def compile_seconds(dtype="float64"):
             for name, mode in COMPILE_MODES.items()}
 
 
+def distributed_table(epochs=5, worker_counts=(1, 2), hidden=256, batch_size=200, lr=0.001):
+    """Fashion-MNIST, 784-hidden-10 ReLU/softmax/cross-entropy, Adam: test accuracy and
+    the training call's wall time for net.train in this process and for
+    fastbp.distributed.train on LocalClusters of each worker count (sync_every=1), with
+    per round the bytes sent, the seconds the round took and the seconds the slowest
+    worker trained (the rest is communication and scheduling). The clusters' start-up is
+    not counted."""
+    import distributed as dask_distributed
+
+    from . import distributed as fd
+    from .datasets import load_fashion_mnist
+    X, y, X_test, y_test = load_fashion_mnist(dtype="float32")
+
+    def network():
+        return Network([784, hidden, 10], activation="relu", output="softmax", loss="cross_entropy",
+                       init="he", seed=0, dtype="float32")
+
+    def accuracy(net):
+        return float(np.mean(net.predict(X_test).argmax(axis=1) == y_test))
+
+    settings = dict(epochs=epochs, batch_size=batch_size, optimizer="adam", lr=lr)
+    rows = []
+    net = network()
+    net.warm_up(batch_size)
+    start = time.perf_counter()
+    net.train(X, y, diagnostics=False, **settings)
+    rows.append(dict(who="net.train, one process", workers=0, wall_s=time.perf_counter() - start,
+                     accuracy=accuracy(net), bytes_per_round=0, round_s=None, worker_s=None))
+    for n in worker_counts:
+        with fd.local_cluster(n) as cluster, dask_distributed.Client(cluster) as client:
+            fd.train(network(), X[:2 * n * batch_size], y[:2 * n * batch_size], client=client,
+                     **dict(settings, epochs=1))             # each worker loads the kernels, untimed
+            net = network()
+            start = time.perf_counter()
+            h = fd.train(net, X, y, client=client, **settings)
+            wall = time.perf_counter() - start
+        rows.append(dict(who="fastbp.distributed.train", workers=n, wall_s=wall, accuracy=accuracy(net),
+                         bytes_per_round=h["bytes_per_round"],
+                         round_s=float(np.median(h["round_seconds"])),
+                         worker_s=float(np.median(h["worker_seconds"]))))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastbp bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -422,6 +465,9 @@ def main(argv=None):
     parser.add_argument("--contention", action="store_true",
                         help="also time a per-sample epoch (784-100-10 and 784-H-10 ReLU/softmax, "
                              "float32 and float64) alone and beside a busy process")
+    parser.add_argument("--distributed", type=int, metavar="EPOCHS",
+                        help="Fashion-MNIST 784-256-10 Adam for this many epochs: net.train against "
+                             "fastbp.distributed.train on 1 and 2 local workers (needs fastbp[dask])")
     parser.add_argument("--peer-samples", type=int, default=12000,
                         help="samples the peers are timed on, scaled to --samples (default 12000)")
     args = parser.parse_args(argv)
@@ -505,6 +551,17 @@ def main(argv=None):
         missing = sorted(set(PEERS) - set(installed_peers()))
         if missing:
             print("not installed: %s (pip install 'fastbp[peers]')" % ", ".join(missing))
+    if args.distributed:
+        figures["distributed"] = distributed_table(args.distributed)
+        print("\nFashion-MNIST, 784-256-10 ReLU/softmax, Adam lr 0.001, batches of 200, float32, "
+              "%d epochs; per round (one epoch): bytes sent, seconds, the slowest worker's training seconds"
+              % args.distributed)
+        print("%-26s %8s %8s %9s %14s %9s %10s" % ("", "workers", "wall s", "accuracy", "bytes/round",
+                                                 "round s", "worker s"))
+        for r in figures["distributed"]:
+            print("%-26s %8s %8.2f %9.4f %14s %9s %10s" % (
+                r["who"], r["workers"] or "-", r["wall_s"], r["accuracy"], r["bytes_per_round"] or "-",
+                "%.3f" % r["round_s"] if r["round_s"] else "-", "%.3f" % r["worker_s"] if r["worker_s"] else "-"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

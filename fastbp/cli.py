@@ -79,12 +79,14 @@ def accuracy(net, X, y):
     return functions.accuracy(net.predict(X), y)
 
 
-def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None):
+def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None, cluster=None):
     """Train with a progress bar and the test accuracy after each epoch; returns (the
     network, its history, the per-epoch test accuracies, interrupted). config: the
     run's RunConfig; resume: a checkpoint to continue instead (with its own settings;
-    only epochs is taken from config). On Ctrl-C, stops after the slice in hand, saves if
-    asked, and says so."""
+    only epochs is taken from config); cluster: None (this process), or (client, workers,
+    sync_every) for fastbp.distributed (client: a scheduler's address or None for a
+    LocalCluster of `workers` processes). On Ctrl-C, stops after the slice (or round) in
+    hand, saves if asked, and says so."""
     from tqdm import tqdm
     epochs = config.epochs
     net.warm_up(config.batch_size or len(X), config.backend)   # time training only
@@ -108,7 +110,17 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
                   % (done, epochs, h["loss"][-1], extra, accuracies[-1], h["seconds"][-1]), flush=True)
 
     try:
-        if resume:
+        if cluster is not None:
+            from . import distributed
+            client, workers, sync_every = cluster
+            with distributed.connected(client, workers) as c:
+                if resume:
+                    net, history = distributed.resume(resume, X, T, client=c, epochs=epochs, sync_every=sync_every,
+                                                      progress=progress_bar, callback=after_epoch)
+                else:
+                    history = distributed.train_config(net, X, T, config, c, sync_every, progress=progress_bar,
+                                                       callback=after_epoch)
+        elif resume:
             net, history = training.resume(resume, X, T, epochs=epochs, progress=progress_bar,
                                            callback=after_epoch)
         else:
@@ -236,9 +248,10 @@ def cmd_train(args):
     print("%s %r on %s: %d samples, %d test" % ("resuming" if resume else "training", net,
                                                   description, len(X), len(X_test)))
     try:
+        cluster = (args.scheduler, args.workers, args.sync_every) if args.workers or args.scheduler else None
         net, history, accuracies, interrupted = fit(
             net, X, targets_for(net, y, args.preprocess), X_test, y_test, config,
-            progress=not args.no_progress, save=args.save, resume=resume)
+            progress=not args.no_progress, save=args.save, resume=resume, cluster=cluster)
     except TrainingDiverged as error:
         print("error: %s" % error, file=sys.stderr)
         if args.save:
@@ -403,6 +416,12 @@ def build_parser():
                    "sample order (default 0)")
     p.add_argument("--save", help="write the trained model here (.npz)")
     p.add_argument("--no-progress", action="store_true", help="a line per epoch instead of a bar")
+    p.add_argument("--workers", type=int, help="train data-parallel on a Dask LocalCluster of N worker "
+                   "processes (fastbp.distributed; needs fastbp[dask])")
+    p.add_argument("--scheduler", help="train data-parallel on the Dask cluster at this address "
+                   "(tcp://host:8786)")
+    p.add_argument("--sync-every", type=int, default=1,
+                   help="with --workers or --scheduler: epochs between averaging rounds (default 1)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved model")

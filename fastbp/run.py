@@ -203,7 +203,7 @@ def _restore(description, net, arrays):
     if not isinstance(history, dict) or not {"loss", "seconds", "lr"} <= set(history):
         raise ValueError("history must hold loss, seconds and lr")
     for key, values in history.items():
-        if key in ("stopped", "best_epoch", "train_samples"):
+        if key in ("stopped", "best_epoch", "train_samples", "round_seconds", "worker_seconds"):
             continue
         if not isinstance(values, list) or len(values) != epoch:
             raise ValueError("history %r must list one value per epoch done (%d)" % (key, epoch))

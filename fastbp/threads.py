@@ -39,6 +39,25 @@ ABANDON = 1.5          # a try stops after one slice this much slower than the c
 MIN_TIMED = 64         # samples: shorter slices (tiny data, a warm-up) are not timed
 
 _choosers = {}
+# GNU OpenMP (Numba's 'omp' threading layer, which kernels.py prefers) cannot run a parallel
+# region in a child forked after the parent ran one: the child is killed ("fork() called
+# from a process already using GNU OpenMP"). Such a child (a fork-based worker pool) keeps
+# to one thread, and so never enters one.
+_forked_after_openmp = False
+
+
+def _after_fork_in_child():
+    global _forked_after_openmp
+    try:
+        from numba.np.ufunc import parallel
+        started = parallel._is_initialized and numba.threading_layer() == "omp"
+    except (ImportError, AttributeError, ValueError):
+        started = False
+    _forked_after_openmp = _forked_after_openmp or started
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def chooser_for(sizes, dtype):
@@ -74,7 +93,10 @@ def _cgroup_cpus():
 def available_cpus():
     """The threads a kernel may use: Numba's thread count (NUMBA_NUM_THREADS), capped by
     the CPUs in this process's affinity mask, its cgroup's CPU quota (containers), and
-    OMP_NUM_THREADS, which joblib/loky and Dask set for their worker processes."""
+    OMP_NUM_THREADS, which joblib/loky and Dask set for their worker processes; 1 in a
+    child forked after the parent ran GNU OpenMP threads."""
+    if _forked_after_openmp:
+        return 1
     n = numba.get_num_threads()
     if hasattr(os, "sched_getaffinity"):
         n = min(n, len(os.sched_getaffinity(0)))
@@ -99,7 +121,7 @@ def fixed_threads():
     if not value.isdigit() or int(value) < 1:
         raise ValueError("FASTBP_THREADS must be 'auto' or a whole number of threads >= 1, "
                          "got %r" % value)
-    return min(int(value), numba.get_num_threads())
+    return min(int(value), available_cpus() if _forked_after_openmp else numba.get_num_threads())
 
 
 class ThreadChooser:

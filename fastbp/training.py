@@ -235,6 +235,42 @@ def _progress_bar(progress, total):
 
 # ---------------------------------------------------------------- the loop
 
+class EpochPlan:
+    """How a run's epochs are cut into compiled calls. A progress bar is fed after each
+    slice of about 1% of an epoch, in whole batches. Per-sample SGD always runs in slices
+    (at least MIN_SLICE samples without a bar), so that the ThreadChooser can time them;
+    slices of whole blocks of samples give bit for bit the result of one call
+    (kernels.BLOCK). Other epochs are one call without a bar."""
+
+    def __init__(self, net, m, batch_size, optimizer, config, progress=None):
+        self.net, self.batch_size, self.optimizer, self.config, self.progress = (
+            net, batch_size, optimizer, config, progress)
+        slice_len = max(batch_size, (m // 100) // batch_size * batch_size)
+        self.chooser = None
+        if net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend):
+            slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
+            slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
+            self.chooser = chooser_for(net.sizes, net.dtype)
+        elif progress is None:
+            slice_len = m
+        self.slice_len = slice_len
+
+    def run(self, X, T, order, lr):
+        """Train on X[order] at learning rate lr; returns the summed loss."""
+        total, chooser, config = 0.0, self.chooser, self.config
+        for first in range(0, order.size, self.slice_len):
+            part = order[first:first + self.slice_len]
+            threads = chooser.threads() if chooser else 1
+            began = time.perf_counter()
+            total += self.net.train_epoch(X, T, part, self.batch_size, lr, config.l2, self.optimizer,
+                                          config.clip, config.backend, threads)
+            if chooser:
+                chooser.took(len(part), time.perf_counter() - began)
+            if self.progress is not None:
+                self.progress(len(part), total / (first + len(part)))
+        return total
+
+
 class Loop:
     """One training run between epochs: the network and its data, the run's config and
     its state (what a checkpoint saves)."""
@@ -263,19 +299,7 @@ class Loop:
         net, config, state = self.net, self.config, self.state
         history, optimizer = state.history, state.optimizer
         m = self.X.shape[0]
-        bs = self.batch_size
-        # A progress bar is fed after each slice of about 1% of an epoch, in whole batches.
-        # Per-sample SGD always runs in slices (at least MIN_SLICE samples without a bar),
-        # so that the ThreadChooser can time them; slices of whole blocks of samples give
-        # bit for bit the result of one call (kernels.BLOCK).
-        slice_len = max(bs, (m // 100) // bs * bs)
-        chooser = None
-        if self._per_sample():
-            slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
-            slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
-            chooser = chooser_for(net.sizes, net.dtype)
-        elif progress is None:
-            slice_len = m
+        plan = EpochPlan(net, m, self.batch_size, optimizer, config, progress)
         while state.epoch < config.epochs and state.stopped is None:
             epoch = state.epoch
             lr = optimizer.lr * state.schedule.factor(epoch)
@@ -283,18 +307,7 @@ class Loop:
             start = time.perf_counter()
 
             def one_epoch(order=order, lr=lr):          # (this epoch's, bound now)
-                total = 0.0
-                for first in range(0, m, slice_len):
-                    part = order[first:first + slice_len]
-                    threads = chooser.threads() if chooser else 1
-                    began = time.perf_counter()
-                    total += net.train_epoch(self.X, self.T, part, bs, lr, config.l2, optimizer,
-                                             config.clip, config.backend, threads)
-                    if chooser:
-                        chooser.took(len(part), time.perf_counter() - began)
-                    if progress is not None:
-                        progress(len(part), total / (first + len(part)))
-                return total / m
+                return plan.run(self.X, self.T, order, lr) / m
 
             mean_loss = guarded(net, optimizer, "epoch %d" % (epoch + 1), history, one_epoch)
             history["seconds"].append(time.perf_counter() - start)
@@ -329,28 +342,35 @@ class Loop:
                                                self.config.backend)
 
     def _record(self, mean_loss):
-        """Diagnostics, validation, the schedule and the stopping rules, after an epoch."""
-        net, config, state = self.net, self.config, self.state
-        history = state.history
-        if config.diagnostics:
-            d = diagnose(net, self.X[self.diagnostic_rows], self.T[self.diagnostic_rows], config.backend)
-            for key in ("accuracy", "mean_abs_delta", "grad_norm"):
-                if key in d:
-                    history.setdefault(key, []).append(d[key])
-        monitored = mean_loss
-        if self.has_validation:
-            v = evaluate(net, self.X_val, self.T_val, config.backend)
-            for key, value in v.items():
-                history.setdefault("val_" + key, []).append(value)
-            monitored = v["loss"]
-        state.schedule.observe(monitored)
-        if monitored < state.best_loss - config.tol:
-            state.best_loss, state.best_epoch, state.bad_epochs = monitored, state.epoch + 1, 0
-            if self.has_validation:
-                state.best = net.snapshot()
-        else:
-            state.bad_epochs += 1
-            if config.n_iter_no_change is not None and state.bad_epochs >= config.n_iter_no_change:
-                state.stopped = "no improvement"
-        if config.target_loss is not None and mean_loss < config.target_loss:
-            state.stopped = "target loss"
+        diagnostic = (self.X[self.diagnostic_rows], self.T[self.diagnostic_rows]) if self.config.diagnostics else None
+        record(self.net, self.config, self.state, mean_loss,
+               (self.X_val, self.T_val) if self.has_validation else None, diagnostic)
+
+
+def record(net, config, state, mean_loss, validation=None, diagnostic=None):
+    """After an epoch whose mean training loss was mean_loss: diagnostics on the rows
+    diagnostic=(X, T), validation on validation=(X_val, T_val), the schedule, the best
+    weights and the stopping rules, into state (its epoch counter is the caller's)."""
+    history = state.history
+    if diagnostic is not None:
+        d = diagnose(net, *diagnostic, config.backend)
+        for key in ("accuracy", "mean_abs_delta", "grad_norm"):
+            if key in d:
+                history.setdefault(key, []).append(d[key])
+    monitored = mean_loss
+    if validation is not None:
+        v = evaluate(net, *validation, config.backend)
+        for key, value in v.items():
+            history.setdefault("val_" + key, []).append(value)
+        monitored = v["loss"]
+    state.schedule.observe(monitored)
+    if monitored < state.best_loss - config.tol:
+        state.best_loss, state.best_epoch, state.bad_epochs = monitored, state.epoch + 1, 0
+        if validation is not None:
+            state.best = net.snapshot()
+    else:
+        state.bad_epochs += 1
+        if config.n_iter_no_change is not None and state.bad_epochs >= config.n_iter_no_change:
+            state.stopped = "no improvement"
+    if config.target_loss is not None and mean_loss < config.target_loss:
+        state.stopped = "target loss"

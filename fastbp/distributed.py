@@ -1,0 +1,392 @@
+"""Scale-out on Dask (``pip install 'fastbp[dask]'``): a cluster for sweeps, and
+data-parallel training of one network.
+
+Every entry point takes ``client``: None starts a ``distributed.LocalCluster`` on this
+machine (one worker process per available core, one thread each: see local_cluster), a
+string is a scheduler's address ("tcp://host:8786"), and a ``distributed.Client`` is used
+as it is. fastbp brings no scheduler, transport or parameter server of its own.
+
+Data-parallel training (``train``) is local SGD with parameter averaging (Stich 2018,
+"Local SGD converges fast and communicates little"): the rows are split into one shard per
+worker and stay there; each round, every worker runs the compiled epoch loop
+(Network.train_epoch) over its shard for ``sync_every`` epochs, from the same parameters
+and optimizer state, and the client averages what comes back, weighted by the shards'
+sizes. A round sends the parameters and the optimizer's state to each worker and back,
+nothing else. Rounds are pure functions of their inputs, so a worker lost mid-round costs
+that round only: its shard is sent again (or recomputed, for a Dask array) and the round is
+run again, with the same result.
+"""
+import contextlib
+import hashlib
+import time
+
+import numpy as np
+
+from . import training
+from .io import hash_array
+from .optimizers import make_optimizer, make_schedule
+from .run import RunConfig, RunState, load_checkpoint, save_checkpoint
+from .threads import available_cpus
+
+# Each worker process runs one thread: Numba's, OpenMP's (BLAS) and fastbp's per-sample
+# threads alike, so that workers x threads never exceeds the cores.
+WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1", "FASTBP_THREADS": "1"}
+
+
+def _require():
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("fastbp.distributed needs Dask: pip install 'fastbp[dask]'") from None
+    return distributed
+
+
+def local_cluster(n_workers=None, **kwargs):
+    """A distributed.LocalCluster on 127.0.0.1 set up for fastbp: n_workers processes (by
+    default one per available core, threads.available_cpus), one thread each (WORKER_ENV),
+    no dashboard. Worker processes are spawned, not forked. Each worker loads the compiled
+    kernels from Numba's on-disk cache (next to fastbp's sources, or in $NUMBA_CACHE_DIR
+    when set), so they compile once, not per task."""
+    distributed = _require()
+    options = dict(n_workers=n_workers or available_cpus(), threads_per_worker=1, processes=True,
+                   host="127.0.0.1", dashboard_address=":0", env=dict(WORKER_ENV))
+    options.update(kwargs)
+    return distributed.LocalCluster(**options)
+
+
+@contextlib.contextmanager
+def connected(client=None, n_workers=None):
+    """A Client for client (None: a local_cluster, closed afterwards; an address: a Client
+    to it, closed afterwards; a Client: itself, left open)."""
+    distributed = _require()
+    if isinstance(client, distributed.Client):
+        yield client
+        return
+    if isinstance(client, str):
+        with distributed.Client(client) as c:
+            yield c
+        return
+    if client is not None:
+        raise TypeError("client must be None (a LocalCluster), a scheduler address or a "
+                        "distributed.Client, got %r" % (client,))
+    with local_cluster(n_workers) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+# ---------------------------------------------------------------- shards
+
+def _check_shard(net, X, Y, index, first):
+    """(X, T) of one shard, checked as Network.train checks its data; errors name the shard."""
+    try:
+        X = net.check_inputs(X)
+        return X, net.check_targets(Y, X.shape[0])
+    except (ValueError, TypeError) as error:
+        raise type(error)("shard %d (rows %d..%d): %s" % (index, first, first + len(X) - 1, error)) from None
+
+
+def _shard_summary(shard):
+    X, T = shard
+    h = hashlib.sha256()
+    hash_array(h, X)
+    hash_array(h, T)
+    return X.shape[0], h.hexdigest()
+
+
+class Shards:
+    """The training rows, split into one shard per worker and held there (futures), with
+    what it takes to send a lost one again."""
+
+    def __init__(self, client, net, X, Y):
+        self.client, self.net = client, net
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise RuntimeError("the Dask cluster has no workers")
+        self.workers = workers
+        if _is_dask(X) or _is_dask(Y):
+            self.local = None
+            self.futures = self._from_dask(net, X, Y)
+        else:
+            X, Y = np.asarray(X), np.asarray(Y)
+            if len(X) != len(Y):
+                raise ValueError("X has %d rows but Y has %d" % (len(X), len(Y)))
+            self.full = X, Y
+            bounds = np.linspace(0, len(X), min(len(workers), len(X)) + 1).astype(int)
+            self.local = [(X[a:b], Y[a:b], a) for a, b in zip(bounds, bounds[1:])]
+            self.futures = [self._send(s) for s in range(len(self.local))]
+        summaries = client.gather([client.submit(_shard_summary, f, pure=False) for f in self.futures])
+        self.sizes = np.array([n for n, _ in summaries])
+        self.digests = [d for _, d in summaries]
+
+    def _send(self, s, worker=None):
+        X, Y, first = self.local[s]
+        target = worker or self.workers[s % len(self.workers)]
+        data = self.client.scatter([X, Y], workers=[target], hash=False)
+        return self.client.submit(_check_shard, self.net, data[0], data[1], s, first,
+                                  workers=[target], pure=False)
+
+    def _from_dask(self, net, X, Y):
+        import dask
+        if not (_is_dask(X) and _is_dask(Y)):
+            raise TypeError("give X and Y both as NumPy arrays or both as Dask arrays")
+        if X.ndim != 2 or X.numblocks[1] != 1:
+            raise ValueError("a Dask X must be 2-D and chunked by rows only (one chunk across its columns)")
+        if X.chunks[0] != Y.chunks[0]:
+            raise ValueError("X and Y must be chunked alike along the rows: %s and %s"
+                             % (X.chunks[0], Y.chunks[0]))
+        xs, ys = X.to_delayed().ravel(), Y.to_delayed().ravel()
+        groups = np.array_split(np.arange(len(xs)), min(len(self.workers), len(xs)))
+        starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
+        futures = []
+        for s, group in enumerate(groups):
+            part_x = dask.delayed(np.concatenate)([xs[i] for i in group])
+            part_y = dask.delayed(np.concatenate)([ys[i] for i in group])
+            shard = dask.delayed(_check_shard)(net, part_x, part_y, s, int(starts[group[0]]))
+            futures.append(self.client.compute(shard, workers=[self.workers[s % len(self.workers)]]))
+        return futures
+
+    def resend(self, s):
+        """Shard s on a live worker again, after its worker was lost."""
+        if self.local is None:
+            return self.futures[s]               # Dask recomputes it from the array's graph
+        live = sorted(self.client.scheduler_info()["workers"])
+        self.workers = live or self.workers
+        self.futures[s] = self._send(s, live[s % len(live)] if live else None)
+        return self.futures[s]
+
+    def fingerprint(self):
+        """The training data's SHA-256: for NumPy inputs net.train's fingerprint of (X, T)
+        (so a run resumes with any number of workers, or locally); for Dask arrays one over
+        the shards' own (resuming needs the same sharding)."""
+        if self.local is not None:
+            X = self.net.check_inputs(self.full[0])
+            return training.fingerprint(X, self.net.check_targets(self.full[1], X.shape[0]))
+        h = hashlib.sha256()
+        for d in self.digests:
+            h.update(d.encode())
+        return h.hexdigest()
+
+
+def _is_dask(a):
+    return type(a).__module__.startswith("dask.")
+
+
+# ---------------------------------------------------------------- one round
+
+def _round(net, optimizer, shard, lrs, seed, config):
+    """sync_every epochs of one worker on its shard (X, T): from the parameters and
+    optimizer state given (copies, as Dask sends them), with the round's sample orders
+    drawn from seed (None: the network's own generator, with one shard). Returns the new
+    parameters, optimizer state and step count, the generator's state, each epoch's summed
+    loss, and the seconds it trained."""
+    X, T = shard
+    rng = net.rng if seed is None else np.random.default_rng(seed)
+    m = X.shape[0]
+    batch_size = m if config.batch_size is None else min(config.batch_size, m)
+    plan = training.EpochPlan(net, m, batch_size, optimizer, config)      # as net.train cuts epochs
+    totals, start = [], time.perf_counter()
+    for lr in lrs:
+        order = rng.permutation(m) if config.shuffle else np.arange(m)
+        totals.append(plan.run(X, T, order, lr))
+    return (net.snapshot(), optimizer.state, optimizer.t, net.rng.bit_generator.state, totals,
+            time.perf_counter() - start)
+
+
+def _average(results, sizes):
+    """The shards' parameters and optimizer state, averaged with weights sizes / sum."""
+    weights = sizes / sizes.sum()
+    w = sum(weight * r[0][0] for weight, r in zip(weights, results))
+    b = sum(weight * r[0][1] for weight, r in zip(weights, results))
+    state = {p: sum(weight * r[1][p] for weight, r in zip(weights, results)) for p in ("w", "b")}
+    return (w, b), state, max(r[2] for r in results)
+
+
+# ---------------------------------------------------------------- the run
+
+def train(net, X, Y, client=None, epochs=1, sync_every=1, validation=None, progress=None, callback=None,
+          **train_options):
+    """Train net in place on (X, Y), data-parallel over the workers of a Dask cluster:
+    local SGD with parameter averaging every sync_every epochs (see the module's doc).
+    Returns the history, as Network.train does.
+
+    X and Y: NumPy arrays (split into one shard per worker and sent there once) or Dask
+    arrays chunked by rows (their chunks grouped into shards on the workers; nothing is
+    gathered to the client). train_options are Network.train's settings (a RunConfig):
+    lr, batch_size, shuffle, l2, optimizer, schedule, clip, validation_fraction (NumPy
+    inputs), n_iter_no_change, tol, target_loss, checkpoint, checkpoint_every, backend.
+    Validation, early stopping and reduce_on_plateau act at the end of each round, so they
+    need sync_every=1; diagnostics are not computed (the rows are on the workers).
+    With one worker the result is net.train's, bit for bit. progress, if given, is called
+    as progress(n_samples, mean_loss) after each round; callback(net, history) after it."""
+    config = RunConfig(epochs=epochs, **dict(train_options, diagnostics=False))
+    return train_config(net, X, Y, config, client, sync_every, validation, progress, callback)
+
+
+def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, progress=None, callback=None):
+    """train with the settings as a RunConfig (the command line's way in)."""
+    if isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1:
+        raise ValueError("sync_every must be an integer >= 1 (epochs per round), got %r" % (sync_every,))
+    training.check_progress(progress, callback)
+    config = config.replace(diagnostics=False)           # (the rows are on the workers)
+    if sync_every > 1 and (validation is not None or config.validation_fraction is not None
+                           or config.n_iter_no_change is not None):
+        raise ValueError("validation and n_iter_no_change act after each round, so they need "
+                         "sync_every=1 (got %d)" % sync_every)
+    X_val = T_val = val_rows = None
+    if validation is not None:
+        X_val, T_val = training.validation_set(net, validation)
+    elif config.validation_fraction is not None:
+        if _is_dask(X) or _is_dask(Y):
+            raise ValueError("validation_fraction needs NumPy X and Y; give validation=(X_val, Y_val)")
+        X_all, T_all = net.check_inputs(X), net.check_targets(Y, len(X))
+        labels = T_all.argmax(axis=1) if training.is_classifier(net) and T_all.shape[1] > 1 else None
+        val_rows = training.split_validation(len(X_all), config.validation_fraction, net.rng, labels)[1]
+        X, Y, X_val, T_val = _held_out(X_all, T_all, val_rows)
+    optimizer = make_optimizer(config.optimizer, config.lr).bind(net)
+    state = RunState(optimizer, make_schedule(config.schedule), explicit_validation=validation is not None,
+                     val_rows=val_rows)
+    with connected(client) as c:
+        shards = Shards(c, net, X, Y)
+        if config.checkpoint:
+            state.data_sha256 = shards.fingerprint()
+            state.validation_sha256 = training.fingerprint(X_val, T_val) if X_val is not None else None
+        return _run(c, net, shards, config, state, sync_every, X_val, T_val, progress, callback)
+
+
+def _held_out(X, T, val_rows):
+    """(X_train, T_train, X_val, T_val): the rows not in val_rows, and those."""
+    train_rows = np.setdiff1d(np.arange(len(X)), val_rows)
+    return X[train_rows], T[train_rows], X[val_rows], T[val_rows]
+
+
+def resume(path, X, Y, client=None, validation=None, epochs=None, sync_every=1, progress=None, callback=None):
+    """Continue a run that fastbp.distributed.train checkpointed on the cluster, on the same
+    data (and validation set); returns (net, history)."""
+    net, config, state = load_checkpoint(path)
+    config = config.replace(epochs=config.epochs if epochs is None else epochs)
+    if state.stopped == "epochs":
+        state.stopped = None
+    X_val = T_val = None
+    if state.explicit_validation:
+        if validation is None:
+            raise training.ResumeError("%s was trained with an explicit validation set; pass it again" % path)
+        X_val, T_val = training.validation_set(net, validation)
+    elif state.val_rows is not None:
+        X_all, T_all = net.check_inputs(X), net.check_targets(Y, len(X))
+        rows = state.val_rows
+        if not (0 < rows.size < len(X_all) and rows.min() >= 0 and rows.max() < len(X_all)):
+            raise training.ResumeError("%s: its validation rows do not fit the %d samples given" % (path, len(X_all)))
+        X, Y, X_val, T_val = _held_out(X_all, T_all, rows)
+    with connected(client) as c:
+        shards = Shards(c, net, X, Y)
+        if shards.fingerprint() != state.data_sha256:
+            raise training.ResumeError("%s was trained on other data (or other shards) than the X, Y "
+                                       "given; resume needs the same training set" % path)
+        return net, _run(c, net, shards, config, state, sync_every, X_val, T_val, progress, callback)
+
+
+def _run(client, net, shards, config, state, sync_every, X_val, T_val, progress, callback):
+    history, optimizer = state.history, state.optimizer
+    m = int(shards.sizes.sum())
+    one = len(shards.futures) == 1
+    history.setdefault("round_seconds", [])
+    history.setdefault("worker_seconds", [])
+    while state.epoch < config.epochs and state.stopped is None:
+        n = min(sync_every, config.epochs - state.epoch)
+        lrs = [optimizer.lr * state.schedule.factor(state.epoch + i) for i in range(n)]
+        seeds = [None] if one else [int(s) for s in net.rng.integers(0, 2 ** 63, len(shards.futures))]
+        start = time.perf_counter()
+        results = _run_round(client, shards, net, optimizer, lrs, seeds, config)
+        elapsed = time.perf_counter() - start
+        saved = net.snapshot(), optimizer.t, {p: s.copy() for p, s in optimizer.state.items()}
+        params, opt_state, opt_t = _average(results, shards.sizes)
+        net.restore(params)
+        for p in ("w", "b"):
+            optimizer.state[p][...] = opt_state[p]
+        optimizer.t = opt_t
+        if one:
+            net.rng.bit_generator.state = results[0][3]
+        totals = [sum(r[4][i] for r in results) / m for i in range(n)]
+        if not (np.all(np.isfinite(totals)) and net.is_finite()):
+            net.restore(saved[0])
+            optimizer.t = saved[1]
+            for p in ("w", "b"):
+                optimizer.state[p][...] = saved[2][p]
+            raise training.TrainingDiverged(
+                "training diverged in the round of epochs %d..%d (mean loss %r); the network keeps "
+                "the weights from before it. Try a smaller lr, or clip."
+                % (state.epoch + 1, state.epoch + n, totals[-1]), history)
+        compute = max(r[5] for r in results)
+        history["round_seconds"].append(elapsed)
+        history["worker_seconds"].append(compute)
+        for i in range(n):
+            history["seconds"].append(elapsed / n)
+            history["loss"].append(totals[i])
+            history["lr"].append(lrs[i])
+        state.epoch += n - 1
+        training.record(net, config, state, totals[-1], (X_val, T_val) if X_val is not None else None)
+        state.epoch += 1
+        if progress is not None:
+            progress(m * n, totals[-1])
+        if callback is not None:
+            callback(net, history)
+        if config.checkpoint and (state.epoch // config.checkpoint_every > (state.epoch - n) // config.checkpoint_every
+                                  or state.epoch == config.epochs or state.stopped):
+            save_checkpoint(config.checkpoint, net, config, state)
+    if state.stopped is None:
+        state.stopped = "epochs"
+    if state.best is not None and state.best_epoch is not None:
+        net.restore(state.best)
+    history["stopped"] = state.stopped
+    history["best_epoch"] = state.best_epoch
+    history["train_samples"] = m
+    history["workers"] = len(shards.futures)
+    history["bytes_per_round"] = 2 * len(shards.futures) * _state_bytes(net, optimizer)
+    return history
+
+
+def _state_bytes(net, optimizer):
+    """What a round sends each way per worker: the parameters and the optimizer's state."""
+    w, b = net.snapshot()
+    return int(w.nbytes + b.nbytes + optimizer.state["w"].nbytes + optimizer.state["b"].nbytes)
+
+
+def _lost(error):
+    """Whether error says a worker (or data held there) was lost, not that the task failed."""
+    import concurrent.futures
+
+    import distributed
+    lost = (distributed.KilledWorker, concurrent.futures.CancelledError, OSError)
+    cancelled = getattr(distributed.client, "FutureCancelledError", ())
+    return isinstance(error, lost) or (bool(cancelled) and isinstance(error, cancelled))
+
+
+def _run_round(client, shards, net, optimizer, lrs, seeds, config, attempts=3):
+    """Every shard's round; a shard whose worker is lost is sent again and its round run
+    again (at most `attempts` times). The network and optimizer go with each task (not
+    broadcast: a broadcast waits on a worker just lost), and each task works on its own
+    copy of them."""
+    futures = [client.submit(_round, net, optimizer, shard, lrs, seed, config, pure=False)
+               for shard, seed in zip(shards.futures, seeds)]
+    results = [None] * len(futures)
+    for attempt in range(attempts + 1):
+        failed = []
+        for s, future in enumerate(futures):
+            if results[s] is not None:
+                continue
+            try:
+                results[s] = future.result()
+            except Exception as error:
+                if not _lost(error):
+                    raise
+                failed.append(s)
+        if not failed:
+            return results
+        if attempt == attempts:
+            raise RuntimeError("shards %s failed %d times: workers keep being lost" % (failed, attempts + 1))
+        for s in failed:
+            futures[s] = client.submit(_round, net, optimizer, shards.resend(s), lrs, seeds[s], config, pure=False)
+    return results
+
+
+__all__ = ["train", "resume", "local_cluster", "connected"]

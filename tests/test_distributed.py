@@ -1,0 +1,237 @@
+"""Scale-out on Dask: data-parallel training (one worker is net.train bit for bit; two
+average deterministically, from NumPy or Dask arrays; a killed worker costs a round and
+changes nothing), checkpoints, bad shards, sweeps under joblib's Dask backend and dask-ml,
+and forked children of a process that ran OpenMP threads. Every cluster here is a
+LocalCluster on 127.0.0.1, started and stopped by the tests."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import warnings
+
+import distributed
+import numpy as np
+import pytest
+
+import fastbp
+import fastbp.distributed as fd
+from fastbp.estimators import ConvergenceWarning
+
+
+def problem(m=600, n_in=20, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, n_in))
+    y = (X[:, :3].sum(axis=1) > 0).astype(int) + (X[:, 3] > 0.5)
+    return X, y
+
+
+def digits():
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def network(n_in=20, seed=1):
+    return fastbp.Network([n_in, 16, 3], activation="relu", output="softmax", loss="cross_entropy",
+                          init="he", seed=seed)
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    with fd.local_cluster(1) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    with fd.local_cluster(2) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+SETTINGS = [
+    dict(batch_size=1),
+    dict(batch_size=16, optimizer="adam", lr=0.01, schedule="inverse_scaling", l2=1e-3),
+    dict(batch_size=32, optimizer="momentum", lr=0.05, clip=1.0, n_iter_no_change=2, tol=0.05),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=["per-sample", "adam", "momentum-stopping"])
+def test_one_worker_is_net_train_bit_for_bit(one_worker, settings):
+    X, y = problem()
+    X_val, y_val = problem(200, seed=5)
+    local, spread = network(), network()
+    h_local = local.train(X, y, epochs=6, diagnostics=False, validation=(X_val, y_val), **settings)
+    h_spread = fd.train(spread, X, y, client=one_worker, epochs=6, validation=(X_val, y_val), **settings)
+    np.testing.assert_array_equal(local.snapshot()[0], spread.snapshot()[0])
+    np.testing.assert_array_equal(local.snapshot()[1], spread.snapshot()[1])
+    for key in ("loss", "lr", "val_loss", "val_accuracy", "stopped", "best_epoch"):
+        assert h_local[key] == h_spread[key], key
+    assert local.rng.bit_generator.state == spread.rng.bit_generator.state
+
+
+def test_two_workers_average_deterministically_from_numpy_or_dask_arrays(two_workers):
+    import dask.array as da
+    X, y = problem()
+    runs = []
+    for data in ((X, y), (X, y), (da.from_array(X, chunks=(300, 20)), da.from_array(y, chunks=300))):
+        net = network()
+        h = fd.train(net, *data, client=two_workers, epochs=8, batch_size=16, optimizer="adam", lr=0.01)
+        runs.append((net.snapshot()[0], h))
+    (w0, h0), (w1, h1), (w2, h2) = runs
+    accuracy = np.mean(net.predict(X).argmax(1) == y)
+    np.testing.assert_array_equal(w0, w1)                 # the same seed, the same run
+    np.testing.assert_array_equal(w0, w2)                 # the same shards from a Dask array
+    assert h0["workers"] == 2 and h0["train_samples"] == 600 and len(h0["loss"]) == 8
+    assert h0["loss"][-1] < 0.6 * h0["loss"][0]
+    assert h0["bytes_per_round"] == 2 * 2 * 3 * (20 * 16 + 16 * 3 + 16 + 3) * 8   # params + Adam's 2 moments
+    # averaging is not one worker's training: the weights differ from a local run's
+    local = network()
+    local.train(X, y, epochs=8, batch_size=16, optimizer="adam", lr=0.01, diagnostics=False)
+    assert not np.array_equal(local.snapshot()[0], w0)
+    assert accuracy > 0.8 and abs(np.mean(local.predict(X).argmax(1) == y) - accuracy) < 0.1
+
+
+def test_a_worker_killed_mid_round_costs_only_that_round(two_workers):
+    X, y = problem(40000, 50)
+    settings = dict(epochs=4, batch_size=8, optimizer="adam", lr=0.003)
+    clean = network(50)
+    fd.train(clean, X, y, client=two_workers, **settings)
+    pids = two_workers.run(os.getpid)
+    victim = pids[sorted(pids)[1]]
+
+    def kill_during_the_next_round(net, history):
+        if len(history["loss"]) == 1:
+            threading.Timer(0.05, os.kill, (victim, signal.SIGKILL)).start()
+
+    faulted = network(50)
+    h = fd.train(faulted, X, y, client=two_workers, callback=kill_during_the_next_round, **settings)
+    np.testing.assert_array_equal(clean.snapshot()[0], faulted.snapshot()[0])
+    assert len(h["loss"]) == 4 and victim not in two_workers.run(os.getpid).values()
+    two_workers.wait_for_workers(2, timeout=60)
+
+
+def test_checkpoints_and_resume(two_workers, tmp_path):
+    X, y = problem()
+    whole = network()
+    fd.train(whole, X, y, client=two_workers, epochs=4, batch_size=16, optimizer="adam", lr=0.01)
+    path = tmp_path / "run.npz"
+    first = network()
+    fd.train(first, X, y, client=two_workers, epochs=2, batch_size=16, optimizer="adam", lr=0.01,
+             checkpoint=path)
+    net, h = fd.resume(path, X, y, client=two_workers, epochs=4)
+    np.testing.assert_array_equal(net.snapshot()[0], whole.snapshot()[0])
+    assert len(h["loss"]) == 4
+    with pytest.raises(fastbp.ResumeError, match="other data"):
+        fd.resume(path, X[::-1], y[::-1], client=two_workers, epochs=5)
+
+
+def test_bad_shards_are_errors_naming_the_shard(two_workers):
+    X, y = problem()
+    bad = X.copy()
+    bad[450, 3] = np.nan
+    with pytest.raises(ValueError, match=r"shard 1 \(rows 300\.\.599\): X contains NaN or inf \(first in row 150\)"):
+        fd.train(network(), bad, y, client=two_workers)
+    labels = y.copy()
+    labels[10] = 7
+    with pytest.raises(ValueError, match=r"shard 0 \(rows 0\.\.299\): Y has labels out of range"):
+        fd.train(network(), X, labels, client=two_workers)
+    with pytest.raises(ValueError, match=r"X has shape \(300, 19\)"):
+        fd.train(network(), X[:, 1:], y, client=two_workers)
+    with pytest.raises(ValueError, match="sync_every=1"):
+        fd.train(network(), X, y, client=two_workers, sync_every=2, n_iter_no_change=3)
+    with pytest.raises(ValueError, match="sync_every must be an integer"):
+        fd.train(network(), X, y, client=two_workers, sync_every=0)
+    with pytest.raises(TypeError, match="client must be"):
+        fd.train(network(), X, y, client=3)
+
+
+def test_rounds_of_several_epochs_and_a_scheduler_address(two_workers):
+    X, y = problem()
+    net = network()
+    h = fd.train(net, X, y, client=two_workers.scheduler.address, epochs=6, sync_every=3,
+                 batch_size=16, optimizer="adam", lr=0.01)
+    assert len(h["loss"]) == 6 and len(h["round_seconds"]) == 2
+    assert np.mean(net.predict(X).argmax(1) == y) > 0.8
+
+
+def test_sweeps_under_joblibs_dask_backend(two_workers):
+    import joblib
+    from sklearn.model_selection import GridSearchCV, cross_validate
+    X, y = digits()
+    search = GridSearchCV(fastbp.MLPClassifier(hidden_layer_sizes=(32,), max_iter=40, random_state=0,
+                                               n_iter_no_change=5, tol=1e-3),
+                          {"alpha": [1e-4, 1e-2], "learning_rate_init": [0.01, 0.003]}, cv=2)
+    with joblib.parallel_config(backend="dask"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)        # 40 epochs: some still improve
+        search.fit(X, y)
+        scores = cross_validate(search.best_estimator_, X, y, cv=2)
+    assert search.best_score_ > 0.85 and scores["test_score"].min() > 0.85
+    assert len(search.cv_results_["params"]) == 4
+
+
+@pytest.mark.slow
+def test_dask_ml_incremental_and_hyperband(two_workers):
+    import dask.array as da
+    from dask_ml.model_selection import HyperbandSearchCV
+    from dask_ml.wrappers import Incremental
+    X, y = digits()
+    dX, dy = da.from_array(X, chunks=(300, 64)), da.from_array(y, chunks=300)
+    classes = list(range(10))
+    inc = Incremental(fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0, learning_rate_init=0.01),
+                      scoring="accuracy", shuffle_blocks=False)
+    inc.fit(dX, dy, classes=classes)                 # one partial_fit per chunk, on the workers
+    local = fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0, learning_rate_init=0.01)
+    for start in range(0, len(X), 300):              # the same, here
+        local.partial_fit(X[start:start + 300], y[start:start + 300], classes=classes)
+    np.testing.assert_array_equal(inc.estimator_.net_.snapshot()[0], local.net_.snapshot()[0])
+    assert inc.score(dX, dy) > 0.6                   # (one pass: one epoch)
+    search = HyperbandSearchCV(fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0),
+                               {"learning_rate_init": [0.001, 0.003, 0.01, 0.03], "alpha": [1e-4, 1e-3]},
+                               max_iter=9, random_state=0)
+    search.fit(dX, dy, classes=classes)
+    assert search.best_score_ > 0.8 and hasattr(search.best_estimator_, "net_")
+
+
+def test_a_forked_child_of_a_process_that_ran_openmp_threads_trains():
+    """GNU OpenMP kills a forked child that enters a parallel region; fastbp's keep to one
+    thread after such a fork."""
+    code = """if True:
+        import os, numpy as np, fastbp
+        rng = np.random.default_rng(0)
+        X, y = rng.random((256, 784)), rng.integers(0, 10, 256)
+        net = fastbp.Network([784, 200, 10], seed=0)
+        net.train(X, y)                      # FASTBP_THREADS=2: an OpenMP parallel region
+        pid = os.fork()
+        if pid == 0:
+            net.train(X, y)
+            net.train(X, y, batch_size=32)
+            os._exit(0)
+        print(os.waitpid(pid, 0)[1])
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, FASTBP_THREADS="2", NUMBA_NUM_THREADS="2"))
+    assert result.returncode == 0 and result.stdout.strip() == "0", result.stderr
+
+
+def test_the_command_line_trains_on_local_workers(capsys):
+    from fastbp import cli
+    assert cli.main(["train", "--data", "synthetic", "--subset", "1200", "--hidden", "16", "--epochs", "2",
+                     "--batch-size", "16", "--optimizer", "adam", "--workers", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2/2" in out and "test accuracy" in out
+
+
+def test_validation_fraction_early_stopping_and_resume(two_workers, tmp_path):
+    X, y = problem()
+    settings = dict(batch_size=16, optimizer="adam", lr=0.01, validation_fraction=0.2, n_iter_no_change=3)
+    whole = network()
+    h = fd.train(whole, X, y, client=two_workers, epochs=6, **settings)
+    assert 470 < h["train_samples"] < 490 and len(h["val_loss"]) == len(h["loss"])   # (stratified)
+    assert h["val_loss"][h["best_epoch"] - 1] == min(h["val_loss"])
+    path = tmp_path / "run.npz"
+    first = network()
+    fd.train(first, X, y, client=two_workers, epochs=3, checkpoint=path, **settings)
+    net, h2 = fd.resume(path, X, y, client=two_workers, epochs=6)
+    assert h2["loss"] == h["loss"] and h2["val_loss"] == h["val_loss"]
+    np.testing.assert_array_equal(net.snapshot()[0], whole.snapshot()[0])
