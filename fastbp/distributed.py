@@ -239,7 +239,7 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
         if _is_dask(X) or _is_dask(Y):
             raise ValueError("validation_fraction needs NumPy X and Y; give validation=(X_val, Y_val)")
         X_all, T_all = net.check_inputs(X), net.check_targets(Y, len(X))
-        labels = T_all.argmax(axis=1) if training.is_classifier(net) and T_all.shape[1] > 1 else None
+        labels = training.labels_of(T_all) if training.is_classifier(net) else None
         val_rows = training.split_validation(len(X_all), config.validation_fraction, net.rng, labels)[1]
         X, Y, X_val, T_val = _held_out(X_all, T_all, val_rows)
     optimizer = make_optimizer(config.optimizer, config.lr).bind(net)

@@ -29,7 +29,7 @@ import numpy as np
 from . import training
 from .checks import choice, number, positive_int
 from .network import Network
-from .optimizers import InverseScaling, Optimizer, ReduceOnPlateau, Schedule
+from .optimizers import Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
 from .training import r2
 
@@ -208,8 +208,9 @@ class _MLP:
                 positive_int("batch_size", self.batch_size)
             except ValueError:
                 raise ValueError("batch_size must be 'auto' or an integer >= 1, got %r" % (self.batch_size,)) from None
-        for name in ("max_iter", "n_iter_no_change"):
-            positive_int(name, getattr(self, name))
+        positive_int("max_iter", self.max_iter)
+        if not (isinstance(self.n_iter_no_change, float) and self.n_iter_no_change == np.inf):
+            positive_int("n_iter_no_change", self.n_iter_no_change)     # (or np.inf: never stop)
         for name in ("alpha", "tol", "power_t"):
             number(name, getattr(self, name))
         return hidden
@@ -227,6 +228,8 @@ class _MLP:
 
     def _fit(self, X, y, incremental=False, classes=None):
         hidden = self._validate_params()
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True (as scikit-learn's)")
         X = check_X(X)
         y = _check_y(y, X.shape[0])
         continuing = hasattr(self, "net_") and (self.warm_start or incremental)
@@ -236,29 +239,44 @@ class _MLP:
         T = self._targets(y, continuing, classes)
         if not continuing:
             self.n_features_in_ = X.shape[1]
-            self.net_ = Network([X.shape[1]] + hidden + [T.shape[1]],
-                                activation=ACTIVATION_NAMES[self.activation], output=self._out_activation,
-                                loss=self._loss, init=self.init, seed=_seed(self.random_state),
-                                dtype=X.dtype)
+            sizes = [X.shape[1]] + hidden + [T.shape[1]]
+            draws = _sklearn_draws(self.random_state, sizes, self.activation) if self.init == "sklearn" else None
+            self.net_ = Network(sizes, activation=ACTIVATION_NAMES[self.activation], output=self._out_activation,
+                                loss=self._loss, init="glorot" if self.init == "sklearn" else self.init,
+                                seed=_seed(self.random_state), dtype=X.dtype)
+            if self.init == "sklearn":
+                self._sklearn_weights(draws)
             self._solver = self._optimizer()
+            self._schedule_ = self._schedule()          # its state carries over warm starts
             self.loss_curve_, self.t_, self.n_iter_ = [], 0, 0
             self.history_ = {}
-            if self.early_stopping and not incremental:
-                self.validation_scores_ = []
+            self.validation_scores_ = [] if self.early_stopping else None
+            self.best_validation_score_ = None
+            self.validation_loss_curve_ = [] if self.early_stopping else None
         net = self.net_
         X = X.astype(net.dtype, copy=False)
         batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else min(self.batch_size, X.shape[0])
         validate = self.early_stopping and not incremental
+        patience = None if incremental or self.n_iter_no_change == np.inf else self.n_iter_no_change
         config = RunConfig(
             epochs=1 if incremental else self.max_iter, batch_size=batch_size,
             shuffle=self.shuffle, l2=self.alpha / batch_size, optimizer=self._solver,
-            schedule=self._schedule(), clip=self.clip,
+            schedule=Continued(self._schedule_, len(self.loss_curve_)), clip=self.clip,
             validation_fraction=self.validation_fraction if validate else None,
-            n_iter_no_change=None if incremental else self.n_iter_no_change, tol=self.tol,
-            target_loss=self.target_loss)
-        history = training.train(net, X, T, config, callback=self._after_epoch)
+            n_iter_no_change=patience, tol=self.tol, target_loss=self.target_loss)
+        diverged = None
+        try:
+            history = training.train(net, X, T, config, callback=self._after_epoch)
+        except training.TrainingDiverged as error:
+            if not validate:
+                raise
+            diverged, history = error, dict(error.history, stopped="diverged")   # as scikit-learn: NaN scores
+            history.setdefault("val_loss", []).append(float("nan"))
+            history.setdefault(self._validation_key, []).append(float("nan"))
+            if error.best is not None:
+                net.restore(error.best)                # the best validation epoch's weights
         n = len(history["loss"])
-        self.n_iter_ += n
+        self.n_iter_ = self.n_iter_ + n if incremental else n      # (per fit call, as scikit-learn)
         self.t_ += n * history["train_samples"]
         self.loss_curve_ += history["loss"]
         for key, values in history.items():
@@ -268,14 +286,84 @@ class _MLP:
                 self.history_[key] = values
         self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
         if validate and "val_loss" in history:
-            self.validation_scores_ += self._validation_scores(history)
-            self.best_validation_score_ = max(self.validation_scores_)
+            self.validation_scores_ += history.get(self._validation_key, [])
+            self.validation_loss_curve_ += history["val_loss"]
+            finite = [v for v in self.validation_scores_ if np.isfinite(v)]
+            self.best_validation_score_ = max(finite) if finite else None
             self.best_loss_ = None
-        if not incremental and history["stopped"] == "epochs":
+        if diverged is not None:
+            warnings.warn("%s: training diverged (%s); kept the best validation epoch's weights. Try a "
+                          "smaller learning_rate_init." % (type(self).__name__, diverged),
+                          _as_sklearn(ConvergenceWarning), stacklevel=3)
+        elif not incremental and history["stopped"] == "epochs":
             warnings.warn("%s: stopped after max_iter=%d epochs while the loss still improved; "
                           "raise max_iter to train further" % (type(self).__name__, self.max_iter),
                           _as_sklearn(ConvergenceWarning), stacklevel=3)
         return self
+
+    # ------------------------------------------------------------ interop
+    def to_sklearn(self):
+        """A fitted scikit-learn MLPClassifier or MLPRegressor with this estimator's weights
+        (float64) and parameters (those scikit-learn has): its predictions equal this
+        estimator's (to 1e-12 for a float64 network). Needs scikit-learn."""
+        self._check_is_fitted()
+        from sklearn import neural_network
+        from sklearn.preprocessing import LabelBinarizer
+        cls = getattr(neural_network, type(self).__name__)
+        known = cls().get_params()
+        est = cls(**{k: v for k, v in self.get_params().items() if k in known})
+        est.coefs_ = [np.array(W.T, dtype=np.float64) for W in self.net_.weights]
+        est.intercepts_ = [np.array(b, dtype=np.float64) for b in self.net_.biases]
+        for name in ("n_features_in_", "n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_"):
+            setattr(est, name, getattr(self, name))
+        est.loss_curve_, est.best_loss_ = list(self.loss_curve_), self.best_loss_
+        est.validation_scores_, est.best_validation_score_ = self.validation_scores_, self.best_validation_score_
+        if hasattr(self, "classes_"):
+            binarizer = LabelBinarizer()
+            binarizer.fit(np.eye(len(self.classes_), dtype=int) if self._kind == "multilabel" else self.classes_)
+            est._label_binarizer, est.classes_ = binarizer, binarizer.classes_
+        return est
+
+    @classmethod
+    def from_sklearn(cls, est):
+        """A fastbp estimator with a fitted scikit-learn MLPClassifier's or MLPRegressor's
+        weights and parameters (those fastbp has; init and the rest at their defaults); it
+        predicts as est does, and fit continues from those weights with warm_start."""
+        from sklearn.utils.validation import check_is_fitted
+        check_is_fitted(est)
+        names = cls._get_param_names()
+        self = cls(**{k: v for k, v in est.get_params().items() if k in names})
+        hidden = {"logistic": "sigmoid"}.get(est.activation, est.activation)
+        output = {"logistic": "sigmoid"}.get(est.out_activation_, est.out_activation_)
+        if isinstance(self, MLPRegressor):
+            loss = self._loss
+            self._y_ndim = 1 if est.n_outputs_ == 1 else 2
+        else:
+            y_type = est._label_binarizer.y_type_
+            self._kind = {"multilabel-indicator": "multilabel"}.get(y_type, y_type)
+            self.classes_ = np.asarray(est.classes_)
+            loss = "cross_entropy" if output == "softmax" else "binary_cross_entropy"
+            self._out_activation, self._loss = output, loss
+        sizes = [est.coefs_[0].shape[0]] + [W.shape[1] for W in est.coefs_]
+        self.net_ = Network(sizes, activation=hidden, output=output, loss=loss, seed=_seed(est.random_state)
+                            if not isinstance(est.random_state, np.random.RandomState) else None,
+                            dtype=est.coefs_[0].dtype)
+        self.net_.weights = [W.T for W in est.coefs_]
+        self.net_.biases = list(est.intercepts_)
+        for name in ("n_features_in_", "n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_"):
+            setattr(self, name, getattr(est, name))
+        self.loss_curve_, self.best_loss_ = list(getattr(est, "loss_curve_", [])), getattr(est, "best_loss_", None)
+        self.validation_scores_ = getattr(est, "validation_scores_", None)
+        self.best_validation_score_ = getattr(est, "best_validation_score_", None)
+        self.validation_loss_curve_ = None
+        self.history_ = {"loss": list(self.loss_curve_)}
+        self._solver = self._optimizer()
+        self._schedule_ = self._schedule()
+        return self
+
+    def _sklearn_weights(self, draws):
+        self.net_.weights = [W.T for W, _ in draws]
+        self.net_.biases = [b for _, b in draws]
 
     def _after_epoch(self, net, history):
         if self.verbose:
@@ -369,6 +457,11 @@ class MLPClassifier(_MLP):
         classes, every label that any call will see (as scikit-learn's)."""
         if not hasattr(self, "net_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
+        if hasattr(self, "net_") and classes is not None and self._kind != "multilabel":
+            given = _encode(classes, [])[0]
+            if len(given) != len(self.classes_) or not np.all(given == self.classes_):
+                raise ValueError("`classes=%r` is not the same as on last call to partial_fit, was: %r"
+                                 % (classes, self.classes_))
         return self._fit(X, y, incremental=True, classes=classes)
 
     def predict_proba(self, X):
@@ -399,17 +492,41 @@ class MLPClassifier(_MLP):
             return float(np.mean(np.all(predicted == y, axis=1)))
         return float(np.mean(predicted == y.ravel()))
 
-    def _validation_scores(self, history):
-        return history.get("val_accuracy", [])
+    _validation_key = "val_accuracy"
 
 
 class MLPRegressor(_MLP):
-    """A multi-layer perceptron regressor, scikit-learn style, trained by fastbp: identity
-    outputs and mse (per sample 1/2 sum over outputs of the squared error). y is 1-D or
-    (n_samples, n_outputs). Parameters and fitted attributes as MLPClassifier's (no
-    classes_); validation_scores_ are R^2."""
+    """A multi-layer perceptron regressor, scikit-learn style, trained by fastbp. y is 1-D
+    or (n_samples, n_outputs). loss: 'squared_error' (identity outputs, per sample 1/2 sum
+    over outputs of the squared error) or 'poisson' (exp outputs, half the Poisson
+    deviance, as scikit-learn 1.7's; y >= 0). Other parameters and fitted attributes as
+    MLPClassifier's (no classes_); validation_scores_ are R^2."""
 
-    _out_activation, _loss = "identity", "mse"
+    LOSSES = {"squared_error": ("identity", "mse"), "poisson": ("exp", "poisson")}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, clip=None, target_loss=None, init="glorot", callback=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
+            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, clip=clip,
+            target_loss=target_loss, init=init, callback=callback)
+        self.loss = loss
+
+    @property
+    def _out_activation(self):
+        return self.LOSSES[choice("loss", self.loss, tuple(self.LOSSES))][0]
+
+    @property
+    def _loss(self):
+        return self.LOSSES[choice("loss", self.loss, tuple(self.LOSSES))][1]
 
     def _targets(self, y, continuing, classes):
         if y.dtype.kind not in "biuf":
@@ -422,9 +539,11 @@ class MLPRegressor(_MLP):
             raise ValueError("y contains NaN or inf")
         if continuing and T.shape[1] != self.n_outputs_:
             raise ValueError("y has %d outputs; the first fit had %d" % (T.shape[1], self.n_outputs_))
+        if self._loss == "poisson" and T.min() < 0:
+            raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
         if not continuing:
             self.n_outputs_, self._y_ndim = T.shape[1], y.ndim
-            self.out_activation_ = "identity"
+            self.out_activation_ = self._out_activation
             self.n_layers_ = len(self._validate_params()) + 2
         return T
 
@@ -440,8 +559,27 @@ class MLPRegressor(_MLP):
         """R^2 on (X, y), averaged over the outputs."""
         return r2(np.asarray(y, dtype=np.float64).reshape(len(y), -1), self.predict(X).reshape(len(y), -1))
 
-    def _validation_scores(self, history):
-        return history.get("val_r2", [])
+    _validation_key = "val_r2"
+
+
+def _sklearn_draws(random_state, sizes, activation):
+    """scikit-learn's starting weights and biases, drawn as it draws them: layer by layer,
+    (fan_in, fan_out) weights then fan_out biases, uniform in +-sqrt(factor / (fan_in +
+    fan_out)) with factor 2 for logistic hidden layers and 6 otherwise, from
+    check_random_state(random_state) (a RandomState: an instance given is drawn from)."""
+    if isinstance(random_state, np.random.RandomState):
+        rs = random_state
+    elif random_state is None or isinstance(random_state, numbers.Integral):
+        rs = np.random.RandomState(random_state)
+    else:
+        raise ValueError("init='sklearn' draws as scikit-learn does, from a RandomState: give "
+                         "random_state as None, an int or a RandomState, not %r" % (random_state,))
+    factor = 2.0 if activation == "logistic" else 6.0
+    draws = []
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        bound = np.sqrt(factor / (n_in + n_out))
+        draws.append((rs.uniform(-bound, bound, (n_in, n_out)), rs.uniform(-bound, bound, n_out)))
+    return draws
 
 
 def _encode(labels, y):

@@ -261,6 +261,27 @@ class ReduceOnPlateau(Schedule):
                        "bad_epochs": positive_int("reduce_on_plateau's bad_epochs", state["bad_epochs"], 0)}
 
 
+class Continued(Schedule):
+    """A schedule picked up after `start` epochs (a warm-started fit, or partial_fit):
+    epoch e of this run is epoch start + e of the schedule, whose state carries on."""
+    name = "continued"
+
+    def __init__(self, schedule, start):
+        self.schedule, self.start = schedule, positive_int("start", start, minimum=0)
+
+    def factor(self, epoch):
+        return self.schedule.factor(self.start + epoch)
+
+    def observe(self, loss):
+        self.schedule.observe(loss)
+
+    def get_state(self):
+        return self.schedule.get_state()
+
+    def set_state(self, state):
+        self.schedule.set_state(state)
+
+
 SCHEDULES = {cls.name: cls for cls in (Schedule, InverseScaling, StepDecay, ExponentialDecay,
                                        ReduceOnPlateau)}
 

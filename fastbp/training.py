@@ -30,11 +30,12 @@ MIN_SLICE = 512               # samples: per-sample SGD's slices without a progr
 
 class TrainingDiverged(FloatingPointError):
     """Training produced NaN or inf; the network keeps its last good weights, and the
-    optimizer its last good state. ``history`` holds the epochs finished before."""
+    optimizer its last good state. ``history`` holds the epochs finished before, ``best``
+    the weights of the best validation epoch (a Network.snapshot), if there was one."""
 
-    def __init__(self, message, history):
+    def __init__(self, message, history, best=None):
         super().__init__(message)
-        self.history = history
+        self.history, self.best = history, best
 
 
 class ResumeError(ValueError):
@@ -59,8 +60,13 @@ def split_validation(m, fraction, rng, labels=None):
     if labels is None:
         val = rng.permutation(m)[:n_val]
     else:
+        classes, counts = np.unique(labels, return_counts=True)
+        if counts.min() < 2:
+            raise ValueError("validation_fraction: the least populated class in y has only %d member, "
+                             "too few to split (stratified, as scikit-learn's early stopping); each "
+                             "class needs at least 2" % counts.min())
         val = []
-        for c in np.unique(labels):
+        for c in classes:
             rows = rng.permutation(np.flatnonzero(labels == c))
             val.extend(rows[:int(round(fraction * rows.size))])
         val = np.array(val, dtype=np.int64)
@@ -150,7 +156,7 @@ def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback
     if validation is not None:
         X_val, T_val = validation_set(net, validation)
     elif config.validation_fraction is not None:
-        labels = T.argmax(axis=1) if is_classifier(net) and T.shape[1] > 1 else None
+        labels = labels_of(T) if is_classifier(net) else None
         trial = np.random.Generator(type(net.rng.bit_generator)())
         trial.bit_generator.state = net.rng.bit_generator.state     # drawn for real below
         split_validation(m, config.validation_fraction, trial, labels)   # raises if it cannot
@@ -309,7 +315,12 @@ class Loop:
             def one_epoch(order=order, lr=lr):          # (this epoch's, bound now)
                 return plan.run(self.X, self.T, order, lr) / m
 
-            mean_loss = guarded(net, optimizer, "epoch %d" % (epoch + 1), history, one_epoch)
+            try:
+                mean_loss = guarded(net, optimizer, "epoch %d" % (epoch + 1), history, one_epoch)
+            except TrainingDiverged as error:
+                error.best = state.best
+                error.history["train_samples"] = m
+                raise
             history["seconds"].append(time.perf_counter() - start)
             history["loss"].append(mean_loss)
             history["lr"].append(lr)

@@ -146,6 +146,13 @@ def test_bad_shards_are_errors_naming_the_shard(two_workers):
         fd.train(network(), X, y, client=3)
 
 
+def test_a_target_loss_stops_the_run(two_workers):
+    X, y = problem()
+    h = fd.train(network(), X, y, client=two_workers, epochs=50, batch_size=16, optimizer="adam", lr=0.01,
+                 target_loss=0.3)
+    assert h["stopped"] == "target loss" and h["loss"][-1] < 0.3 <= min(h["loss"][:-1]) and len(h["loss"]) < 50
+
+
 def test_rounds_of_several_epochs_and_a_scheduler_address(two_workers):
     X, y = problem()
     net = network()
@@ -157,7 +164,7 @@ def test_rounds_of_several_epochs_and_a_scheduler_address(two_workers):
 
 def test_sweeps_under_joblibs_dask_backend(two_workers):
     import joblib
-    from sklearn.model_selection import GridSearchCV, cross_validate
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_validate
     X, y = digits()
     search = GridSearchCV(fastbp.MLPClassifier(hidden_layer_sizes=(32,), max_iter=40, random_state=0,
                                                n_iter_no_change=5, tol=1e-3),
@@ -166,8 +173,10 @@ def test_sweeps_under_joblibs_dask_backend(two_workers):
         warnings.simplefilter("ignore", ConvergenceWarning)        # 40 epochs: some still improve
         search.fit(X, y)
         scores = cross_validate(search.best_estimator_, X, y, cv=2)
+        randomized = RandomizedSearchCV(search.estimator, {"alpha": [1e-5, 1e-4, 1e-3]}, n_iter=2, cv=2,
+                                        random_state=0).fit(X, y)
     assert search.best_score_ > 0.85 and scores["test_score"].min() > 0.85
-    assert len(search.cv_results_["params"]) == 4
+    assert len(search.cv_results_["params"]) == 4 and randomized.best_score_ > 0.85
 
 
 @pytest.mark.slow

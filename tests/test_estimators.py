@@ -150,7 +150,7 @@ def test_warm_start_continues_and_pickles(digits):
         clf.fit(X, y)
         first = clf.coefs_[0].copy()
         clf.fit(X, y)
-    assert clf.n_iter_ == 6 and not np.array_equal(first, clf.coefs_[0])
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 6 and not np.array_equal(first, clf.coefs_[0])
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
 
