@@ -80,9 +80,13 @@ def _check_shard(net, X, Y, index, first):
     """(X, T) of one shard, checked as Network.train checks its data; errors name the shard."""
     try:
         X = net.check_inputs(X)
-        return X, net.check_targets(Y, X.shape[0])
+        T = net.check_targets(Y, X.shape[0])
     except (ValueError, TypeError) as error:
         raise type(error)("shard %d (rows %d..%d): %s" % (index, first, first + len(X) - 1, error)) from None
+    # Dask hands over read-only arrays; the kernels' read-only specialisation is compiled
+    # apart from the writable one that net.train uses, and the two may round differently
+    # (fastmath), so the shard is made writable: one worker's run is net.train's, bit for bit
+    return [a if a.flags.writeable else a.copy() for a in (X, T)]
 
 
 def _shard_summary(shard):
@@ -179,7 +183,7 @@ def _round(net, optimizer, shard, lrs, seed, config):
     drawn from seed (None: the network's own generator, with one shard). Returns the new
     parameters, optimizer state and step count, the generator's state, each epoch's summed
     loss, and the seconds it trained."""
-    X, T = shard
+    X, T = (a if a.flags.writeable else a.copy() for a in shard)   # (see _check_shard)
     rng = net.rng if seed is None else np.random.default_rng(seed)
     m = X.shape[0]
     batch_size = m if config.batch_size is None else min(config.batch_size, m)

@@ -17,7 +17,7 @@ Differences from scikit-learn's MLP, all deliberate:
   - early stopping watches the validation loss, not the validation score, and ends with
     the best epoch's weights;
   - a float32 X trains in float32 (twice the speed), anything else in float64;
-  - 'lbfgs' is not offered.
+  - solver='lbfgs' minimises the same objective as scikit-learn's (tests compare the two).
 """
 import inspect
 import numbers
@@ -28,6 +28,7 @@ import numpy as np
 
 from . import training
 from .checks import choice, number, positive_int
+from .functions import mean_loss
 from .network import Network
 from .optimizers import Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
@@ -117,7 +118,7 @@ class _MLP:
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, clip=None, target_loss=None, init="glorot", callback=None):
+                 n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -140,6 +141,7 @@ class _MLP:
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.clip = clip
         self.target_loss = target_loss
         self.init = init
@@ -200,8 +202,8 @@ class _MLP:
         if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
             raise ValueError("hidden_layer_sizes must be positive integers, got %r" % (self.hidden_layer_sizes,))
         choice("activation", self.activation, tuple(ACTIVATION_NAMES))
-        if self.solver not in ("sgd", "adam"):
-            raise ValueError("unknown solver %r; fastbp offers 'sgd' and 'adam'" % (self.solver,))
+        choice("solver", self.solver, ("adam", "sgd", "lbfgs"))
+        positive_int("max_fun", self.max_fun)
         choice("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
         if self.batch_size != "auto":
             try:
@@ -228,8 +230,13 @@ class _MLP:
 
     def _fit(self, X, y, incremental=False, classes=None):
         hidden = self._validate_params()
+        X_given = X
+        if hasattr(self, "net_") and (self.warm_start or incremental):
+            self._check_feature_names(X)
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True (as scikit-learn's)")
+        if incremental and self.solver == "lbfgs":
+            raise ValueError("partial_fit is only available for stochastic optimizers. lbfgs is not stochastic.")
         X = check_X(X)
         y = _check_y(y, X.shape[0])
         continuing = hasattr(self, "net_") and (self.warm_start or incremental)
@@ -239,6 +246,7 @@ class _MLP:
         T = self._targets(y, continuing, classes)
         if not continuing:
             self.n_features_in_ = X.shape[1]
+            self._check_feature_names(X_given, fitting=True)
             sizes = [X.shape[1]] + hidden + [T.shape[1]]
             draws = _sklearn_draws(self.random_state, sizes, self.activation) if self.init == "sklearn" else None
             self.net_ = Network(sizes, activation=ACTIVATION_NAMES[self.activation], output=self._out_activation,
@@ -255,6 +263,8 @@ class _MLP:
             self.validation_loss_curve_ = [] if self.early_stopping else None
         net = self.net_
         X = X.astype(net.dtype, copy=False)
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(X, T)
         batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else min(self.batch_size, X.shape[0])
         validate = self.early_stopping and not incremental
         patience = None if incremental or self.n_iter_no_change == np.inf else self.n_iter_no_change
@@ -361,6 +371,38 @@ class _MLP:
         self._schedule_ = self._schedule()
         return self
 
+    def _fit_lbfgs(self, X, T):
+        """solver='lbfgs', as scikit-learn's: scipy.optimize.minimize(method='L-BFGS-B',
+        jac=True) on the full-batch mean loss plus alpha / (2 n) times the squared weights,
+        the loss and its gradient from the compiled batched kernels."""
+        import scipy.optimize
+        net = self.net_
+        X, T = net.check_inputs(X), net.check_targets(T, X.shape[0])
+        l2 = self.alpha / X.shape[0]
+        n_w, _ = net.n_parameters
+
+        def objective(theta):
+            net.restore((theta[:n_w], theta[n_w:]))
+            A, D = net.backprop(X, T, "delta", "numba")
+            dW, db = net.pass_gradients(X, A, D, "numba")
+            w = theta[:n_w]
+            loss = mean_loss(net.loss_name, A[-1], T) + 0.5 * l2 * float(np.dot(w, w))
+            grad = np.concatenate([g.ravel() for g in dW] + [g.ravel() for g in db]).astype(np.float64)
+            grad[:n_w] += l2 * w
+            return loss, grad
+
+        result = scipy.optimize.minimize(objective, np.concatenate(net.snapshot()).astype(np.float64),
+                                         method="L-BFGS-B", jac=True,
+                                         options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        net.restore((result.x[:n_w], result.x[n_w:]))
+        self.n_iter_, self.loss_ = int(result.nit), float(result.fun)
+        self.best_loss_ = None
+        if result.status != 0:
+            warnings.warn("%s: lbfgs failed to converge after %d iterations (%s); raise max_iter or max_fun"
+                          % (type(self).__name__, result.nit, result.message), _as_sklearn(ConvergenceWarning),
+                          stacklevel=3)
+        return self
+
     def _sklearn_weights(self, draws):
         self.net_.weights = [W.T for W, _ in draws]
         self.net_.biases = [b for _, b in draws]
@@ -378,11 +420,33 @@ class _MLP:
 
     def _predict_outputs(self, X):
         self._check_is_fitted()
+        self._check_feature_names(X)
         X = check_X(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError("X has %d features, but %s is expecting %d features as input."
                              % (X.shape[1], type(self).__name__, self.n_features_in_))
         return self.net_.predict(X.astype(self.net_.dtype, copy=False))
+
+    def _check_feature_names(self, X, fitting=False):
+        """feature_names_in_ from a data frame's string column names (fit), and the check
+        that later data frames have the same (as scikit-learn's)."""
+        names = _feature_names(X)
+        if fitting:
+            if names is not None:
+                self.feature_names_in_ = names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return
+        fitted = getattr(self, "feature_names_in_", None)
+        if names is None and fitted is not None and hasattr(X, "shape"):
+            warnings.warn("X does not have valid feature names, but %s was fitted with feature names"
+                          % type(self).__name__, UserWarning, stacklevel=3)
+        elif names is not None and fitted is None:
+            warnings.warn("X has feature names, but %s was fitted without feature names"
+                          % type(self).__name__, UserWarning, stacklevel=3)
+        elif names is not None and (len(names) != len(fitted) or np.any(names != fitted)):
+            raise ValueError("The feature names should match those that were passed during fit: got %s, "
+                             "fitted with %s" % (list(names)[:10], list(fitted)[:10]))
 
     def __sklearn_tags__(self):
         from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
@@ -509,14 +573,14 @@ class MLPRegressor(_MLP):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, clip=None, target_loss=None, init="glorot", callback=None):
+                 n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
             max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
-            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, clip=clip,
+            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, clip=clip,
             target_loss=target_loss, init=init, callback=callback)
         self.loss = loss
 
@@ -560,6 +624,15 @@ class MLPRegressor(_MLP):
         return r2(np.asarray(y, dtype=np.float64).reshape(len(y), -1), self.predict(X).reshape(len(y), -1))
 
     _validation_key = "val_r2"
+
+
+def _feature_names(X):
+    """A data frame's column names when they are all strings (scikit-learn's rule), else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or hasattr(X, "toarray"):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    return names if len(names) and all(isinstance(n, str) for n in names) else None
 
 
 def _sklearn_draws(random_state, sizes, activation):

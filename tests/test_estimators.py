@@ -169,7 +169,7 @@ def test_bad_input_is_a_clear_error(digits):
     with pytest.raises(NotFittedError, match="not fitted yet"):
         MLPClassifier().predict(X)
     for params, message in [(dict(activation="swish"), "unknown activation 'swish'"),
-                            (dict(solver="lbfgs"), "fastbp offers 'sgd' and 'adam'"),
+                            (dict(solver="newton"), "unknown solver 'newton'"),
                             (dict(hidden_layer_sizes=(10, 0)), "hidden_layer_sizes must be positive"),
                             (dict(batch_size=0), "batch_size must be 'auto' or an integer >= 1"),
                             (dict(learning_rate="cosine"), "unknown learning_rate 'cosine'")]:

@@ -177,3 +177,44 @@ def test_validation_loss_curve(iris):
         clf = fastbp.MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=12, random_state=0).fit(X, y)
     assert len(clf.validation_loss_curve_) == len(clf.validation_scores_) == clf.n_iter_
     assert all(np.isfinite(clf.validation_loss_curve_))
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_lbfgs_follows_scikit_learns_path(iris, kind):
+    """The same starting weights (init='sklearn'), the same objective and gradient: L-BFGS-B
+    takes the same steps, so the fits agree closely."""
+    X, y = iris
+    target = y if kind == "classifier" else X[:, 0] * 0.5 - X[:, 1]
+    ours_cls, theirs_cls = ((fastbp.MLPClassifier, SkClassifier) if kind == "classifier"
+                            else (fastbp.MLPRegressor, SkRegressor))
+    settings = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=40, alpha=1e-3, random_state=3,
+                    activation="tanh")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = ours_cls(init="sklearn", **settings).fit(X[:, 1:] if kind == "regressor" else X, target)
+        theirs = theirs_cls(**settings).fit(X[:, 1:] if kind == "regressor" else X, target)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+    for a, b in zip(ours.coefs_, theirs.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="lbfgs is not stochastic"):
+        ours.partial_fit(X[:, 1:] if kind == "regressor" else X, target)
+
+
+def test_feature_names_from_data_frames(iris):
+    import pandas as pd
+    X, y = iris
+    frame = pd.DataFrame(X, columns=["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    with quiet():
+        clf = fastbp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(frame, y)
+    assert list(clf.feature_names_in_) == list(frame.columns)
+    with pytest.raises(ValueError, match="feature names should match"):
+        clf.predict(frame.rename(columns={"petal_width": "width"}))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        clf.predict(X)
+    with quiet():
+        plain = fastbp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
+    assert not hasattr(plain, "feature_names_in_")
+    with pytest.warns(UserWarning, match="fitted without feature names"):
+        plain.predict(frame)
+    np.testing.assert_array_equal(plain.predict_proba(X), clf.predict_proba(frame))
