@@ -83,9 +83,10 @@ def _check_shard(net, X, Y, index, first):
         T = net.check_targets(Y, X.shape[0])
     except (ValueError, TypeError) as error:
         raise type(error)("shard %d (rows %d..%d): %s" % (index, first, first + len(X) - 1, error)) from None
-    # Dask hands over read-only arrays; the kernels' read-only specialisation is compiled
-    # apart from the writable one that net.train uses, and the two may round differently
-    # (fastmath), so the shard is made writable: one worker's run is net.train's, bit for bit
+    # Dask hands over read-only arrays, for which Numba compiles the kernels apart from the
+    # writable specialisation that net.train uses; a kernel compiled in a process can round
+    # differently from one loaded from the cache (README, "Known limit"), so the shard is
+    # made writable and the worker runs the kernels net.train runs
     return [a if a.flags.writeable else a.copy() for a in (X, T)]
 
 

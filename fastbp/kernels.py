@@ -39,6 +39,7 @@ from numba.typed import List
 
 from .functions import (
     ACTIVATION_CODES,
+    ACTIVATIONS,
     DELTA_KINDS,
     DELTA_OF,
     LOSS_CODES,
@@ -81,7 +82,7 @@ PARALLEL_MIN_WEIGHTS = 32768
 # __pycache__. COMPILED_AGAINST records the fingerprint of all of it; tests/test_cache.py
 # fails while it is out of date, and updating it edits this file, which invalidates the
 # cache. (fastbp.kernels.dependencies() gives the new value.)
-COMPILED_AGAINST = "556d7c84445d79f7"
+COMPILED_AGAINST = "efea2d35e24eb7c1"
 
 
 def dependencies():
@@ -94,8 +95,8 @@ def dependencies():
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-COMPILED_IN = (sigmoid, tanh, relu, identity, silu, exp, sigmoid_derivative, tanh_derivative,
-               relu_derivative, identity_derivative, silu_derivative, exp_derivative)
+# every elementwise activation of the table and its derivative (softmax is written out below)
+COMPILED_IN = tuple(f for a in ACTIVATIONS.values() if a.derivative is not None for f in (a.g, a.derivative))
 # the tables' codes (functions.py, optimizers.py), as the kernels branch on them
 SIGMOID, TANH, RELU, IDENTITY, SOFTMAX, SILU, EXP = (
     ACTIVATION_CODES[name] for name in ("sigmoid", "tanh", "relu", "identity", "softmax", "silu", "exp"))

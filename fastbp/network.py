@@ -439,7 +439,7 @@ class Network:
         return np.finfo(self.dtype).eps
 
     # ------------------------------------------------------------ training
-    def train(self, X: ArrayLike, Y: ArrayLike, validation: Optional[tuple] = None,
+    def train(self, X: ArrayLike, Y: ArrayLike, *, validation: Optional[tuple] = None,
               progress: Union[bool, Callable, None] = None, callback: Optional[Callable] = None,
               **settings) -> dict:
         """Train by backpropagation and gradient descent (fastbp.training); returns the

@@ -204,7 +204,7 @@ def test_dask_ml_incremental_and_hyperband(two_workers):
     np.testing.assert_array_equal(inc.estimator_.net_.snapshot()[0], local.net_.snapshot()[0])
     assert inc.score(dX, dy) > 0.6                   # (one pass: one epoch)
     search = HyperbandSearchCV(fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0),
-                               {"learning_rate_init": [0.001, 0.003, 0.01, 0.03], "alpha": [1e-4, 1e-3]},
+                               {"learning_rate_init": [0.001, 0.003, 0.01, 0.03], "alpha": [1e-5, 1e-4, 1e-3]},
                                max_iter=9, random_state=0)
     search.fit(dX, dy, classes=classes)
     assert search.best_score_ > 0.8 and hasattr(search.best_estimator_, "net_")
