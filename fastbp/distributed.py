@@ -85,7 +85,7 @@ def _check_shard(net, X, Y, index, first):
         raise type(error)("shard %d (rows %d..%d): %s" % (index, first, first + len(X) - 1, error)) from None
     # Dask hands over read-only arrays, for which Numba compiles the kernels apart from the
     # writable specialisation that net.train uses; a kernel compiled in a process can round
-    # differently from one loaded from the cache (README, "Known limit"), so the shard is
+    # differently from one loaded from the cache (README, "Reproducibility"), so the shard is
     # made writable and the worker runs the kernels net.train runs
     return [a if a.flags.writeable else a.copy() for a in (X, T)]
 

@@ -65,7 +65,7 @@ def _train_here(net, X, y, validation, settings):
 def test_one_worker_is_net_train_bit_for_bit(one_worker, settings):
     """net.train runs in the worker's process too, so that both use the same compiled code:
     a per-sample kernel compiled in a process rounds differently (about 1e-9 relative) from
-    the same kernel loaded from Numba's cache (README, "Known limits")."""
+    the same kernel loaded from Numba's cache (README, "Reproducibility")."""
     X, y = problem()
     X_val, y_val = problem(200, seed=5)
     local, h_local = one_worker.submit(_train_here, network(), X, y, (X_val, y_val), settings, pure=False).result()
