@@ -246,7 +246,7 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
         X_all, T_all = net.check_inputs(X), net.check_targets(Y, len(X))
         labels = training.labels_of(T_all) if training.is_classifier(net) else None
         val_rows = training.split_validation(len(X_all), config.validation_fraction, net.rng, labels)[1]
-        X, Y, X_val, T_val = _held_out(X_all, T_all, val_rows)
+        X, Y, X_val, T_val = training.held_out(X_all, T_all, val_rows)
     optimizer = make_optimizer(config.optimizer, config.lr).bind(net)
     state = RunState(optimizer, make_schedule(config.schedule), explicit_validation=validation is not None,
                      val_rows=val_rows)
@@ -256,12 +256,6 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
             state.data_sha256 = shards.fingerprint()
             state.validation_sha256 = training.fingerprint(X_val, T_val) if X_val is not None else None
         return _run(c, net, shards, config, state, sync_every, X_val, T_val, progress, callback)
-
-
-def _held_out(X, T, val_rows):
-    """(X_train, T_train, X_val, T_val): the rows not in val_rows, and those."""
-    train_rows = np.setdiff1d(np.arange(len(X)), val_rows)
-    return X[train_rows], T[train_rows], X[val_rows], T[val_rows]
 
 
 def resume(path, X, Y, client=None, validation=None, epochs=None, sync_every=1, progress=None, callback=None):
@@ -278,10 +272,8 @@ def resume(path, X, Y, client=None, validation=None, epochs=None, sync_every=1, 
         X_val, T_val = training.validation_set(net, validation)
     elif state.val_rows is not None:
         X_all, T_all = net.check_inputs(X), net.check_targets(Y, len(X))
-        rows = state.val_rows
-        if not (0 < rows.size < len(X_all) and rows.min() >= 0 and rows.max() < len(X_all)):
-            raise training.ResumeError("%s: its validation rows do not fit the %d samples given" % (path, len(X_all)))
-        X, Y, X_val, T_val = _held_out(X_all, T_all, rows)
+        training.check_validation_rows(path, state.val_rows, len(X_all))
+        X, Y, X_val, T_val = training.held_out(X_all, T_all, state.val_rows)
     with connected(client) as c:
         shards = Shards(c, net, X, Y)
         if shards.fingerprint() != state.data_sha256:

@@ -201,13 +201,23 @@ def resume(path, X, Y, validation=None, epochs: Optional[int] = None, progress=N
         raise ResumeError("%s was trained %s; resume takes no validation=" % (
             path, "with validation_fraction %g" % config.validation_fraction
             if config.validation_fraction is not None else "without a validation set"))
-    rows = state.val_rows
-    if rows is not None and not (0 < rows.size < X.shape[0] and rows.min() >= 0
-                                 and rows.max() < X.shape[0] and np.all(np.diff(rows) > 0)):
+    if state.val_rows is not None:
+        check_validation_rows(path, state.val_rows, X.shape[0])
+    return net, Loop(net, X, T, X_val, T_val, config, state).run(progress, callback)
+
+
+def check_validation_rows(path, rows, m):
+    """A checkpoint's validation rows must be distinct, sorted rows of its m samples."""
+    if not (0 < rows.size < m and rows.min() >= 0 and rows.max() < m and np.all(np.diff(rows) > 0)):
         from .io import ModelFileError
         raise ModelFileError("%s: inconsistent checkpoint: its validation rows are not distinct, "
-                             "sorted rows of the %d samples it was trained on" % (path, X.shape[0]))
-    return net, Loop(net, X, T, X_val, T_val, config, state).run(progress, callback)
+                             "sorted rows of the %d samples it was trained on" % (path, m))
+
+
+def held_out(X, T, val_rows):
+    """(X_train, T_train, X_val, T_val): the rows not in val_rows, and those."""
+    train_rows = np.setdiff1d(np.arange(X.shape[0]), val_rows)
+    return X[train_rows], T[train_rows], X[val_rows], T[val_rows]
 
 
 def validation_set(net, validation):
@@ -284,8 +294,7 @@ class Loop:
     def __init__(self, net, X, T, X_val, T_val, config, state):
         self.net, self.config, self.state = net, config, state
         if state.val_rows is not None:
-            train_rows = np.setdiff1d(np.arange(X.shape[0]), state.val_rows)
-            X, T, X_val, T_val = X[train_rows], T[train_rows], X[state.val_rows], T[state.val_rows]
+            X, T, X_val, T_val = held_out(X, T, state.val_rows)
         self.X, self.T, self.X_val, self.T_val = X, T, X_val, T_val
         self.has_validation = X_val is not None
         m = X.shape[0]
