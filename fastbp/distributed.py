@@ -192,7 +192,7 @@ def _round(net, optimizer, shard, lrs, seed, config):
     totals, start = [], time.perf_counter()
     for lr in lrs:
         order = rng.permutation(m) if config.shuffle else np.arange(m)
-        totals.append(plan.run(X, T, order, lr))
+        totals.append(plan.run(X, T, None, order, lr))
     return (net.snapshot(), optimizer.state, optimizer.t, net.rng.bit_generator.state, totals,
             time.perf_counter() - start)
 
@@ -239,7 +239,7 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
                          "sync_every=1 (got %d)" % sync_every)
     X_val = T_val = val_rows = None
     if validation is not None:
-        X_val, T_val = training.validation_set(net, validation)
+        X_val, T_val = _validation_pair(net, validation)
     elif config.validation_fraction is not None:
         if _is_dask(X) or _is_dask(Y):
             raise ValueError("validation_fraction needs NumPy X and Y; give validation=(X_val, Y_val)")
@@ -258,6 +258,15 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
         return _run(c, net, shards, config, state, sync_every, X_val, T_val, progress, callback)
 
 
+def _validation_pair(net, validation):
+    """(X_val, T_val): distributed runs take no sample weights (not yet: see the README)."""
+    X_val, T_val, S_val = training.validation_set(net, validation)
+    if S_val is not None:
+        raise ValueError("fastbp.distributed trains without sample weights (not yet supported): "
+                         "give validation=(X_val, Y_val)")
+    return X_val, T_val
+
+
 def resume(path, X, Y, client=None, validation=None, epochs=None, sync_every=1, progress=None, callback=None):
     """Continue a run that fastbp.distributed.train checkpointed on the cluster, on the same
     data (and validation set); returns (net, history)."""
@@ -269,7 +278,7 @@ def resume(path, X, Y, client=None, validation=None, epochs=None, sync_every=1, 
     if state.explicit_validation:
         if validation is None:
             raise training.ResumeError("%s was trained with an explicit validation set; pass it again" % path)
-        X_val, T_val = training.validation_set(net, validation)
+        X_val, T_val = _validation_pair(net, validation)
     elif state.val_rows is not None:
         X_all, T_all = net.check_inputs(X), net.check_targets(Y, len(X))
         training.check_validation_rows(path, state.val_rows, len(X_all))

@@ -10,7 +10,13 @@ itself asks for the estimator's tags.
 Underneath, each is a fastbp.Network trained by fastbp.training (net_, history_).
 Differences from scikit-learn's MLP, all deliberate:
   - alpha is scikit-learn's: the gradient of a step gains alpha * W / batch_size (fastbp
-    passes l2 = alpha / batch_size, also to the last, smaller batch of an epoch);
+    passes l2 = alpha / batch_size, also to the last, smaller batch of an epoch; with
+    sample weights, alpha / (batch_size * their mean), where scikit-learn divides by each
+    batch's weight sum: the same for full batches);
+  - sample_weight: a batch's step takes the weighted mean of its gradients (scikit-learn's),
+    but a per-sample step (batch_size=1) takes s_i times its gradient: scikit-learn's mean
+    over one sample ignores the weight;
+  - class_weight (scikit-learn's MLP has none) multiplies sample_weight;
   - learning_rate='invscaling' divides by (1 + epoch) ** power_t, counted in epochs, where
     scikit-learn counts samples; 'adaptive' (ReduceOnPlateau: / 5 after 2 epochs without
     improvement) works with every solver;
@@ -29,7 +35,7 @@ import numpy as np
 from . import training
 from .checks import choice, number, positive_int
 from .functions import mean_loss
-from .network import Network
+from .network import Network, check_sample_weight
 from .optimizers import Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
 from .training import r2
@@ -228,7 +234,7 @@ class _MLP:
         return {"constant": Schedule, "invscaling": lambda: InverseScaling(self.power_t),
                 "adaptive": lambda: ReduceOnPlateau(factor=0.2, patience=2, tol=self.tol)}[self.learning_rate]()
 
-    def _fit(self, X, y, incremental=False, classes=None):
+    def _fit(self, X, y, incremental=False, classes=None, sample_weight=None):
         hidden = self._validate_params()
         X_given = X
         if hasattr(self, "net_") and (self.warm_start or incremental):
@@ -239,11 +245,16 @@ class _MLP:
             raise ValueError("partial_fit is only available for stochastic optimizers. lbfgs is not stochastic.")
         X = check_X(X)
         y = _check_y(y, X.shape[0])
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], np.float64)
         continuing = hasattr(self, "net_") and (self.warm_start or incremental)
         if continuing and X.shape[1] != self.n_features_in_:
             raise ValueError("X has %d features, but %s is expecting %d features as input."
                              % (X.shape[1], type(self).__name__, self.n_features_in_))
         T = self._targets(y, continuing, classes)
+        S = self._class_weights(T, sample_weight, incremental)
+        if S is not None and not S.sum() > 0:
+            raise ValueError("sample_weight times class_weight: all the sample weights are zero; at least "
+                             "one sample must have weight")
         if not continuing:
             self.n_features_in_ = X.shape[1]
             self._check_feature_names(X_given, fitting=True)
@@ -263,20 +274,23 @@ class _MLP:
             self.validation_loss_curve_ = [] if self.early_stopping else None
         net = self.net_
         X = X.astype(net.dtype, copy=False)
+        if S is not None:
+            S = S.astype(net.dtype)
         if self.solver == "lbfgs":
-            return self._fit_lbfgs(X, T)
+            return self._fit_lbfgs(X, T, S)
         batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else min(self.batch_size, X.shape[0])
+        mean_weight = 1.0 if S is None else float(S.mean())
         validate = self.early_stopping and not incremental
         patience = None if incremental or self.n_iter_no_change == np.inf else self.n_iter_no_change
         config = RunConfig(
             epochs=1 if incremental else self.max_iter, batch_size=batch_size,
-            shuffle=self.shuffle, l2=self.alpha / batch_size, optimizer=self._solver,
+            shuffle=self.shuffle, l2=self.alpha / (batch_size * mean_weight), optimizer=self._solver,
             schedule=Continued(self._schedule_, len(self.loss_curve_)), clip=self.clip,
             validation_fraction=self.validation_fraction if validate else None,
             n_iter_no_change=patience, tol=self.tol, target_loss=self.target_loss)
         diverged = None
         try:
-            history = training.train(net, X, T, config, callback=self._after_epoch)
+            history = training.train(net, X, T, config, callback=self._after_epoch, sample_weight=S)
         except training.TrainingDiverged as error:
             if not validate:
                 raise
@@ -371,22 +385,24 @@ class _MLP:
         self._schedule_ = self._schedule()
         return self
 
-    def _fit_lbfgs(self, X, T):
+    def _fit_lbfgs(self, X, T, S=None):
         """solver='lbfgs', as scikit-learn's: scipy.optimize.minimize(method='L-BFGS-B',
-        jac=True) on the full-batch mean loss plus alpha / (2 n) times the squared weights,
-        the loss and its gradient from the compiled batched kernels."""
+        jac=True) on the full-batch mean loss plus alpha / (2 n) times the squared weights
+        (with sample weights: the weighted mean, and n their sum), the loss and its
+        gradient from the compiled batched kernels."""
         import scipy.optimize
         net = self.net_
         X, T = net.check_inputs(X), net.check_targets(T, X.shape[0])
-        l2 = self.alpha / X.shape[0]
+        total = None if S is None else float(S.sum())
+        l2 = self.alpha / (X.shape[0] if S is None else total)
         n_w, _ = net.n_parameters
 
         def objective(theta):
             net.restore((theta[:n_w], theta[n_w:]))
-            A, D = net.backprop(X, T, "delta", "numba")
-            dW, db = net.pass_gradients(X, A, D, "numba")
+            A, D = net.backprop(X, T, "delta", "numba", S)
+            dW, db = net.pass_gradients(X, A, D, "numba", total)
             w = theta[:n_w]
-            loss = mean_loss(net.loss_name, A[-1], T) + 0.5 * l2 * float(np.dot(w, w))
+            loss = mean_loss(net.loss_name, A[-1], T, S) + 0.5 * l2 * float(np.dot(w, w))
             grad = np.concatenate([g.ravel() for g in dW] + [g.ravel() for g in db]).astype(np.float64)
             grad[:n_w] += l2 * w
             return loss, grad
@@ -413,10 +429,10 @@ class _MLP:
         if self.callback is not None:
             self.callback(net, history)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on (X, y) for up to max_iter epochs (a fresh network unless warm_start);
-        returns self."""
-        return self._fit(X, y)
+        returns self. sample_weight: one weight >= 0 per sample (see the module docstring)."""
+        return self._fit(X, y, sample_weight=sample_weight)
 
     def _predict_outputs(self, X):
         self._check_is_fitted()
@@ -459,6 +475,14 @@ class _MLP:
                     input_tags=InputTags(two_d_array=True))
 
 
+def _shared(arguments):
+    """A subclass's __init__ arguments less its own: what _MLP.__init__ takes. (scikit-learn
+    reads an estimator's parameters from its __init__'s signature, so each subclass spells
+    out all of them.)"""
+    names = inspect.signature(_MLP.__init__).parameters
+    return {k: v for k, v in arguments.items() if k in names and k != "self"}
+
+
 class MLPClassifier(_MLP):
     """A multi-layer perceptron classifier, scikit-learn style, trained by fastbp.
 
@@ -467,15 +491,58 @@ class MLPClassifier(_MLP):
     sigmoid output and log-loss; multi-label: one sigmoid output per label.
 
     Parameters are scikit-learn's MLPClassifier's (see the module docstring for the few
-    differences), plus clip (cap on each step's gradient norm), target_loss (stop once an
-    epoch's training loss is below it), init (fastbp.INITIALISERS) and callback (called as
-    callback(net, history) after every epoch).
+    differences), plus class_weight (None, "balanced" or a dict {class: weight}: each
+    sample's weight is times its class's; "balanced" gives class c the weight
+    total weight / (n_classes * weight of class c), as scikit-learn's
+    compute_class_weight), clip (cap on each step's gradient norm), target_loss (stop
+    once an epoch's training loss is below it), init (fastbp.INITIALISERS) and callback
+    (called as callback(net, history) after every epoch).
 
     Fitted attributes: net_ (the fastbp.Network), classes_, coefs_, intercepts_,
     n_features_in_, n_outputs_, n_layers_, out_activation_, loss_curve_, best_loss_,
     n_iter_, t_, history_ (the per-epoch diagnostics) and, with early_stopping,
     validation_scores_ (accuracy) and best_validation_score_.
     """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, class_weight=None, clip=None, target_loss=None,
+                 init="glorot", callback=None):
+        _MLP.__init__(self, **_shared(locals()))
+        self.class_weight = class_weight
+
+    def _class_weights(self, T, sample_weight, incremental):
+        """sample_weight (or None) times each row's class weight (class_weight)."""
+        if self.class_weight is None:
+            return sample_weight
+        if self._kind == "multilabel":
+            raise ValueError("class_weight is for single-label targets; y is a multi-label indicator "
+                             "matrix (give per-sample weights as sample_weight)")
+        index = T[:, 0].astype(np.int64) if self._kind == "binary" else T.argmax(axis=1)
+        n = len(self.classes_)
+        s = np.ones(T.shape[0]) if sample_weight is None else sample_weight.astype(np.float64)
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            if incremental:
+                raise ValueError("class_weight 'balanced' is not supported for partial_fit: the classes' "
+                                 "frequencies of one call are not those of the data (as scikit-learn's "
+                                 "SGDClassifier); give a dict of weights")
+            counts = np.bincount(index, weights=s, minlength=n)
+            per_class = np.where(counts > 0, s.sum() / (n * np.where(counts > 0, counts, 1.0)), 1.0)
+        elif isinstance(self.class_weight, dict):
+            per_class = np.ones(n)
+            position = {c: i for i, c in enumerate(self.classes_.tolist())}
+            for c, w in self.class_weight.items():
+                if c not in position:
+                    raise ValueError("class_weight names the class %r, which is not among the classes %s"
+                                     % (c, list(self.classes_)))
+                per_class[position[c]] = number("class_weight[%r]" % (c,), w)      # finite, >= 0
+        else:
+            raise ValueError("class_weight must be None, 'balanced' or a dict {class: weight}, got %r"
+                             % (self.class_weight,))
+        return s * per_class[index]
 
     def _targets(self, y, continuing, classes):
         """One-hot (or 0/1, or indicator) targets for the labels y; the first fit sets
@@ -516,7 +583,7 @@ class MLPClassifier(_MLP):
             return index[:, None].astype(np.float64)
         return np.eye(len(labels))[index]
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing the training so far. The first call needs
         classes, every label that any call will see (as scikit-learn's)."""
         if not hasattr(self, "net_") and classes is None:
@@ -526,7 +593,7 @@ class MLPClassifier(_MLP):
             if len(given) != len(self.classes_) or not np.all(given == self.classes_):
                 raise ValueError("`classes=%r` is not the same as on last call to partial_fit, was: %r"
                                  % (classes, self.classes_))
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities, (n_samples, n_classes) in the order of classes_."""
@@ -574,14 +641,7 @@ class MLPRegressor(_MLP):
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None):
-        super().__init__(
-            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
-            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
-            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, clip=clip,
-            target_loss=target_loss, init=init, callback=callback)
+        _MLP.__init__(self, **_shared(locals()))
         self.loss = loss
 
     @property
@@ -611,9 +671,12 @@ class MLPRegressor(_MLP):
             self.n_layers_ = len(self._validate_params()) + 2
         return T
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing the training so far."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
+
+    def _class_weights(self, T, sample_weight, incremental):
+        return sample_weight
 
     def predict(self, X):
         O = self._predict_outputs(X)

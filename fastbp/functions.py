@@ -162,16 +162,18 @@ DELTA_OF = np.array([DELTA_KINDS.index(loss.delta) for loss in LOSSES.values()])
 
 
 
-def mean_loss(name, O, T):
-    """The mean over the samples of the loss `name`'s per-sample values."""
-    return float(np.mean(LOSSES[name].per_sample(O, T)))
+def mean_loss(name, O, T, weights=None):
+    """The mean over the samples of the loss `name`'s per-sample values (weighted by the
+    sample weights, if given: sum_i s_i E_i / sum_i s_i)."""
+    return float(np.average(LOSSES[name].per_sample(O, T), weights=weights))
 
 
-def accuracy(O, labels):
-    """The fraction of samples classified right: the largest of several outputs is the
-    label's, or one output's is above 0.5 exactly when the label is 1."""
+def accuracy(O, labels, weights=None):
+    """The fraction of samples classified right (of their total weight, if weights are
+    given): the largest of several outputs is the label's, or one output's is above 0.5
+    exactly when the label is 1."""
     predicted = O[:, 0] > 0.5 if O.shape[1] == 1 else O.argmax(axis=1)
-    return float(np.mean(predicted == np.asarray(labels)))
+    return float(np.average(predicted == np.asarray(labels), weights=weights))
 
 
 def labels_of(T):

@@ -265,6 +265,14 @@ def _output_delta(loss, code, z, o, t, d):
             d[k] = (o[k] - t[k]) * _derivative(code, z[k], o[k])
 
 
+@kernel(fastmath=FASTMATH)
+def _weigh(sw, d, e):
+    """A sample's output error terms and what it sends back, times its weight sw."""
+    for k in range(d.size):
+        d[k] *= sw
+        e[k] *= sw
+
+
 @kernel
 def _send_back_output(propagate_error, o, t, d, e):
     """e <- what the output layer sends back: its raw error o - t (seed 000) or its delta."""
@@ -381,9 +389,11 @@ def _block_samples(order, first, rows):
 
 @kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
 def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
-              X, T, order, lr, decay, eps, tiny, threads):
+              X, T, S, order, lr, decay, eps, tiny, threads):
     """Per-sample SGD over the samples X[order], in one call. Returns the summed loss,
     each sample's taken before its update (reference.train_epoch with batch_size=1).
+    S: the samples' weights (over X's rows), or empty: each step is then s_i times the
+    sample's (its loss, and so every error term, scaled by s_i).
 
     decay = 1 - lr * l2 (the L2 penalty's shrink of every weight at each step); tiny is
     the dtype's smallest normal number. The first layer takes its steps in blocks (see
@@ -393,6 +403,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
     L = sizes.size - 1
     n0, n1 = sizes[0], sizes[1]
     m = order.size
+    weighted = S.size > 0
     zero = lr - lr
     one = lr / lr          # (zero + 1 would be float64: a Python int promotes float32)
     a = np.empty(u_off[L], w.dtype)
@@ -413,6 +424,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
         for p in range(count):
             x = X[order[start + p]]
             t = T[order[start + p]]
+            sw = S[order[start + p]] if weighted else one
             # forward: layer 1 from the block's products and the pending steps
             for i in range(p):
                 inner[i] = coef[i] * _dot(X[order[start + i]], x, zero)
@@ -437,9 +449,11 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                     zs[u_off[l]:u_off[l + 1]] = a[u_off[l]:u_off[l + 1]]
                 _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
             o = a[u_off[L - 1]:]
-            total += _sample_loss(loss, o, t, eps)
+            total += sw * _sample_loss(loss, o, t, eps)
             _output_delta(loss, acts[L - 1], zs[u_off[L - 1]:], o, t, d[u_off[L - 1]:])
             _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
+            if weighted:
+                _weigh(sw, d[u_off[L - 1]:], e[u_off[L - 1]:])
             # backward and update of layers L..2 in one pass over each W: each row first
             # sends its error back (old weights), then takes its step
             for l in range(L - 1, 0, -1):
@@ -545,10 +559,11 @@ def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs):
 
 
 @kernel(fastmath=FASTMATH)
-def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb, D, E, losses, eps):
+def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb, Sb, D, E, losses, eps):
     """The batched delta propagation: D[l][:B] <- every layer's error terms for the forward
-    pass (A, Zs) and targets Tb; losses[:B] <- the per-sample losses. E is scratch: what
-    each layer sends back."""
+    pass (A, Zs) and targets Tb; losses[:B] <- the per-sample losses. Sb: the rows'
+    weights, or empty: each row's losses and error terms are then times its weight.
+    E is scratch: what each layer sends back."""
     B = Tb.shape[0]
     L = sizes.size - 1
     O, DL, EL, ZL = A[L - 1][:B], D[L - 1][:B], E[L - 1][:B], Zs[L - 1][:B]
@@ -560,6 +575,10 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, T
     else:
         _output_delta(loss, acts[L - 1], _flat(ZL), _flat(O), _flat(Tb), _flat(DL))
     _send_back_output(propagate_error, _flat(O), _flat(Tb), _flat(DL), _flat(EL))
+    if Sb.size > 0:
+        for s in range(B):
+            losses[s] *= Sb[s]
+            _weigh(Sb[s], DL[s], EL[s])
     for l in range(L - 1, 0, -1):
         back = D[l - 1][:B]
         np.dot(E[l][:B], _matrix(w, w_off, sizes, l), back)      # W^T e, for every row
@@ -706,8 +725,9 @@ def _squared_norm(g):
 @kernel(fastmath=FASTMATH)
 def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, batch):
     """One step of the rule on the flat parameters from the gradients dw, db summed over a
-    batch of `batch` samples (their mean is that over batch), as reference.step after its
-    gradients: clip, add the L2 penalty, update. t is the step's number, from 1."""
+    batch of `batch` samples (their mean is that over batch; with sample weights, batch is
+    their total), as reference.step after its gradients: clip, add the L2 penalty, update.
+    t is the step's number, from 1."""
     l2, clip = hyper[H_L2], hyper[H_CLIP]
     norm = np.sqrt(_squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)) / batch if clip > 0 else 0.0
     gscale = _cast(hyper, (clip / norm if norm > clip else 1.0) / batch)   # the mean, clipped
@@ -718,16 +738,20 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, bat
 
 @kernel(fastmath=FASTMATH)
 def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
-                X, T, order, batch_size, rule, hyper, state_w, state_b, t0, eps):
+                X, T, S, order, batch_size, rule, hyper, state_w, state_b, t0, eps):
     """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step
     takes the mean gradient of batch_size samples and applies the optimizer's rule
-    (optimizer_step), the steps numbered from t0 + 1. Returns the summed loss, each
-    batch's taken before its step (reference.train_epoch)."""
+    (optimizer_step), the steps numbered from t0 + 1. The summed loss is each batch's
+    taken before its step (reference.train_epoch). S: the samples' weights (over
+    X's rows), or empty; with weights, a step takes the weighted mean gradient (batch_size
+    1: s_i times the sample's) and a batch of total weight 0 takes none, as
+    reference.train_epoch. Returns (the summed loss, the last step's number)."""
     bs = min(batch_size, order.size)
     A, D, E = layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w)
     Zs = layer_buffers(sizes, bs, w)
     Xb = np.empty((bs, X.shape[1]), X.dtype)
     Tb = np.empty((bs, T.shape[1]), T.dtype)
+    Sb = np.empty(bs if S.size > 0 else 0, S.dtype)
     losses = np.empty(bs)
     dw = np.empty_like(w)
     db = np.empty_like(b)
@@ -738,11 +762,19 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
         B = rows.size
         _gather(X, rows, Xb[:B])
         _gather(T, rows, Tb[:B])
+        total_weight = float(B)
+        if Sb.size > 0:
+            _gather(S, rows, Sb[:B])
+            total_weight = float(Sb[:B].sum())
+            if not total_weight > 0:
+                continue                                   # no weight: no step
+            if batch_size == 1:
+                total_weight = 1.0
         forward_batch(w, b, sizes, w_off, u_off, acts, Xb[:B], A, Zs)
-        backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[:B], D, E,
+        backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[:B], Sb[:B], D, E,
                        losses, eps)
         total += losses[:B].sum()
         gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)
         t += 1
-        optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, B)
-    return total
+        optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight)
+    return total, t

@@ -100,6 +100,28 @@ class _Layers(list):
         return value
 
 
+def check_sample_weight(sample_weight, m, dtype, name="sample_weight"):
+    """Sample weights as a (m,) array of dtype (a scalar: the same for every sample), or
+    None for none: finite, not negative, not all zero; a clear error otherwise."""
+    if sample_weight is None:
+        return None
+    s = np.asarray(sample_weight)
+    if s.dtype.kind not in "biuf":
+        raise TypeError("%s must hold numbers, got dtype %s" % (name, s.dtype))
+    if s.ndim == 0:
+        s = np.full(m, s)
+    if s.shape != (m,):
+        raise ValueError("%s has shape %s; expected (%d,): one weight per sample" % (name, s.shape, m))
+    s = np.ascontiguousarray(s, dtype=dtype)
+    _check_finite(name, s)
+    if s.min() < 0:
+        raise ValueError("%s has a negative weight (%g at row %d); weights must be >= 0"
+                         % (name, s.min(), int(np.argmin(s))))
+    if not s.sum() > 0:
+        raise ValueError("%s: all the sample weights are zero; at least one sample must have weight" % name)
+    return s
+
+
 def _check_finite(name, A):
     bad = ~np.isfinite(A)
     if bad.any():
@@ -247,20 +269,26 @@ class Network:
         plain SGD, one sample a step, no clipping; every other case runs batch_epoch."""
         return backend == "numba" and batch_size == 1 and optimizer.rule == "sgd" and not clip
 
-    def train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip=None, backend="numba", threads=1):
+    def train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip=None, backend="numba", threads=1,
+                    sample_weight=None):
         """Train on the samples X[order] (X, T checked), in batches of batch_size, with the
         optimizer (bound to this network) at learning rate lr; returns their summed loss,
-        each taken before its step. One compiled call (kernels.sgd_epoch for plain
-        per-sample SGD, else kernels.batch_epoch) or the NumPy reference's train_epoch;
-        threads is the per-sample kernel's thread count (threads.py)."""
+        each taken before its step (times its weight: sample_weight, checked, over X's
+        rows, as reference.train_epoch weighs). One compiled call (kernels.sgd_epoch for
+        plain per-sample SGD, else kernels.batch_epoch) or the NumPy reference's
+        train_epoch; threads is the per-sample kernel's thread count (threads.py)."""
+        if sample_weight is not None and batch_size == 1:
+            order = order[sample_weight[order] != 0]          # weight 0: no step at all
         if backend == "numpy":
             weights, biases = self._params()
             state = self._reference_state(optimizer) if optimizer.state["w"].shape[0] else None
             with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
                 return reference.train_epoch(weights, biases, self.activations, self.loss_name, X, T, order,
-                                             batch_size, lr, l2, self.propagate, optimizer, state, clip)
+                                             batch_size, lr, l2, self.propagate, optimizer, state, clip,
+                                             sample_weight)
         kind = self.dtype.type
-        args = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias, X, T)
+        S = self._weights_or_none(sample_weight)
+        args = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias, X, T, S)
         if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend):
             if threads > 1:
                 numba.set_num_threads(threads)
@@ -271,10 +299,14 @@ class Network:
             return total
         hyper = optimizer.hyper(lr, l2, clip, self.dtype)
         with kernels.first_call(kernels.batch_epoch, "mini-batch kernel"):
-            total = kernels.batch_epoch(*args, order, batch_size, RULE_CODES[optimizer.rule], hyper,
-                                        optimizer.state["w"], optimizer.state["b"], optimizer.t, self._eps())
-        optimizer.t += -(-order.size // batch_size)
+            total, optimizer.t = kernels.batch_epoch(*args, order, batch_size, RULE_CODES[optimizer.rule], hyper,
+                                                     optimizer.state["w"], optimizer.state["b"], optimizer.t,
+                                                     self._eps())
         return total
+
+    def _weights_or_none(self, sample_weight):
+        """What the kernels take for sample_weight: the weights, or an empty array for none."""
+        return np.empty(0, self.dtype) if sample_weight is None else sample_weight
 
     def _reference_state(self, optimizer):
         """The optimizer's state as the reference takes it: for each parameter (weights,
@@ -346,6 +378,10 @@ class Network:
             raise ValueError("loss %r: unknown kind of targets %r" % (self.loss_name, kind))
         return Y
 
+    def check_sample_weight(self, sample_weight, m, name="sample_weight"):
+        """Sample weights as a (m,) array in the network's dtype, or None (check_sample_weight)."""
+        return check_sample_weight(sample_weight, m, self.dtype, name)
+
     # ------------------------------------------------------------ inference
     def forward(self, X, backend):
         """Every layer's outputs [A1, ..., AL], each (m, n_l), for X already checked
@@ -364,18 +400,25 @@ class Network:
         O = self.forward(X, backend)[-1]
         return O[0] if one else O
 
-    def loss(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba") -> float:
-        """Mean over the samples of the per-sample loss (no L2 term)."""
+    def loss(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba",
+             sample_weight: Optional[ArrayLike] = None) -> float:
+        """Mean over the samples of the per-sample loss (no L2 term); the weighted mean
+        sum_i s_i E_i / sum_i s_i with sample_weight."""
         X = self.check_inputs(X)
         T = self.check_targets(Y, X.shape[0])
-        return mean_loss(self.loss_name, self.predict(X, backend), T)
+        S = self.check_sample_weight(sample_weight, X.shape[0])
+        return mean_loss(self.loss_name, self.predict(X, backend), T, S)
 
-    def gradients(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba"):
-        """The gradient of ``net.loss(X, Y)``: (dW list, db list or None), shaped like the
-        parameters. Always the true gradient (delta propagation), whatever ``propagate``."""
+    def gradients(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba",
+                  sample_weight: Optional[ArrayLike] = None):
+        """The gradient of ``net.loss(X, Y, sample_weight=...)``: (dW list, db list or
+        None), shaped like the parameters. Always the true gradient (delta propagation),
+        whatever ``propagate``."""
         X = self.check_inputs(X)
         T = self.check_targets(Y, X.shape[0])
-        return self.pass_gradients(X, *self.backprop(X, T, "delta", backend), backend)
+        S = self.check_sample_weight(sample_weight, X.shape[0])
+        return self.pass_gradients(X, *self.backprop(X, T, "delta", backend, S), backend,
+                                   None if S is None else float(S.sum()))
 
     def deltas(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba") -> list:
         """Each layer's error terms dE/dz for the samples X: a list of (m, n_l) arrays, by
@@ -385,32 +428,34 @@ class Network:
         T = self.check_targets(Y, X.shape[0])
         return self.backprop(X, T, self.propagate, backend)[1]
 
-    def backprop(self, X, T, propagate, backend):
+    def backprop(self, X, T, propagate, backend, sample_weight=None):
         """The forward pass and the error terms for (X, T) already checked (check_inputs,
         check_targets): (A, D), lists of per-layer (m, n_l) arrays, A without the input;
-        propagate: 'delta' (the true gradient's) or 'error' (seed 000's)."""
+        propagate: 'delta' (the true gradient's) or 'error' (seed 000's). With
+        sample_weight (checked), each row's error terms are times its weight."""
         if choice("backend", backend, BACKENDS) == "numpy":
             weights, biases = self._params()
             Z, A = reference.layers(weights, biases, self.activations, X)
-            return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate, Z)
+            return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate, Z,
+                                             sample_weight)
         A, Z, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(4))
         kernels.forward_batch(*self._layout(), X, A, Z)
         with kernels.first_call(kernels.backward_batch, "batched delta propagation"):
             kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
-                                   LOSS_CODES[self.loss_name], propagate == "error", A, Z, T, D, E,
-                                   np.empty(X.shape[0]), self._eps())
+                                   LOSS_CODES[self.loss_name], propagate == "error", A, Z, T,
+                                   self._weights_or_none(sample_weight), D, E, np.empty(X.shape[0]), self._eps())
         return list(A), list(D)
 
-    def pass_gradients(self, X, A, D, backend):
+    def pass_gradients(self, X, A, D, backend, total=None):
         """(dW list, db list or None): the mean gradient from a pass (A, D) of backprop with
-        delta propagation."""
+        delta propagation (the sum over total, if given: a weighted pass's total weight)."""
         if backend == "numpy":
-            dW, db = (list(g) for g in zip(*reference.gradients([X] + A, D)))
+            dW, db = (list(g) for g in zip(*reference.gradients([X] + A, D, total)))
         else:
             dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
             kernels.gradient_batch(self._sizes, self._w_off, self._u_off, X, List(A), List(D), dw, db_flat)
-            dw /= X.shape[0]                               # the kernel sums; the mean
-            db_flat /= X.shape[0]
+            dw /= X.shape[0] if total is None else total     # the kernel sums; the mean
+            db_flat /= X.shape[0] if total is None else total
             dW = [self._layer_view(dw, "w", l) for l in range(self.n_layers)]
             db = [self._layer_view(db_flat, "b", l) for l in range(self.n_layers)]
         return dW, (db if self.bias else None)
@@ -439,9 +484,9 @@ class Network:
         return np.finfo(self.dtype).eps
 
     # ------------------------------------------------------------ training
-    def train(self, X: ArrayLike, Y: ArrayLike, *, validation: Optional[tuple] = None,
-              progress: Union[bool, Callable, None] = None, callback: Optional[Callable] = None,
-              **settings) -> dict:
+    def train(self, X: ArrayLike, Y: ArrayLike, *, sample_weight: Optional[ArrayLike] = None,
+              validation: Optional[tuple] = None, progress: Union[bool, Callable, None] = None,
+              callback: Optional[Callable] = None, **settings) -> dict:
         """Train by backpropagation and gradient descent (fastbp.training); returns the
         history.
 
@@ -449,8 +494,8 @@ class Network:
         lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer='sgd', schedule=None,
         clip=None, validation_fraction=None, n_iter_no_change=None, tol=1e-4,
         target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
-        backend='numba'. validation, progress and callback are not settings: data and
-        hooks.
+        backend='numba'. sample_weight, validation, progress and callback are not
+        settings: data and hooks.
 
         batch_size=1 is per-sample SGD (seeds 000, 002, 004), 1 < batch_size < m mini-batch
         SGD (seed 001), batch_size=None or >= m full-batch gradient descent (seed 003). A
@@ -466,6 +511,14 @@ class Network:
 
         l2 is an L2 penalty on the weights (not the biases): each step minimises
         mean(E over the batch) + (l2 / 2) * sum of squared weights, whatever the batch size.
+
+        sample_weight (one weight >= 0 per sample) makes the objective the weighted mean
+        sum_i s_i E_i / sum_i s_i: a batch's step takes the weighted mean of its
+        gradients (scikit-learn's rule; a batch whose weights sum to 0 takes no step), a
+        per-sample step (batch_size=1) takes s_i times its sample's gradient, and a
+        sample of weight 0 takes no step. The losses reported are weighted means.
+        validation may then be a triple (X_val, Y_val, sample_weight_val); rows held out
+        by validation_fraction keep their weights.
 
         validation=(X_val, Y_val), or validation_fraction of (X, Y) held out (stratified
         for classifiers, drawn from the seed), is evaluated after every epoch; the run then
@@ -492,7 +545,7 @@ class Network:
         If the loss or the weights stop being finite, the epoch is undone and
         TrainingDiverged is raised.
         """
-        return training.train(self, X, Y, RunConfig(**settings), validation, progress, callback)
+        return training.train(self, X, Y, RunConfig(**settings), validation, progress, callback, sample_weight)
 
     def train_steps(self, X: ArrayLike, Y: ArrayLike, steps: int, lr: float = 0.1, batch_size: int = 128,
                     l2: float = 0.0, backend: str = "numba") -> float:

@@ -60,9 +60,10 @@ def output_delta(O, T, output, loss_name, Z=None):
     return E * derivative(output, Z, O)                  # (o - t) g'(z)
 
 
-def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None):
+def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None, sample_weight=None):
     """Error terms [delta_1, ..., delta_L], each (m, n_l), from the forward pass A (and Z,
-    from layers(), which an activation that needs_z reads).
+    from layers(), which an activation that needs_z reads); with sample weights s, those
+    of s_i E_i (every layer's terms scale with s_i, as the output's).
 
     propagate="delta" (seeds 002-004, the true gradient):
         delta_h = (delta_next @ W_next) * g'(a_h)        i.e. (W^T delta) * g'(z)
@@ -79,6 +80,9 @@ def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None):
     deltas = [None] * L
     deltas[-1] = output_delta(A[L], T, activations[-1], loss_name, Z[L - 1])
     sent = A[L] - T if propagate == "error" else deltas[-1]
+    if sample_weight is not None:
+        deltas[-1] = deltas[-1] * sample_weight[:, None]   # d(s_i E_i)/dz = s_i dE_i/dz
+        sent = sent * sample_weight[:, None]
     for l in range(L - 1, 0, -1):
         back = sent @ weights[l]                         # W^T (delta or error) of the layer above
         deltas[l - 1] = back * derivative(activations[l - 1], Z[l - 1], A[l])
@@ -86,18 +90,19 @@ def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None):
     return deltas
 
 
-def gradients(A, deltas):
+def gradients(A, deltas, total=None):
     """Yield each layer's (dW, db): the mean over the batch of the per-sample gradients
-    (seed 003: dW = (1/m) dZ A^T, db = (1/m) sum dZ).
+    (seed 003: dW = (1/m) dZ A^T, db = (1/m) sum dZ); with total given, their sum over
+    total instead of m (weighted deltas over the batch's total weight).
 
     Layer by layer, so that a training step holds few weight-sized temporaries at a time:
     with more, glibc hands the memory back to the system after every step and faults it
     in again, which made this reference up to three times slower, and erratically so."""
-    m = A[0].shape[0]
+    m = A[0].shape[0] if total is None else total
     for a_in, delta in zip(A, deltas):
         # dE/dw_ji = delta_j a_i. (np.dot rather than @: for one sample this is an outer
         # product, which matmul computes without BLAS, several times slower.)
-        yield np.dot(delta.T / m, a_in), delta.mean(axis=0)
+        yield np.dot(delta.T / m, a_in), delta.mean(axis=0) if total is None else delta.sum(axis=0) / m
 
 
 def clip_by_norm(layers, max_norm):
@@ -145,12 +150,14 @@ def rmsprop(p, g, s, lr, opt, t):
 
 
 def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="delta",
-         optimizer=None, state=None, clip=None):
+         optimizer=None, state=None, clip=None, sample_weight=None, total=None):
     """One gradient-descent step on the batch (X, T), in place. Returns the per-sample
-    losses of the batch before the step.
+    losses of the batch before the step (times the sample weights, if given).
 
     The step minimises mean(E) + (l2 / 2) * sum ||W||^2: weights are penalised, biases
-    are not, and the penalty does not scale with the batch size. clip, if given, caps the
+    are not, and the penalty does not scale with the batch size. With sample weights s,
+    mean(E) is sum_i s_i E_i / total (total: the batch's sum of s, unless given; train_epoch
+    gives 1 for per-sample steps). clip, if given, caps the
     norm of the loss's gradient (all layers together) before the penalty is added.
     optimizer (an optimizers.Optimizer; None is plain SGD) gives the rule, and state its
     arrays for each parameter, weights first: [W_1, ..., W_L, b_1, ..., b_L]. optimizer.t
@@ -158,8 +165,11 @@ def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="d
     """
     Z, A = layers(weights, biases, activations, X)
     losses = LOSSES[loss_name].per_sample(A[-1], T)
-    deltas = backward(weights, A, T, activations, loss_name, propagate, Z)   # before any update
-    per_layer = gradients(A, deltas)
+    deltas = backward(weights, A, T, activations, loss_name, propagate, Z, sample_weight)   # before any update
+    if sample_weight is not None:
+        losses = losses * sample_weight
+        total = sample_weight.sum() if total is None else total
+    per_layer = gradients(A, deltas, total)
     if clip:
         per_layer = clip_by_norm([(dW, db if biases is not None else None) for dW, db in per_layer], clip)
     update, t = (sgd, 1) if optimizer is None else (optimizer.entry.update, optimizer.t + 1)
@@ -176,13 +186,23 @@ def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="d
 
 
 def train_epoch(weights, biases, activations, loss_name, X, T, order, batch_size,
-                lr, l2=0.0, propagate="delta", optimizer=None, state=None, clip=None):
+                lr, l2=0.0, propagate="delta", optimizer=None, state=None, clip=None, sample_weight=None):
     """One epoch over the samples X[order], in batches of batch_size (the last one may be
     smaller): batch_size=1 is per-sample SGD, batch_size=len(order) full-batch descent.
-    Returns the sum over samples of the per-sample loss, each taken before its step."""
+    Returns the sum over samples of the per-sample loss, each taken before its step.
+
+    With sample weights s (over all of X's rows): a batch's step takes the weighted mean
+    gradient sum_i s_i grad E_i / sum_i s_i, and a batch of total weight 0 takes none
+    (scikit-learn's rule); a per-sample step takes s_i grad E_i (over one sample, the
+    weighted mean would be the sample's own gradient whatever its weight). The loss
+    returned is sum_i s_i E_i."""
     total = 0.0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
+        s = None if sample_weight is None else sample_weight[rows]
+        if s is not None and not s.sum() > 0:
+            continue                                     # no weight: no step
         total += float(np.sum(step(weights, biases, activations, loss_name, X[rows], T[rows],
-                                   lr, l2, propagate, optimizer, state, clip)))
+                                   lr, l2, propagate, optimizer, state, clip, s,
+                                   1.0 if s is not None and batch_size == 1 else None)))
     return total

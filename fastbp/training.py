@@ -116,30 +116,34 @@ def diagnose(net, X, T, backend):
     return out
 
 
-def r2(T, O):
+def r2(T, O, sample_weight=None):
     """The coefficient of determination R^2 of outputs O for targets T, averaged over the
-    output columns (a constant column counts 1 if predicted exactly, else 0)."""
-    residual = ((T - O) ** 2).sum(axis=0)
-    total = ((T - T.mean(axis=0)) ** 2).sum(axis=0)
+    output columns (a constant column counts 1 if predicted exactly, else 0); weighted
+    sums of squares with sample_weight, as scikit-learn's r2_score."""
+    s = np.ones(T.shape[0]) if sample_weight is None else sample_weight
+    residual = (s[:, None] * (T - O) ** 2).sum(axis=0)
+    total = (s[:, None] * (T - np.average(T, axis=0, weights=s)) ** 2).sum(axis=0)
     per_output = np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0),
                           (residual == 0).astype(float))
     return float(np.mean(per_output))
 
 
-def evaluate(net, X, T, backend):
-    """Loss and accuracy (sigmoid or softmax outputs) or R^2 (others) on (X, T)."""
+def evaluate(net, X, T, backend, sample_weight=None):
+    """Loss and accuracy (sigmoid or softmax outputs) or R^2 (others) on (X, T), weighted
+    by sample_weight if given."""
     O = net.forward(X, backend)[-1]
-    out = {"loss": mean_loss(net.loss_name, O, T)}
+    out = {"loss": mean_loss(net.loss_name, O, T, sample_weight)}
     if is_classifier(net):
-        out["accuracy"] = accuracy(O, labels_of(T))
+        out["accuracy"] = accuracy(O, labels_of(T), sample_weight)
     else:
-        out["r2"] = r2(T, O)
+        out["r2"] = r2(T, O, sample_weight)
     return out
 
 
 # ---------------------------------------------------------------- starting and resuming
 
-def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback=None) -> dict:
+def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback=None,
+          sample_weight=None) -> dict:
     """Train net by backpropagation and gradient descent with the settings config (a
     RunConfig); returns the history (a dict of per-epoch lists). See Network.train.
     Everything is checked before anything changes: the network, its generator and a
@@ -147,54 +151,67 @@ def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback
     X = net.check_inputs(X)
     T = net.check_targets(Y, X.shape[0])
     m = X.shape[0]
+    S = net.check_sample_weight(sample_weight, m)
     if isinstance(config.optimizer, Optimizer):
         config.optimizer.check_fits(net)
     check_progress(progress, callback)
-    X_val = T_val = val_rows = None
+    X_val = T_val = S_val = val_rows = None
     if validation is not None and config.validation_fraction is not None:
         raise ValueError("give validation=(X_val, Y_val) or validation_fraction, not both")
     if validation is not None:
-        X_val, T_val = validation_set(net, validation)
+        X_val, T_val, S_val = validation_set(net, validation)
     elif config.validation_fraction is not None:
         labels = labels_of(T) if is_classifier(net) else None
         trial = np.random.Generator(type(net.rng.bit_generator)())
         trial.bit_generator.state = net.rng.bit_generator.state     # drawn for real below
-        split_validation(m, config.validation_fraction, trial, labels)   # raises if it cannot
+        trial_rows = split_validation(m, config.validation_fraction, trial, labels)[1]   # raises if it cannot
+        if S is not None:
+            held_out(X, T, trial_rows, S)                                # so does this
     optimizer = make_optimizer(config.optimizer, config.lr).bind(net)    # every check passed: act
     if config.validation_fraction is not None:
         val_rows = split_validation(m, config.validation_fraction, net.rng, labels)[1]
     state = RunState(optimizer, make_schedule(config.schedule), val_rows=val_rows,
                      explicit_validation=validation is not None)
     if config.checkpoint:
-        state.data_sha256 = fingerprint(X, T)
-        state.validation_sha256 = fingerprint(X_val, T_val) if X_val is not None else None
-    return Loop(net, X, T, X_val, T_val, config, state).run(progress, callback)
+        state.data_sha256 = fingerprint(*data_of(X, T, S))
+        state.validation_sha256 = fingerprint(*data_of(X_val, T_val, S_val)) if X_val is not None else None
+    return Loop(net, (X, T, S), (X_val, T_val, S_val), config, state).run(progress, callback)
+
+
+def data_of(X, T, S):
+    """The arrays that name a data set in a checkpoint: X, T, and the weights if any (so
+    that an unweighted set's SHA-256 is what it was before weights existed)."""
+    return (X, T) if S is None else (X, T, S)
 
 
 def resume(path, X, Y, validation=None, epochs: Optional[int] = None, progress=None, callback=None,
-           checkpoint=None) -> Tuple["Network", dict]:  # noqa: F821 (fastbp.Network)
+           checkpoint=None, sample_weight=None) -> Tuple["Network", dict]:  # noqa: F821 (fastbp.Network)
     """Continue the run saved in the checkpoint at path, on the same training data (X, Y)
-    (and validation set, if the run had one given explicitly): it ends with the weights an
-    uninterrupted run would have. epochs, if given, changes the total number of epochs.
+    and sample weights (and validation set, if the run had one given explicitly): it ends
+    with the weights an uninterrupted run would have. epochs, if given, changes the total
+    number of epochs.
     Checkpoints go on being written to path (or to checkpoint). Returns (net, history).
     A checkpoint is never changed by a call that raises before training."""
     net, config, state = load_checkpoint(path)
     X = net.check_inputs(X)
     T = net.check_targets(Y, X.shape[0])
+    S = net.check_sample_weight(sample_weight, X.shape[0])
     check_progress(progress, callback)
-    if fingerprint(X, T) != state.data_sha256:
-        raise ResumeError("%s was trained on other data than the X, Y given (their SHA-256 "
-                          "differs); resume needs the same training set, in the same order" % path)
+    if fingerprint(*data_of(X, T, S)) != state.data_sha256:
+        raise ResumeError("%s was trained on other data than the X, Y (and sample_weight) given "
+                          "(their SHA-256 differs); resume needs the same training set and "
+                          "weights, in the same order" % path)
     config = config.replace(epochs=config.epochs if epochs is None else epochs, checkpoint=checkpoint or path)
     if state.stopped == "epochs":
         state.stopped = None                # more epochs may follow
-    X_val = T_val = None
+    X_val = T_val = S_val = None
     if state.explicit_validation:
         if validation is None:
             raise ResumeError("%s was trained with an explicit validation set; pass it again "
                               "as validation=(X_val, Y_val)" % path)
-        X_val, T_val = validation_set(net, validation)
-        if state.validation_sha256 is not None and fingerprint(X_val, T_val) != state.validation_sha256:
+        X_val, T_val, S_val = validation_set(net, validation)
+        if (state.validation_sha256 is not None
+                and fingerprint(*data_of(X_val, T_val, S_val)) != state.validation_sha256):
             raise ResumeError("%s was trained with another validation set than the one given "
                               "(their SHA-256 differs); resume needs the same one" % path)
     elif validation is not None:
@@ -203,7 +220,7 @@ def resume(path, X, Y, validation=None, epochs: Optional[int] = None, progress=N
             if config.validation_fraction is not None else "without a validation set"))
     if state.val_rows is not None:
         check_validation_rows(path, state.val_rows, X.shape[0])
-    return net, Loop(net, X, T, X_val, T_val, config, state).run(progress, callback)
+    return net, Loop(net, (X, T, S), (X_val, T_val, S_val), config, state).run(progress, callback)
 
 
 def check_validation_rows(path, rows, m):
@@ -214,18 +231,30 @@ def check_validation_rows(path, rows, m):
                              "sorted rows of the %d samples it was trained on" % (path, m))
 
 
-def held_out(X, T, val_rows):
-    """(X_train, T_train, X_val, T_val): the rows not in val_rows, and those."""
+def held_out(X, T, val_rows, S=None):
+    """(X_train, T_train, X_val, T_val): the rows not in val_rows, and those (with S, the
+    sample weights: (X_train, T_train, S_train, X_val, T_val, S_val))."""
     train_rows = np.setdiff1d(np.arange(X.shape[0]), val_rows)
-    return X[train_rows], T[train_rows], X[val_rows], T[val_rows]
+    if S is None:
+        return X[train_rows], T[train_rows], X[val_rows], T[val_rows]
+    if not (S[train_rows].sum() > 0 and S[val_rows].sum() > 0):
+        raise ValueError("sample_weight: the %s rows' weights sum to 0; validation_fraction "
+                         "needs weight on both sides" % ("training" if not S[train_rows].sum() > 0
+                                                         else "validation"))
+    return X[train_rows], T[train_rows], S[train_rows], X[val_rows], T[val_rows], S[val_rows]
 
 
 def validation_set(net, validation):
-    """(X_val, T_val) from validation=(X_val, Y_val), checked."""
-    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-        raise ValueError("validation must be a pair (X_val, Y_val), got %s" % type(validation).__name__)
+    """(X_val, T_val, S_val) from validation=(X_val, Y_val) or (X_val, Y_val,
+    sample_weight_val), checked (S_val None without weights)."""
+    if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
+        raise ValueError("validation must be a pair (X_val, Y_val) or a triple (X_val, Y_val, "
+                         "sample_weight_val), got %s" % type(validation).__name__)
     X_val = net.check_inputs(validation[0], "X_val")
-    return X_val, net.check_targets(validation[1], X_val.shape[0], "Y_val")
+    T_val = net.check_targets(validation[1], X_val.shape[0], "Y_val")
+    S_val = net.check_sample_weight(validation[2], X_val.shape[0], "sample_weight_val") \
+        if len(validation) == 3 else None
+    return X_val, T_val, S_val
 
 
 def check_progress(progress, callback):
@@ -271,19 +300,21 @@ class EpochPlan:
             slice_len = m
         self.slice_len = slice_len
 
-    def run(self, X, T, order, lr):
-        """Train on X[order] at learning rate lr; returns the summed loss."""
-        total, chooser, config = 0.0, self.chooser, self.config
+    def run(self, X, T, S, order, lr):
+        """Train on X[order] (weighted by S, if not None) at learning rate lr; returns the
+        summed loss (of weighted losses, with S)."""
+        total, weight, chooser, config = 0.0, 0.0, self.chooser, self.config
         for first in range(0, order.size, self.slice_len):
             part = order[first:first + self.slice_len]
             threads = chooser.threads() if chooser else 1
             began = time.perf_counter()
             total += self.net.train_epoch(X, T, part, self.batch_size, lr, config.l2, self.optimizer,
-                                          config.clip, config.backend, threads)
+                                          config.clip, config.backend, threads, S)
             if chooser:
                 chooser.took(len(part), time.perf_counter() - began)
+            weight += len(part) if S is None else float(S[part].sum())
             if self.progress is not None:
-                self.progress(len(part), total / (first + len(part)))
+                self.progress(len(part), total / weight if weight > 0 else 0.0)
         return total
 
 
@@ -291,12 +322,18 @@ class Loop:
     """One training run between epochs: the network and its data, the run's config and
     its state (what a checkpoint saves)."""
 
-    def __init__(self, net, X, T, X_val, T_val, config, state):
+    def __init__(self, net, data, validation, config, state):
+        """data: (X, T, S), S the sample weights or None; validation: (X_val, T_val, S_val),
+        all None without an explicit validation set."""
         self.net, self.config, self.state = net, config, state
-        if state.val_rows is not None:
+        (X, T, S), (X_val, T_val, S_val) = data, validation
+        if state.val_rows is not None and S is None:
             X, T, X_val, T_val = held_out(X, T, state.val_rows)
-        self.X, self.T, self.X_val, self.T_val = X, T, X_val, T_val
+        elif state.val_rows is not None:
+            X, T, S, X_val, T_val, S_val = held_out(X, T, state.val_rows, S)
+        self.X, self.T, self.S, self.X_val, self.T_val, self.S_val = X, T, S, X_val, T_val, S_val
         self.has_validation = X_val is not None
+        self.total_weight = X.shape[0] if S is None else float(S.sum())
         m = X.shape[0]
         self.batch_size = m if config.batch_size is None else min(config.batch_size, m)
         self.diagnostic_rows = np.unique(np.linspace(0, m - 1, min(m, DIAGNOSTIC_SAMPLES)).astype(np.int64))
@@ -322,7 +359,7 @@ class Loop:
             start = time.perf_counter()
 
             def one_epoch(order=order, lr=lr):          # (this epoch's, bound now)
-                return plan.run(self.X, self.T, order, lr) / m
+                return plan.run(self.X, self.T, self.S, order, lr) / self.total_weight
 
             try:
                 mean_loss = guarded(net, optimizer, "epoch %d" % (epoch + 1), history, one_epoch)
@@ -364,12 +401,12 @@ class Loop:
     def _record(self, mean_loss):
         diagnostic = (self.X[self.diagnostic_rows], self.T[self.diagnostic_rows]) if self.config.diagnostics else None
         record(self.net, self.config, self.state, mean_loss,
-               (self.X_val, self.T_val) if self.has_validation else None, diagnostic)
+               (self.X_val, self.T_val, self.S_val) if self.has_validation else None, diagnostic)
 
 
 def record(net, config, state, mean_loss, validation=None, diagnostic=None):
     """After an epoch whose mean training loss was mean_loss: diagnostics on the rows
-    diagnostic=(X, T), validation on validation=(X_val, T_val), the schedule, the best
+    diagnostic=(X, T), validation on validation=(X_val, T_val[, S_val]), the schedule, the best
     weights and the stopping rules, into state (its epoch counter is the caller's)."""
     history = state.history
     if diagnostic is not None:
@@ -379,7 +416,7 @@ def record(net, config, state, mean_loss, validation=None, diagnostic=None):
                 history.setdefault(key, []).append(d[key])
     monitored = mean_loss
     if validation is not None:
-        v = evaluate(net, *validation, config.backend)
+        v = evaluate(net, validation[0], validation[1], config.backend, *validation[2:])
         for key, value in v.items():
             history.setdefault("val_" + key, []).append(value)
         monitored = v["loss"]

@@ -16,12 +16,15 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from fastbp.estimators import MLPClassifier, MLPRegressor
 
-# Checks scikit-learn skips here: two need what these machines do not have (pandas, for
-# data frames as input; SCIPY_ARRAY_API with array-api-compat), one a method neither
-# these estimators nor scikit-learn's MLPClassifier have (decision_function).
-NOT_APPLICABLE = {"check_classifier_data_not_an_array", "check_regressor_data_not_an_array",
-                  "check_array_api_input",
-                  "check_classifiers_multilabel_output_format_decision_function"}
+# Checks scikit-learn skips here: one needs what these machines do not have (SCIPY_ARRAY_API
+# with array-api-compat), one a method neither these estimators nor scikit-learn's
+# MLPClassifier have (decision_function).
+NOT_APPLICABLE = {"check_array_api_input", "check_classifiers_multilabel_output_format_decision_function"}
+# sample_weight's and class_weight's checks: each must run, and pass
+WEIGHT_CHECKS = {"check_sample_weights_pandas_series", "check_sample_weights_not_an_array",
+                 "check_sample_weights_list", "check_all_zero_sample_weights_error",
+                 "check_sample_weights_shape", "check_sample_weights_not_overwritten",
+                 "check_sample_weight_equivalence_on_dense_data"}
 
 
 @pytest.mark.slow
@@ -38,6 +41,10 @@ def test_check_estimator(estimator):
     assert not failed
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
     assert skipped <= NOT_APPLICABLE
+    ran = {r["check_name"] for r in results if r["status"] == "passed"}
+    assert WEIGHT_CHECKS <= ran
+    if isinstance(estimator, MLPClassifier):
+        assert {"check_class_weight_classifiers", "check_classifiers_one_label_sample_weights"} <= ran
     assert len(results) > 50
 
 
