@@ -8,6 +8,7 @@ the scikit-learn compatible estimators.
 __version__ = "0.1.0"
 
 from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
+from .export import export_onnx  # noqa: E402
 from .io import ModelFileError, load  # noqa: E402
 from .network import INITIALISERS, Network  # noqa: E402
 from .optimizers import Optimizer  # noqa: E402
@@ -17,4 +18,4 @@ from .training import ResumeError, TrainingDiverged, resume  # noqa: E402
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "Optimizer", "TrainingDiverged",
            "ResumeError", "INITIALISERS", "load", "resume", "plot_history", "ModelFileError", "RunConfig",
-           "__version__"]
+           "export_onnx", "__version__"]

@@ -80,21 +80,24 @@ def softmax(Z):
 class Activation:
     """g and g'; ``needs_z``: whether g' reads z (the kernels then keep each such layer's
     pre-activations); ``hidden``: whether hidden layers may use it. softmax is row-wise
-    and has no elementwise derivative: the losses' deltas handle it (see LOSSES)."""
+    and has no elementwise derivative: the losses' deltas handle it (see LOSSES).
+    ``onnx``: g as ONNX operators, for fastbp.export: steps (op_type, inputs[, attributes]),
+    each input "z" (the layer's pre-activations) or "last" (the previous step's output)."""
     g: Callable
     derivative: Optional[Callable]
+    onnx: tuple
     needs_z: bool = False
     hidden: bool = True
 
 
 ACTIVATIONS = {
-    "sigmoid": Activation(sigmoid, sigmoid_derivative),
-    "tanh": Activation(tanh, tanh_derivative),
-    "relu": Activation(relu, relu_derivative),
-    "identity": Activation(identity, identity_derivative),
-    "softmax": Activation(softmax, None, hidden=False),
-    "silu": Activation(silu, silu_derivative, needs_z=True),
-    "exp": Activation(exp, exp_derivative, hidden=False),
+    "sigmoid": Activation(sigmoid, sigmoid_derivative, (("Sigmoid", ("z",)),)),
+    "tanh": Activation(tanh, tanh_derivative, (("Tanh", ("z",)),)),
+    "relu": Activation(relu, relu_derivative, (("Relu", ("z",)),)),
+    "identity": Activation(identity, identity_derivative, (("Identity", ("z",)),)),
+    "softmax": Activation(softmax, None, (("Softmax", ("z",), {"axis": 1}),), hidden=False),
+    "silu": Activation(silu, silu_derivative, (("Sigmoid", ("z",)), ("Mul", ("z", "last"))), needs_z=True),
+    "exp": Activation(exp, exp_derivative, (("Exp", ("z",)),), hidden=False),
 }
 HIDDEN_ACTIVATIONS = tuple(name for name, a in ACTIVATIONS.items() if a.hidden)
 OUTPUT_ACTIVATIONS = tuple(ACTIVATIONS)
