@@ -366,6 +366,42 @@ def contention_table(hidden, dtype, samples, repeats):
             for name, (alone, busy) in times.items()]
 
 
+def sparse_data(m, n_in, density, seed=0, dtype="float32"):
+    """(X dense, X as CSR, labels): m rows of n_in features, each feature non-zero with
+    probability density (values uniform in (0, 1]: counts or tf-idf-like), 10 classes."""
+    import scipy.sparse
+    rng = np.random.default_rng(seed)
+    X = np.where(rng.random((m, n_in)) < density, 1.0 - rng.random((m, n_in)), 0.0).astype(dtype)
+    return X, scipy.sparse.csr_matrix(X), rng.integers(0, 10, m)
+
+
+SPARSE_MODES = {"per-sample SGD": (1, "sgd"), "batch 200 Adam": (200, "adam")}
+
+
+def sparse_table(samples, n_in, densities, repeats, hidden=100):
+    """Epochs on sparse rows (CSR, the kernels that read the non-zeros) against the same
+    rows dense, n_in-hidden-10 ReLU/softmax/cross-entropy, float32, interleaved. Rows:
+    (density, mode, dense seconds, sparse seconds, median of dense / sparse)."""
+    rows = []
+    for density in densities:
+        X, Xs, y = sparse_data(samples, n_in, density)
+        for mode, (batch_size, rule) in SPARSE_MODES.items():
+            nets = [Network([n_in, hidden, 10], activation="relu", output="softmax", loss="cross_entropy",
+                            init="he", seed=0, dtype="float32") for _ in range(2)]
+            times = ([], [])
+            for net, data in zip(nets, (X, Xs)):
+                net.train(data[:8], y[:8], epochs=1, batch_size=min(batch_size, 8), optimizer=rule)  # compile
+            for _ in range(repeats):
+                for k, data in enumerate((X, Xs)):
+                    times[k].append(nets[k].train(data, y, epochs=1, lr=0.001 if rule == "adam" else 0.01,
+                                                  batch_size=batch_size, optimizer=rule, l2=1e-4,
+                                                  diagnostics=False)["seconds"][0])
+            dense, sparse = times
+            rows.append((density, mode, statistics.median(dense), statistics.median(sparse),
+                         statistics.median(d / s for d, s in zip(dense, sparse))))
+    return rows
+
+
 _COMPILE_PROBE = """
 import sys, time
 from fastbp.bench import seed000_network, synthetic_data
@@ -468,6 +504,10 @@ def main(argv=None):
     parser.add_argument("--distributed", type=int, metavar="EPOCHS",
                         help="Fashion-MNIST 784-256-10 Adam for this many epochs: net.train against "
                              "fastbp.distributed.train on 1 and 2 local workers (needs fastbp[dask])")
+    parser.add_argument("--sparse", type=int, metavar="N_IN",
+                        help="also time epochs on sparse rows (CSR) against the same rows dense: "
+                             "N_IN features at densities 0.1%%, 1%%, 10%% (N_IN-100-10 ReLU/softmax, "
+                             "float32, per-sample SGD and batch-200 Adam, --samples rows)")
     parser.add_argument("--peer-samples", type=int, default=12000,
                         help="samples the peers are timed on, scaled to --samples (default 12000)")
     args = parser.parse_args(argv)
@@ -562,6 +602,14 @@ def main(argv=None):
             print("%-26s %8s %8.2f %9.4f %14s %9s %10s" % (
                 r["who"], r["workers"] or "-", r["wall_s"], r["accuracy"], r["bytes_per_round"] or "-",
                 "%.3f" % r["round_s"] if r["round_s"] else "-", "%.3f" % r["worker_s"] if r["worker_s"] else "-"))
+    if args.sparse:
+        rows = sparse_table(m, args.sparse, (0.001, 0.01, 0.1), args.repeats)
+        figures["sparse"] = [dict(zip(("density", "mode", "dense_s", "sparse_s", "ratio"), r)) for r in rows]
+        print("\nsparse rows (CSR) against the same rows dense, %d-100-10 ReLU/softmax, float32, %d samples, "
+              "L2 1e-4 (medians of %d interleaved pairs)" % (args.sparse, m, args.repeats))
+        print("%-8s %-16s %9s %9s %15s" % ("density", "mode", "dense s", "sparse s", "dense / sparse"))
+        for density, mode, dense, sparse, ratio in rows:
+            print("%-8g %-16s %9.3f %9.3f %14.1fx" % (density, mode, dense, sparse, ratio))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

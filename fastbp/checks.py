@@ -37,3 +37,8 @@ def flag(what, value):
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
         return bool(value)
     raise ValueError("%s must be True or False, got %r" % (what, value))
+
+
+def is_sparse(X):
+    """Whether X is a scipy.sparse matrix or array (without importing scipy.sparse)."""
+    return type(X).__module__.startswith("scipy.sparse")

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from . import training
+from .checks import is_sparse
 from .io import hash_array
 from .optimizers import make_optimizer, make_schedule
 from .run import RunConfig, RunState, load_checkpoint, save_checkpoint
@@ -222,7 +223,12 @@ def train(net, X, Y, client=None, epochs=1, sync_every=1, validation=None, progr
     Validation, early stopping and reduce_on_plateau act at the end of each round, so they
     need sync_every=1; diagnostics are not computed (the rows are on the workers).
     With one worker the result is net.train's, bit for bit. progress, if given, is called
-    as progress(n_samples, mean_loss) after each round; callback(net, history) after it."""
+    as progress(n_samples, mean_loss) after each round; callback(net, history) after it.
+    Sample weights and sparse X are not supported yet (clear errors)."""
+    if train_options.get("sample_weight") is not None:
+        raise TypeError("fastbp.distributed.train takes no sample_weight (not supported yet); "
+                        "fastbp.Network.train and the estimators take it")
+    train_options.pop("sample_weight", None)
     config = RunConfig(epochs=epochs, **dict(train_options, diagnostics=False))
     return train_config(net, X, Y, config, client, sync_every, validation, progress, callback)
 
@@ -232,6 +238,9 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
     if isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1:
         raise ValueError("sync_every must be an integer >= 1 (epochs per round), got %r" % (sync_every,))
     training.check_progress(progress, callback)
+    if is_sparse(X):
+        raise TypeError("fastbp.distributed trains on dense X (NumPy or Dask arrays); sparse X is "
+                        "not supported yet (fastbp.Network.train and the estimators take it)")
     config = config.replace(diagnostics=False)           # (the rows are on the workers)
     if sync_every > 1 and (validation is not None or config.validation_fraction is not None
                            or config.n_iter_no_change is not None):

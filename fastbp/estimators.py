@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from . import training
-from .checks import choice, number, positive_int
+from .checks import choice, is_sparse, number, positive_int
 from .functions import mean_loss
 from .network import Network, check_sample_weight
 from .optimizers import Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
@@ -71,9 +71,10 @@ def _as_sklearn(cls):
 # ---------------------------------------------------------------- input checks
 
 def check_X(X, name="X"):
-    """A 2-D finite float array (float32 kept, anything else float64), or a clear error."""
-    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
-        raise TypeError("%s is a sparse matrix; fastbp needs dense data: pass X.toarray()" % name)
+    """A 2-D finite float array (float32 kept, anything else float64), or a clear error. A
+    scipy sparse matrix or array becomes CSR (not dense: the kernels read its rows)."""
+    if is_sparse(X):
+        return _check_sparse_X(X, name)
     X = np.asarray(X)
     if X.dtype.kind == "c":
         raise ValueError("Complex data not supported: %s has dtype %s" % (name, X.dtype))
@@ -91,6 +92,20 @@ def check_X(X, name="X"):
     bad = ~np.isfinite(X)
     if bad.any():
         raise ValueError("%s contains NaN or inf (first in row %d)" % (name, np.argwhere(bad)[0][0]))
+    return X
+
+
+def _check_sparse_X(X, name):
+    if X.ndim != 2:
+        raise ValueError("Expected a 2-D sparse matrix for %s, got shape %s" % (name, X.shape))
+    if X.dtype.kind == "c" or X.dtype.kind not in "biuf":
+        raise ValueError("%s: sparse data of dtype %s is not supported; give numbers" % (name, X.dtype))
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError("Found array with %d sample(s) and %d feature(s) (shape=%s) while a minimum of 1 "
+                         "is required." % (X.shape[0], X.shape[1], X.shape))
+    X = X.tocsr().astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
+    if not np.isfinite(X.data).all():
+        raise ValueError("%s contains NaN or inf" % name)
     return X
 
 
@@ -472,7 +487,7 @@ class _MLP:
                                            single_output=True),
                     classifier_tags=ClassifierTags(multi_class=True, multi_label=True) if classifier else None,
                     regressor_tags=None if classifier else RegressorTags(),
-                    input_tags=InputTags(two_d_array=True))
+                    input_tags=InputTags(two_d_array=True, sparse=True))
 
 
 def _shared(arguments):

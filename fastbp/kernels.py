@@ -387,6 +387,40 @@ def _block_samples(order, first, rows):
 
 # ---------------------------------------------------------------- training kernels
 
+@kernel(fastmath=FASTMATH)
+def _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias, a, zs, d, e, t, sw,
+                  weighted, lr, decay, eps):
+    """One sample's step after its forward pass (a, zs): the output layer's error terms
+    (times the sample's weight sw), then the backward pass and update of layers L..2 in
+    one pass over each W: each row first sends its error back (old weights), then takes
+    its step. Leaves layer 1's error terms in d[:n1]; returns the sample's loss times sw."""
+    L = sizes.size - 1
+    o = a[u_off[L - 1]:]
+    sample = sw * _sample_loss(loss, o, t, eps)
+    _output_delta(loss, acts[L - 1], zs[u_off[L - 1]:], o, t, d[u_off[L - 1]:])
+    _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
+    if weighted:
+        _weigh(sw, d[u_off[L - 1]:], e[u_off[L - 1]:])
+    for l in range(L - 1, 0, -1):
+        n_in = sizes[l]
+        a_in = a[u_off[l - 1]:u_off[l]]
+        back = d[u_off[l - 1]:u_off[l]]
+        back[:] = 0.0
+        for j in range(sizes[l + 1]):
+            g = lr * d[u_off[l] + j]
+            ej = e[u_off[l] + j]
+            row = _row(w, w_off[l], j, n_in)
+            for i in range(n_in):
+                wji = row[i]
+                back[i] += wji * ej
+                row[i] = wji * decay - g * a_in[i]
+            if has_bias:
+                b[u_off[l] + j] -= g
+        _hidden_delta(propagate_error, acts[l - 1], zs[u_off[l - 1]:u_off[l]], a_in, back, back,
+                      e[u_off[l - 1]:u_off[l]])
+    return sample
+
+
 @kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
 def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
               X, T, S, order, lr, decay, eps, tiny, threads):
@@ -448,31 +482,8 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                 if NEEDS_Z[acts[l]]:
                     zs[u_off[l]:u_off[l + 1]] = a[u_off[l]:u_off[l + 1]]
                 _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
-            o = a[u_off[L - 1]:]
-            total += sw * _sample_loss(loss, o, t, eps)
-            _output_delta(loss, acts[L - 1], zs[u_off[L - 1]:], o, t, d[u_off[L - 1]:])
-            _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
-            if weighted:
-                _weigh(sw, d[u_off[L - 1]:], e[u_off[L - 1]:])
-            # backward and update of layers L..2 in one pass over each W: each row first
-            # sends its error back (old weights), then takes its step
-            for l in range(L - 1, 0, -1):
-                n_in = sizes[l]
-                a_in = a[u_off[l - 1]:u_off[l]]
-                back = d[u_off[l - 1]:u_off[l]]
-                back[:] = 0.0
-                for j in range(sizes[l + 1]):
-                    g = lr * d[u_off[l] + j]
-                    ej = e[u_off[l] + j]
-                    row = _row(w, w_off[l], j, n_in)
-                    for i in range(n_in):
-                        wji = row[i]
-                        back[i] += wji * ej
-                        row[i] = wji * decay - g * a_in[i]
-                    if has_bias:
-                        b[u_off[l] + j] -= g
-                _hidden_delta(propagate_error, acts[l - 1], zs[u_off[l - 1]:u_off[l]], a_in, back, back,
-                              e[u_off[l - 1]:u_off[l]])
+            total += _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
+                                   a, zs, d, e, t, sw, weighted, lr, decay, eps)
             # layer 1: the bias takes its step now, the weights' step joins the pending
             for i in range(p):
                 coef[i] *= decay
@@ -492,6 +503,118 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
         _block_samples(order, start + BLOCK, upcoming)
         _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
     return total
+
+
+# ---------------------------------------------------------------- sparse inputs
+# X as CSR (data, indices, indptr: scipy.sparse's arrays): row r's non-zeros are
+# data[indptr[r]:indptr[r + 1]] in the columns indices[...]. Only the first layer reads X,
+# so only it changes: its products and its gradient visit the non-zeros only.
+# Per-sample SGD works on a transposed copy of the first layer, V (n_in, n1), so that a
+# non-zero input's weights to every unit are one contiguous row (in W's own layout they
+# are n_in apart: a cache line each). And L2's decay would touch every first-layer weight
+# at every step: there W^T = scale * V (scale a number), so that the decay is one
+# multiplication of scale and a step touches only the sample's rows of V (scikit-learn's
+# SGDClassifier keeps its weights so). V is folded into scale whenever scale falls below
+# RESCALE_BELOW, and goes back into W when the call returns.
+# The batched kernels work on W^T too: batch_epoch transposes the first layer's weights
+# and its optimizer state in place for the epoch (the update rules are elementwise: the
+# layout is theirs to choose) and back at its end; products and gradient then take, for
+# each non-zero x_k of a row, the contiguous row k of W^T and of the gradient.
+RESCALE_BELOW = 1e-6
+
+
+@kernel(fastmath=FASTMATH)
+def sgd_epoch_sparse(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
+                     data, indices, indptr, T, S, order, lr, decay, eps, tiny):
+    """Per-sample SGD as sgd_epoch, over the CSR rows X[order]: the first layer's forward
+    pass and step cost the row's non-zeros (times the layer's width), not its length. One
+    thread: a sparse row's work is too small to share."""
+    L = sizes.size - 1
+    n1 = sizes[1]
+    weighted = S.size > 0
+    zero = lr - lr
+    one = lr / lr
+    a = np.empty(u_off[L], w.dtype)
+    zs = np.empty(u_off[L], w.dtype)
+    d = np.empty(u_off[L], w.dtype)
+    e = np.empty(u_off[L], w.dtype)
+    V = _matrix(w, w_off, sizes, 0).T.copy()   # the first layer's W^T = scale * V
+    scale = one
+    total = 0.0
+    for q in range(order.size):
+        r = order[q]
+        lo, hi = indptr[r], indptr[r + 1]
+        t = T[r]
+        sw = S[r] if weighted else one
+        z = a[:n1]
+        z[:] = zero
+        for k in range(lo, hi):                 # z = W x: the rows of V of x's non-zeros
+            _axpy(data[k], V[indices[k]], z)
+        for j in range(n1):
+            z[j] = scale * z[j] + b[j]
+        if NEEDS_Z[acts[0]]:
+            zs[:n1] = a[:n1]
+        _activate_inplace(acts[0], a[:n1])
+        for l in range(1, L):
+            n_in = sizes[l]
+            a_in = a[u_off[l - 1]:u_off[l]]
+            for j in range(sizes[l + 1]):
+                a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
+            if NEEDS_Z[acts[l]]:
+                zs[u_off[l]:u_off[l + 1]] = a[u_off[l]:u_off[l + 1]]
+            _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
+        total += _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
+                               a, zs, d, e, t, sw, weighted, lr, decay, eps)
+        # layer 1: W <- decay W - g x^T, as scale <- decay scale, V <- V - x (g / scale)^T
+        scale *= decay
+        g = e[:n1]                                 # (e's layer-1 part is free now)
+        for j in range(n1):
+            g[j] = lr * d[j]
+            if abs(g[j]) < tiny:       # a subnormal step moves no weight (as sgd_epoch)
+                g[j] = zero
+            if has_bias:
+                b[j] -= g[j]
+        for k in range(lo, hi):
+            _axpy(-data[k] / scale, g, V[indices[k]])
+        if scale < RESCALE_BELOW:
+            V *= scale
+            scale = one
+    _matrix(w, w_off, sizes, 0)[:] = (V * scale).T
+    return total
+
+
+@kernel(fastmath=FASTMATH)
+def _axpy(c, x, y):
+    """y <- y + c x."""
+    for i in range(y.size):
+        y[i] += c * x[i]
+
+
+@kernel(fastmath=FASTMATH)
+def _sparse_products(WT, data, indices, indptr, rows, Z):
+    """Z[s] <- W x for the CSR rows x = X[rows[s]] (WT: the first layer's W^T, (n_in, n1)):
+    the sum over x's non-zeros x_k of x_k WT[k]."""
+    for s in range(rows.size):
+        z = Z[s]
+        z[:] = 0.0
+        for k in range(indptr[rows[s]], indptr[rows[s] + 1]):
+            _axpy(data[k], WT[indices[k]], z)
+
+
+@kernel(fastmath=FASTMATH)
+def _sparse_gradient(data, indices, indptr, rows, D, GT):
+    """GT <- X[rows]^T D for CSR rows: the first layer's summed gradient, transposed."""
+    GT[:] = 0.0
+    for s in range(rows.size):
+        for k in range(indptr[rows[s]], indptr[rows[s] + 1]):
+            _axpy(data[k], D[s], GT[indices[k]])
+
+
+@kernel
+def transpose_block(flat, n_rows, n_cols):
+    """flat[:n_rows * n_cols], a (n_rows, n_cols) matrix, <- its transpose, in place."""
+    M = flat[:n_rows * n_cols].reshape((n_rows, n_cols)).T.copy()
+    flat[:n_rows * n_cols] = M.reshape(M.size)
 
 
 # ---------------------------------------------------------------- batched kernels
@@ -551,10 +674,26 @@ def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs):
     Zs[l][:B] <- its pre-activations where the derivative needs them (Zs may be A itself
     when nothing will be propagated back: inference)."""
     B = Xb.shape[0]
+    np.dot(Xb, _matrix(w, w_off, sizes, 0).T, A[0][:B])            # z = W x, for every row
+    _forward_from_products(w, b, sizes, w_off, u_off, acts, B, A, Zs)
+
+
+@kernel(fastmath=FASTMATH)
+def forward_batch_sparse(w, b, sizes, w_off, u_off, acts, WT, data, indices, indptr, rows, A, Zs):
+    """forward_batch for the CSR rows X[rows] (see "sparse inputs"), the first layer's
+    weights given as WT, (n_in, n1) (w's first layer is not read)."""
+    _sparse_products(WT, data, indices, indptr, rows, A[0][:rows.size])
+    _forward_from_products(w, b, sizes, w_off, u_off, acts, rows.size, A, Zs)
+
+
+@kernel(fastmath=FASTMATH)
+def _forward_from_products(w, b, sizes, w_off, u_off, acts, B, A, Zs):
+    """The forward pass from A[0][:B] = the first layer's products W x: each layer's bias
+    and activation, and the products of the layers above."""
     for l in range(sizes.size - 1):
-        a_in = Xb if l == 0 else A[l - 1][:B]
         Z = A[l][:B]
-        np.dot(a_in, _matrix(w, w_off, sizes, l).T, Z)           # z = W a, for every row
+        if l > 0:
+            np.dot(A[l - 1][:B], _matrix(w, w_off, sizes, l).T, Z)   # z = W a, for every row
         _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l], Zs[l][:B])
 
 
@@ -592,10 +731,25 @@ def gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db):
     mean is that times 1/B, which optimizer_step applies inside its update (a pass over
     the gradient saved)."""
     B = Xb.shape[0]
+    np.dot(D[0][:B].T, Xb, _matrix(dw, w_off, sizes, 0))
+    _gradient_above(sizes, w_off, u_off, B, A, D, dw, db)
+
+
+@kernel(fastmath=FASTMATH)
+def gradient_batch_sparse(sizes, w_off, u_off, data, indices, indptr, rows, A, D, GT, dw, db):
+    """gradient_batch for the CSR rows X[rows], the first layer's gradient into GT as its
+    transpose, (n_in, n1) (dw's first layer is not written)."""
+    _sparse_gradient(data, indices, indptr, rows, D[0], GT)
+    _gradient_above(sizes, w_off, u_off, rows.size, A, D, dw, db)
+
+
+@kernel(fastmath=FASTMATH)
+def _gradient_above(sizes, w_off, u_off, B, A, D, dw, db):
+    """gradient_batch's weights above the first layer, and every layer's bias."""
     for l in range(sizes.size - 1):
-        a_in = Xb if l == 0 else A[l - 1][:B]
         d = D[l][:B]
-        np.dot(d.T, a_in, _matrix(dw, w_off, sizes, l))
+        if l > 0:
+            np.dot(d.T, A[l - 1][:B], _matrix(dw, w_off, sizes, l))
         bias = db[u_off[l]:u_off[l + 1]]
         bias[:] = d[0]
         for s in range(1, B):
@@ -738,29 +892,36 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, bat
 
 @kernel(fastmath=FASTMATH)
 def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
-                X, T, S, order, batch_size, rule, hyper, state_w, state_b, t0, eps):
+                X, data, indices, indptr, T, S, order, batch_size, rule, hyper, state_w, state_b, t0, eps):
     """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step
     takes the mean gradient of batch_size samples and applies the optimizer's rule
     (optimizer_step), the steps numbered from t0 + 1. The summed loss is each batch's
     taken before its step (reference.train_epoch). S: the samples' weights (over
     X's rows), or empty; with weights, a step takes the weighted mean gradient (batch_size
     1: s_i times the sample's) and a batch of total weight 0 takes none, as
-    reference.train_epoch. Returns (the summed loss, the last step's number)."""
+    reference.train_epoch. X is dense, or empty with the rows in CSR (data, indices,
+    indptr; see "sparse inputs"). Returns (the summed loss, the last step's number)."""
+    sparse = indptr.size > 0
     bs = min(batch_size, order.size)
     A, D, E = layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w)
     Zs = layer_buffers(sizes, bs, w)
-    Xb = np.empty((bs, X.shape[1]), X.dtype)
+    Xb = np.empty((0 if sparse else bs, X.shape[1]), X.dtype)
     Tb = np.empty((bs, T.shape[1]), T.dtype)
     Sb = np.empty(bs if S.size > 0 else 0, S.dtype)
     losses = np.empty(bs)
     dw = np.empty_like(w)
     db = np.empty_like(b)
+    n0, n1 = sizes[0], sizes[1]
+    if sparse:             # the first layer as W^T, its state too, for the epoch (see above)
+        transpose_block(w, n1, n0)
+        for k in range(state_w.shape[0]):
+            transpose_block(state_w[k], n1, n0)
+    WT, GT = w[:n0 * n1].reshape((n0, n1)), dw[:n0 * n1].reshape((n0, n1))
     total = 0.0
     t = t0
     for start in range(0, order.size, bs):
         rows = order[start:min(start + bs, order.size)]
         B = rows.size
-        _gather(X, rows, Xb[:B])
         _gather(T, rows, Tb[:B])
         total_weight = float(B)
         if Sb.size > 0:
@@ -770,11 +931,22 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
                 continue                                   # no weight: no step
             if batch_size == 1:
                 total_weight = 1.0
-        forward_batch(w, b, sizes, w_off, u_off, acts, Xb[:B], A, Zs)
+        if sparse:
+            forward_batch_sparse(w, b, sizes, w_off, u_off, acts, WT, data, indices, indptr, rows, A, Zs)
+        else:
+            _gather(X, rows, Xb[:B])
+            forward_batch(w, b, sizes, w_off, u_off, acts, Xb[:B], A, Zs)
         backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[:B], Sb[:B], D, E,
                        losses, eps)
         total += losses[:B].sum()
-        gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)
+        if sparse:
+            gradient_batch_sparse(sizes, w_off, u_off, data, indices, indptr, rows, A, D, GT, dw, db)
+        else:
+            gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)
         t += 1
         optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight)
+    if sparse:
+        transpose_block(w, n0, n1)
+        for k in range(state_w.shape[0]):
+            transpose_block(state_w[k], n0, n1)
     return total, t

@@ -12,7 +12,7 @@ from numba.typed import List
 from numpy.typing import ArrayLike
 
 from . import kernels, reference, training
-from .checks import choice, number, positive_int
+from .checks import choice, is_sparse, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULE_CODES, Optimizer
 from .run import BACKENDS, RunConfig
@@ -98,6 +98,11 @@ class _Layers(list):
         if value.dtype.kind not in "biuf" or not np.all(np.isfinite(value)):
             raise ValueError("layer %d: the new values contain NaN or inf, or are not numbers" % index)
         return value
+
+
+def _csr(X):
+    """The CSR arrays the kernels read: data, indices, indptr."""
+    return X.data, X.indices, X.indptr
 
 
 def check_sample_weight(sample_weight, m, dtype, name="sample_weight"):
@@ -288,21 +293,32 @@ class Network:
                                              sample_weight)
         kind = self.dtype.type
         S = self._weights_or_none(sample_weight)
-        args = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias, X, T, S)
+        net = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias)
+        sparse = is_sparse(X)
         if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend):
-            if threads > 1:
-                numba.set_num_threads(threads)
-            with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel"):
-                total = kernels.sgd_epoch(*args, order, kind(lr), kind(1.0 - lr * l2), self._eps(),
-                                          np.finfo(self.dtype).tiny, threads)
+            step = (kind(lr), kind(1.0 - lr * l2), self._eps(), np.finfo(self.dtype).tiny)
+            if sparse:
+                with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows"):
+                    total = kernels.sgd_epoch_sparse(*net, X.data, X.indices, X.indptr, T, S, order, *step)
+            else:
+                if threads > 1:
+                    numba.set_num_threads(threads)
+                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel"):
+                    total = kernels.sgd_epoch(*net, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
         hyper = optimizer.hyper(lr, l2, clip, self.dtype)
+        rows = (np.empty((0, self.sizes[0]), self.dtype),) + _csr(X) if sparse else (X,) + self._no_csr
         with kernels.first_call(kernels.batch_epoch, "mini-batch kernel"):
-            total, optimizer.t = kernels.batch_epoch(*args, order, batch_size, RULE_CODES[optimizer.rule], hyper,
-                                                     optimizer.state["w"], optimizer.state["b"], optimizer.t,
+            total, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, order, batch_size, RULE_CODES[optimizer.rule],
+                                                     hyper, optimizer.state["w"], optimizer.state["b"], optimizer.t,
                                                      self._eps())
         return total
+
+    @property
+    def _no_csr(self):
+        """What the batched kernels take for the CSR arrays of dense inputs: empty ones."""
+        return np.empty(0, self.dtype), np.empty(0, np.int32), np.empty(0, np.int32)
 
     def _weights_or_none(self, sample_weight):
         """What the kernels take for sample_weight: the weights, or an empty array for none."""
@@ -326,7 +342,10 @@ class Network:
     # ------------------------------------------------------------ input checks
     def check_inputs(self, X, name="X"):
         """X as a C-contiguous (m, n_in) array in the network's dtype, or a clear error
-        (shape, dtype, NaN or inf)."""
+        (shape, dtype, NaN or inf). A scipy sparse matrix or array stays sparse: CSR in
+        the network's dtype, its structure checked (the kernels index by it)."""
+        if is_sparse(X):
+            return self._check_sparse(X, name)
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise TypeError("%s must hold numbers, got dtype %s" % (name, X.dtype))
@@ -337,6 +356,25 @@ class Network:
             raise ValueError("%s has no samples" % name)
         X = np.ascontiguousarray(X, dtype=self.dtype)
         _check_finite(name, X)
+        return X
+
+    def _check_sparse(self, X, name):
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError("%s has shape %s; expected (n_samples, %d) for this network's %d inputs"
+                             % (name, X.shape, self.sizes[0], self.sizes[0]))
+        if X.shape[0] == 0:
+            raise ValueError("%s has no samples" % name)
+        if X.dtype.kind not in "biuf":
+            raise TypeError("%s must hold numbers, got dtype %s" % (name, X.dtype))
+        X = X.tocsr().astype(self.dtype, copy=False)
+        try:
+            X.check_format(full_check=True)        # indices in range, indptr consistent
+        except ValueError as error:
+            raise ValueError("%s is not a valid CSR matrix: %s" % (name, error)) from None
+        bad = ~np.isfinite(X.data)
+        if bad.any():
+            row = int(np.searchsorted(X.indptr, np.argmax(bad), side="right")) - 1
+            raise ValueError("%s contains NaN or inf (first in row %d)" % (name, row))
         return X
 
     def check_targets(self, Y, m, name="Y"):
@@ -390,8 +428,16 @@ class Network:
             return reference.forward(*self._params(), self.activations, X)[1:]
         with kernels.first_call(kernels.forward_batch, "batched forward pass"):
             A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
-            kernels.forward_batch(*self._layout(), X, A, A)          # (no z kept: inference)
+            self._forward_kernel(X, A, A)                            # (no z kept: inference)
         return list(A)
+
+    def _forward_kernel(self, X, A, Z):
+        """The compiled batched forward pass of all of X (dense or CSR) into A (and Z)."""
+        if is_sparse(X):
+            WT = np.ascontiguousarray(self.weights[0].T)
+            kernels.forward_batch_sparse(*self._layout(), WT, *_csr(X), np.arange(X.shape[0]), A, Z)
+        else:
+            kernels.forward_batch(*self._layout(), X, A, Z)
 
     def predict(self, X: ArrayLike, backend: str = "numba") -> np.ndarray:
         """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
@@ -439,7 +485,7 @@ class Network:
             return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate, Z,
                                              sample_weight)
         A, Z, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(4))
-        kernels.forward_batch(*self._layout(), X, A, Z)
+        self._forward_kernel(X, A, Z)
         with kernels.first_call(kernels.backward_batch, "batched delta propagation"):
             kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
                                    LOSS_CODES[self.loss_name], propagate == "error", A, Z, T,
@@ -450,10 +496,18 @@ class Network:
         """(dW list, db list or None): the mean gradient from a pass (A, D) of backprop with
         delta propagation (the sum over total, if given: a weighted pass's total weight)."""
         if backend == "numpy":
-            dW, db = (list(g) for g in zip(*reference.gradients([X] + A, D, total)))
+            dense = X.toarray() if is_sparse(X) else X                # (the reference reads dense rows)
+            dW, db = (list(g) for g in zip(*reference.gradients([dense] + A, D, total)))
         else:
             dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
-            kernels.gradient_batch(self._sizes, self._w_off, self._u_off, X, List(A), List(D), dw, db_flat)
+            layout = self._sizes, self._w_off, self._u_off
+            if is_sparse(X):
+                GT = np.empty((self.sizes[0], self.sizes[1]), self.dtype)
+                kernels.gradient_batch_sparse(*layout, *_csr(X), np.arange(X.shape[0]), List(A), List(D), GT, dw,
+                                              db_flat)
+                self._layer_view(dw, "w", 0)[...] = GT.T
+            else:
+                kernels.gradient_batch(*layout, X, List(A), List(D), dw, db_flat)
             dw /= X.shape[0] if total is None else total     # the kernel sums; the mean
             db_flat /= X.shape[0] if total is None else total
             dW = [self._layer_view(dw, "w", l) for l in range(self.n_layers)]

@@ -202,7 +202,8 @@ def train_epoch(weights, biases, activations, loss_name, X, T, order, batch_size
         s = None if sample_weight is None else sample_weight[rows]
         if s is not None and not s.sum() > 0:
             continue                                     # no weight: no step
-        total += float(np.sum(step(weights, biases, activations, loss_name, X[rows], T[rows],
+        X_rows = X[rows].toarray() if hasattr(X, "toarray") else X[rows]   # sparse rows, as dense
+        total += float(np.sum(step(weights, biases, activations, loss_name, X_rows, T[rows],
                                    lr, l2, propagate, optimizer, state, clip, s,
                                    1.0 if s is not None and batch_size == 1 else None)))
     return total

@@ -17,6 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import kernels
+from .checks import is_sparse
 from .functions import accuracy, labels_of, mean_loss
 from .io import hash_array
 from .optimizers import Optimizer, make_optimizer, make_schedule
@@ -43,10 +44,16 @@ class ResumeError(ValueError):
 
 
 def fingerprint(*arrays):
-    """A SHA-256 of arrays' shapes, dtypes and bytes: a checkpoint names its data by it."""
+    """A SHA-256 of arrays' shapes, dtypes and bytes (a sparse one's by its CSR arrays and
+    shape): a checkpoint names its data by it."""
     h = hashlib.sha256()
     for a in arrays:
-        hash_array(h, a)
+        if is_sparse(a):
+            h.update(b"csr" + str(a.shape).encode())
+            for part in (a.data, a.indices, a.indptr):
+                hash_array(h, part)
+        else:
+            hash_array(h, a)
     return h.hexdigest()
 
 
@@ -285,14 +292,15 @@ class EpochPlan:
     slice of about 1% of an epoch, in whole batches. Per-sample SGD always runs in slices
     (at least MIN_SLICE samples without a bar), so that the ThreadChooser can time them;
     slices of whole blocks of samples give bit for bit the result of one call
-    (kernels.BLOCK). Other epochs are one call without a bar."""
+    (kernels.BLOCK). Other epochs, and per-sample epochs on sparse rows (one thread: no
+    ThreadChooser), are one call without a bar."""
 
-    def __init__(self, net, m, batch_size, optimizer, config, progress=None):
+    def __init__(self, net, m, batch_size, optimizer, config, progress=None, sparse=False):
         self.net, self.batch_size, self.optimizer, self.config, self.progress = (
             net, batch_size, optimizer, config, progress)
         slice_len = max(batch_size, (m // 100) // batch_size * batch_size)
         self.chooser = None
-        if net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend):
+        if net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend) and not sparse:
             slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
             slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
             self.chooser = chooser_for(net.sizes, net.dtype)
@@ -351,7 +359,7 @@ class Loop:
         net, config, state = self.net, self.config, self.state
         history, optimizer = state.history, state.optimizer
         m = self.X.shape[0]
-        plan = EpochPlan(net, m, self.batch_size, optimizer, config, progress)
+        plan = EpochPlan(net, m, self.batch_size, optimizer, config, progress, is_sparse(self.X))
         while state.epoch < config.epochs and state.stopped is None:
             epoch = state.epoch
             lr = optimizer.lr * state.schedule.factor(epoch)

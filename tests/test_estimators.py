@@ -20,11 +20,14 @@ from fastbp.estimators import MLPClassifier, MLPRegressor
 # with array-api-compat), one a method neither these estimators nor scikit-learn's
 # MLPClassifier have (decision_function).
 NOT_APPLICABLE = {"check_array_api_input", "check_classifiers_multilabel_output_format_decision_function"}
-# sample_weight's and class_weight's checks: each must run, and pass
+# sample_weight's checks: each must run, and pass
 WEIGHT_CHECKS = {"check_sample_weights_pandas_series", "check_sample_weights_not_an_array",
                  "check_sample_weights_list", "check_all_zero_sample_weights_error",
                  "check_sample_weights_shape", "check_sample_weights_not_overwritten",
-                 "check_sample_weight_equivalence_on_dense_data"}
+                 "check_sample_weight_equivalence_on_dense_data",
+                 # and sparse input's
+                 "check_sample_weight_equivalence_on_sparse_data", "check_estimator_sparse_tag",
+                 "check_estimator_sparse_array", "check_estimator_sparse_matrix"}
 
 
 @pytest.mark.slow

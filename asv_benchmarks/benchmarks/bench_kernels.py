@@ -2,9 +2,22 @@
 NumPy reference's time over the Numba kernels', measured in the same process)."""
 import numba
 
+import fastbp
 from fastbp import kernels
+from fastbp.bench import SPARSE_MODES, sparse_data
 
-from .common import BACKENDS, DTYPES, FUNCTIONS, NETWORKS, SAMPLES, make, make_function_case, speedup, warm
+from .common import (
+    BACKENDS,
+    DTYPES,
+    FUNCTIONS,
+    NETWORKS,
+    SAMPLES,
+    make,
+    make_function_case,
+    median_seconds,
+    speedup,
+    warm,
+)
 
 
 def per_network_and_dtype(track):
@@ -146,6 +159,41 @@ class Functions:
 
     def time_mini_batch_epoch(self, function, dtype):
         self.net.train(self.X, self.Y, epochs=1, lr=0.001, batch_size=64, diagnostics=False)
+
+
+class SparseInput:
+    """Epochs on sparse rows (scipy CSR: the kernels read the non-zeros) against the same
+    rows dense: 2000-100-10 ReLU/softmax, float32, 2000 samples, at two densities, per-sample
+    SGD and batch-200 Adam (fastbp.bench.sparse_data, SPARSE_MODES)."""
+    params = [[0.001, 0.01], list(SPARSE_MODES), ["dense", "csr"]]
+    param_names = ["density", "mode", "input"]
+    number = 1
+    repeat = (1, 3, 30.0)
+    warmup_time = 0.0
+    timeout = 300
+
+    def setup(self, density, mode, *inputs):
+        X, Xs, self.y = sparse_data(2000, 2000, density)
+        self.data = {"dense": X, "csr": Xs}
+        self.batch_size, self.rule = SPARSE_MODES[mode]
+        self.net = fastbp.Network([2000, 100, 10], activation="relu", output="softmax", loss="cross_entropy",
+                                  init="he", seed=0, dtype="float32")
+        for data in self.data.values():                  # compile (or load) both paths, untimed
+            self.net.train(data[:8], self.y[:8], batch_size=min(self.batch_size, 8), optimizer=self.rule)
+
+    def run(self, inputs):
+        self.net.train(self.data[inputs], self.y, epochs=1, lr=0.001, batch_size=self.batch_size,
+                       optimizer=self.rule, l2=1e-4, diagnostics=False)
+
+    def time_epoch(self, density, mode, inputs):
+        self.run(inputs)
+
+    def track_dense_over_sparse(self, density, mode):
+        return median_seconds(lambda: self.run("dense")) / median_seconds(lambda: self.run("csr"))
+
+    track_dense_over_sparse.params = params[:2]
+    track_dense_over_sparse.param_names = param_names[:2]
+    track_dense_over_sparse.unit = "x (dense s / sparse s)"
 
 
 def _threading_layer():
