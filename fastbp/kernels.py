@@ -153,6 +153,14 @@ def threading_info():
 
 # ---------------------------------------------------------------- per-unit helpers
 
+# A loop that calls _activate or _derivative branches on the code at every element, which
+# keeps it scalar. Functions that call libm (exp, tanh) are scalar anyway without SVML;
+# ReLU is plain arithmetic, and in loops of its own (in _bias_activate and _hidden_delta,
+# the batched kernels' elementwise passes) it vectorises: a ReLU layer's bias and
+# activation over 200 x 100 values took 25 microseconds instead of 250. It is the
+# estimators' default activation, so it alone has them.
+
+
 @kernel
 def _activate(code, z):
     """g(z) of the elementwise activation with this code (functions.ACTIVATIONS)."""
@@ -282,7 +290,14 @@ def _send_back_output(propagate_error, o, t, d, e):
 
 @kernel
 def _hidden_delta(propagate_error, code, z, a, back, d, e):
-    """From back = W^T e of the layer above: d <- back * g'(z), e <- back or d."""
+    """From back = W^T e of the layer above: d <- back * g'(z), e <- back or d. (ReLU's
+    derivative in a loop of its own: see the note above _activate.)"""
+    if code == RELU:
+        for i in range(a.size):
+            v = back[i]
+            d[i] = v * _relu_d(z[i], a[i])
+            e[i] = v if propagate_error else d[i]
+        return
     for i in range(a.size):
         v = back[i]                                      # back may be d itself
         d[i] = v * _derivative(code, z[i], a[i])
@@ -657,6 +672,10 @@ def _bias_activate(Z, bias, code, keep):
             row = Z[s]
             row += bias
             _activate_inplace(code, row)
+    elif code == RELU:                      # (see the note above _activate)
+        for s in range(Z.shape[0]):
+            for j in range(Z.shape[1]):
+                Z[s, j] = _relu(Z[s, j] + bias[j])
     elif NEEDS_Z[code]:
         for s in range(Z.shape[0]):
             for j in range(Z.shape[1]):
