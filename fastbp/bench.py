@@ -23,6 +23,7 @@ from numba import njit
 
 from . import kernels
 from .network import Network
+from .optimizers import Optimizer
 
 
 def synthetic_data(m, n_in=784, n_out=10, seed=0, dtype="float64"):
@@ -318,6 +319,58 @@ def batched_table(hidden, samples, repeats, cases=((64, "sgd"), (200, "sgd"), (2
     return rows
 
 
+@njit(cache=True)
+def _pieces(w, b, sizes, w_off, u_off, acts, X, T, order, batch_size, A, Zs, D, E, Xb, Tb, losses, dw, db,
+            hyper, state_w, state_b, piece):
+    """One epoch's worth of calls of one piece of kernels.batch_epoch (0 gather, 1
+    forward, 2 delta propagation, 3 gradient, 4 update: SGD), on the same buffers."""
+    S = np.empty(0, w.dtype)
+    for start in range(0, order.size - batch_size + 1, batch_size):
+        if piece == 0:
+            kernels._gather(X, order[start:start + batch_size], Xb)
+            kernels._gather(T, order[start:start + batch_size], Tb)
+        elif piece == 1:
+            kernels.forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs)
+        elif piece == 2:
+            kernels.backward_batch(w, sizes, w_off, u_off, acts, kernels.CROSS_ENTROPY, False, A, Zs, Tb, S, D,
+                                   E, losses, 1e-7)
+        elif piece == 3:
+            kernels.gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db)
+        else:
+            kernels.optimizer_step(kernels.SGD, w, b, dw, db, True, hyper, state_w, state_b, 1, 1.0 * batch_size)
+
+
+PIECES = ("gather", "forward", "delta propagation", "gradient", "update")
+
+
+def batched_breakdown(hidden, samples, batch_size=200, repeats=3):
+    """Seconds of one epoch's worth of each piece of a mini-batch SGD epoch (784-hidden-10
+    ReLU/softmax, float32), each timed alone on the same buffers (medians)."""
+    X, y = peer_data(samples)
+    T = np.eye(10, dtype=np.float32)[y]
+    net = Network([784, hidden, 10], activation="relu", output="softmax", loss="cross_entropy", init="he",
+                  seed=0, dtype="float32")
+    optimizer = Optimizer("sgd", lr=0.01).bind(net)
+    hyper = optimizer.hyper(0.01, 0.0, None, net.dtype)
+    w, b, sizes, w_off, u_off, acts = net._layout()
+    A, Zs, D, E = (kernels.layer_buffers(sizes, batch_size, w) for _ in range(4))
+    buffers = (A, Zs, D, E, np.empty((batch_size, 784), np.float32), np.empty((batch_size, 10), np.float32),
+               np.empty(batch_size), np.empty_like(w), np.empty_like(b))
+    order = np.random.default_rng(0).permutation(samples)
+    times = {}
+    for piece, name in enumerate(PIECES):
+        args = (w, b, sizes, w_off, u_off, acts, X, T, order, batch_size) + buffers + (
+            hyper, optimizer.state["w"], optimizer.state["b"], piece)
+        _pieces(*args[:8], order[:batch_size], *args[9:])                 # compile, fill the buffers
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            _pieces(*args)
+            seconds.append(time.perf_counter() - start)
+        times[name] = statistics.median(seconds)
+    return times
+
+
 # ---------------------------------------------------------------- contention
 
 _BUSY = "while True: pass"
@@ -578,6 +631,9 @@ def main(argv=None):
             figures["batched"].append(dict(zip(("batch_size", "rule", "epoch_s", "gflops", "gemm_s",
                                                 "gemm_gflops", "ratio"), row)))
             print("%-6d %-5s %9.3f %8.1f %12.3f %11.1f %14.2fx" % row)
+        figures["batched_pieces"] = batched_breakdown(args.hidden, m, repeats=args.repeats)
+        print("an SGD epoch's pieces at batch 200, each timed alone (s): " + ", ".join(
+            "%s %.3f" % item for item in figures["batched_pieces"].items()))
     if args.peers:
         rows = peer_table(args.peer_samples, 100, args.repeats, scale_to=m)
         figures["peers"] = [dict(batch_size=b, rule=rule, who=who, seconds=sec, ratio=r)

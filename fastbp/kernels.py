@@ -919,19 +919,24 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     X's rows), or empty; with weights, a step takes the weighted mean gradient (batch_size
     1: s_i times the sample's) and a batch of total weight 0 takes none, as
     reference.train_epoch. X is dense, or empty with the rows in CSR (data, indices,
-    indptr; see "sparse inputs"). Returns (the summed loss, the last step's number)."""
-    sparse = indptr.size > 0
+    indptr; see "sparse inputs"), or None for the three with dense X: Numba then compiles
+    no sparse branch (it prunes branches on `is None` of an argument at compile time: the
+    sparse path would add 4 s to the cold compile). Returns (the summed loss, the last
+    step's number)."""
     bs = min(batch_size, order.size)
     A, D, E = layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w)
     Zs = layer_buffers(sizes, bs, w)
-    Xb = np.empty((0 if sparse else bs, X.shape[1]), X.dtype)
+    rows_buffered = bs
+    if indptr is not None:
+        rows_buffered = 0                  # (sparse rows are read where they are)
+    Xb = np.empty((rows_buffered, X.shape[1]), X.dtype)
     Tb = np.empty((bs, T.shape[1]), T.dtype)
     Sb = np.empty(bs if S.size > 0 else 0, S.dtype)
     losses = np.empty(bs)
     dw = np.empty_like(w)
     db = np.empty_like(b)
     n0, n1 = sizes[0], sizes[1]
-    if sparse:             # the first layer as W^T, its state too, for the epoch (see above)
+    if indptr is not None:  # the first layer as W^T, its state too, for the epoch (see above)
         transpose_block(w, n1, n0)
         for k in range(state_w.shape[0]):
             transpose_block(state_w[k], n1, n0)
@@ -950,7 +955,7 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
                 continue                                   # no weight: no step
             if batch_size == 1:
                 total_weight = 1.0
-        if sparse:
+        if indptr is not None:
             forward_batch_sparse(w, b, sizes, w_off, u_off, acts, WT, data, indices, indptr, rows, A, Zs)
         else:
             _gather(X, rows, Xb[:B])
@@ -958,13 +963,13 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
         backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[:B], Sb[:B], D, E,
                        losses, eps)
         total += losses[:B].sum()
-        if sparse:
+        if indptr is not None:
             gradient_batch_sparse(sizes, w_off, u_off, data, indices, indptr, rows, A, D, GT, dw, db)
         else:
             gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)
         t += 1
         optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight)
-    if sparse:
+    if indptr is not None:
         transpose_block(w, n0, n1)
         for k in range(state_w.shape[0]):
             transpose_block(state_w[k], n0, n1)

@@ -315,10 +315,7 @@ class Network:
                                                      self._eps())
         return total
 
-    @property
-    def _no_csr(self):
-        """What the batched kernels take for the CSR arrays of dense inputs: empty ones."""
-        return np.empty(0, self.dtype), np.empty(0, np.int32), np.empty(0, np.int32)
+    _no_csr = (None, None, None)      # what batch_epoch takes for the CSR arrays of dense X
 
     def _weights_or_none(self, sample_weight):
         """What the kernels take for sample_weight: the weights, or an empty array for none."""
