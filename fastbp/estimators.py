@@ -98,7 +98,7 @@ def check_X(X, name="X"):
 def _check_sparse_X(X, name):
     if X.ndim != 2:
         raise ValueError("Expected a 2-D sparse matrix for %s, got shape %s" % (name, X.shape))
-    if X.dtype.kind == "c" or X.dtype.kind not in "biuf":
+    if X.dtype.kind not in "biuf":
         raise ValueError("%s: sparse data of dtype %s is not supported; give numbers" % (name, X.dtype))
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError("Found array with %d sample(s) and %d feature(s) (shape=%s) while a minimum of 1 "

@@ -299,7 +299,7 @@ class Network:
             step = (kind(lr), kind(1.0 - lr * l2), self._eps(), np.finfo(self.dtype).tiny)
             if sparse:
                 with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows"):
-                    total = kernels.sgd_epoch_sparse(*net, X.data, X.indices, X.indptr, T, S, order, *step)
+                    total = kernels.sgd_epoch_sparse(*net, *_csr(X), T, S, order, *step)
             else:
                 if threads > 1:
                     numba.set_num_threads(threads)
