@@ -403,6 +403,23 @@ def _block_samples(order, first, rows):
 # ---------------------------------------------------------------- training kernels
 
 @kernel(fastmath=FASTMATH)
+def _layer_products(w, b, sizes, w_off, u_off, l, a, zero):
+    """One sample's z = W a + b of layer l + 1 (l >= 1), into its part of a."""
+    n_in = sizes[l]
+    a_in = a[u_off[l - 1]:u_off[l]]
+    for j in range(sizes[l + 1]):
+        a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
+
+
+@kernel
+def _finish_layer(acts, u_off, l, a, zs):
+    """Layer l + 1's part of a holds its z: keep z in zs where g' needs it, then a <- g(z)."""
+    if NEEDS_Z[acts[l]]:
+        zs[u_off[l]:u_off[l + 1]] = a[u_off[l]:u_off[l + 1]]
+    _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
+
+
+@kernel(fastmath=FASTMATH)
 def _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias, a, zs, d, e, t, sw,
                   weighted, lr, decay, eps):
     """One sample's step after its forward pass (a, zs): the output layer's error terms
@@ -482,21 +499,16 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                 for i in range(p):
                     z -= inner[i] * H[i, j]
                 a[j] = z
-            if NEEDS_Z[acts[0]]:
-                zs[:n1] = a[:n1]
-            _activate_inplace(acts[0], a[:n1])
+            _finish_layer(acts, u_off, 0, a, zs)
             for l in range(1, L):
                 n_in, n_out = sizes[l], sizes[l + 1]
-                a_in = a[u_off[l - 1]:u_off[l]]
                 if threads > 1 and n_in * n_out >= PARALLEL_MIN_WEIGHTS:
+                    a_in = a[u_off[l - 1]:u_off[l]]
                     for j in prange(n_out):
                         a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
                 else:
-                    for j in range(n_out):
-                        a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
-                if NEEDS_Z[acts[l]]:
-                    zs[u_off[l]:u_off[l + 1]] = a[u_off[l]:u_off[l + 1]]
-                _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
+                    _layer_products(w, b, sizes, w_off, u_off, l, a, zero)
+                _finish_layer(acts, u_off, l, a, zs)
             total += _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                                    a, zs, d, e, t, sw, weighted, lr, decay, eps)
             # layer 1: the bias takes its step now, the weights' step joins the pending
@@ -567,17 +579,10 @@ def sgd_epoch_sparse(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has
             _axpy(data[k], V[indices[k]], z)
         for j in range(n1):
             z[j] = scale * z[j] + b[j]
-        if NEEDS_Z[acts[0]]:
-            zs[:n1] = a[:n1]
-        _activate_inplace(acts[0], a[:n1])
+        _finish_layer(acts, u_off, 0, a, zs)
         for l in range(1, L):
-            n_in = sizes[l]
-            a_in = a[u_off[l - 1]:u_off[l]]
-            for j in range(sizes[l + 1]):
-                a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
-            if NEEDS_Z[acts[l]]:
-                zs[u_off[l]:u_off[l + 1]] = a[u_off[l]:u_off[l + 1]]
-            _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
+            _layer_products(w, b, sizes, w_off, u_off, l, a, zero)
+            _finish_layer(acts, u_off, l, a, zs)
         total += _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                                a, zs, d, e, t, sw, weighted, lr, decay, eps)
         # layer 1: W <- decay W - g x^T, as scale <- decay scale, V <- V - x (g / scale)^T
