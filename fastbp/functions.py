@@ -20,8 +20,14 @@ import numpy as np
 # the seeds do (sigmoid: a(1 - a)); SiLU's needs z, so the kernels keep z for such layers.
 
 
+def exponential(z):
+    """e^z: np.exp here and in the reference. The kernels compile their own, which
+    vectorises (kernels.py, "the exponential"); the formulas below call this one name."""
+    return np.exp(z)
+
+
 def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+    return 1.0 / (1.0 + exponential(-z))
 
 
 def tanh(z):
@@ -37,11 +43,11 @@ def identity(z):
 
 
 def silu(z):                     # z sigmoid(z), a.k.a. swish (Ramachandran et al., 2017)
-    return z / (1.0 + np.exp(-z))
+    return z / (1.0 + exponential(-z))
 
 
 def exp(z):                      # the Poisson loss's output (the log link's inverse)
-    return np.exp(z)
+    return exponential(z)
 
 
 def sigmoid_derivative(z, a):
@@ -62,7 +68,7 @@ def identity_derivative(z, a):
 
 
 def silu_derivative(z, a):
-    s = 1.0 / (1.0 + np.exp(-z))          # d/dz z s(z) = s + z s (1 - s) = s + a (1 - s)
+    s = 1.0 / (1.0 + exponential(-z))     # d/dz z s(z) = s + z s (1 - s) = s + a (1 - s)
     return s + a * (1.0 - s)
 
 
@@ -72,7 +78,7 @@ def exp_derivative(z, a):
 
 def softmax(Z):
     """Row-wise softmax of a (m, n) array, shifted by the row maximum for stability."""
-    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    E = exponential(Z - Z.max(axis=1, keepdims=True))
     return E / E.sum(axis=1, keepdims=True)
 
 

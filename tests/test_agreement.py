@@ -1,10 +1,12 @@
 """The kernels agree with the NumPy reference: same seed, same sample order, same weights."""
+import numba
 import numpy as np
 import pytest
 from conftest import make_problem
 
 import fastbp
 from fastbp.cases import DTYPES, MODES, NETWORKS, TOLERANCE, case_id
+from fastbp.functions import exponential
 
 
 def trained_pair(spec, batch_size, dtype, bias, propagate, l2, weighted=False, epochs=3, m=43):
@@ -82,3 +84,39 @@ def test_same_seed_same_run_and_different_seed_differs():
     # a Generator works as a seed too, and gives the int seed's run
     w4, _ = run(np.random.default_rng(11))
     np.testing.assert_array_equal(w1, w4)
+
+
+
+@numba.njit
+def _exponentials(x, out):
+    for i in range(x.size):
+        out[i] = exponential(x[i])
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-15), ("float32", 2e-7)])
+def test_the_kernels_exponential_is_nps(dtype, rtol):
+    """kernels.py's own exponential, which the kernels compile in for functions.exponential
+    (the sigmoid's, SiLU's, the exp output's and softmax's), against np.exp over the
+    dtype's whole range, and at its ends: 0 below, inf above, NaN through."""
+    from fastbp import kernels
+    info = np.finfo(dtype)
+    top = float(np.log(info.max))
+    x = np.concatenate([np.linspace(-top * 1.2, top * 1.02, 400_001),
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0]]).astype(dtype)
+    got = np.empty_like(x)
+    _exponentials(x, got)
+    with np.errstate(over="ignore"):
+        exact = np.exp(x.astype(np.float64))
+    normal = (exact < info.max) & (exact >= info.tiny)
+    np.testing.assert_allclose(got[normal], exact[normal], rtol=rtol, atol=0)
+    below = exact < info.tiny                          # subnormal or 0: within the smallest step
+    assert np.all(np.abs(got[below] - exact[below]) <= info.smallest_subnormal)
+    assert np.all(np.isinf(got[exact > float(info.max) * 1.0001]))
+    assert np.isnan(got[-5]) and got[-4] == np.inf and got[-3] == 0.0 and got[-2] == got[-1] == 1.0
+    # and in a compiled loop of sigmoids (the vectorised one), against the reference's
+    a = x[:-5].copy()
+    kernels._activate_inplace(kernels.SIGMOID, a)
+    with np.errstate(over="ignore"):
+        sigmoid = fastbp.functions.sigmoid(x[:-5].astype(np.float64))
+    np.testing.assert_allclose(a[sigmoid >= info.tiny], sigmoid[sigmoid >= info.tiny], rtol=2 * rtol, atol=0)
+    assert np.all(a[sigmoid < info.tiny] <= info.tiny)

@@ -50,6 +50,23 @@ def median_seconds(fn, repeats=3):
     return statistics.median(times)
 
 
-def speedup(run, repeats=3):
-    """Reference seconds over kernel seconds, medians, measured here and now."""
-    return median_seconds(lambda: run("numpy"), repeats) / median_seconds(lambda: run("numba"), repeats)
+# NumPy and SciPy (whose BLAS the kernels call) each bring their own copy of OpenBLAS, with
+# its own threads, and a pool's threads spin for a while after each product (OpenBLAS's
+# default is 2^28 cycles, about 0.1 s) on the cores the other pool needs: the kernels'
+# forward pass ran 2x slower right after the reference's. A user runs one of the two;
+# so is each timed: after a pause of BLAS_IDLE seconds and one untimed call.
+BLAS_IDLE = 0.3
+
+
+def _alone(fn, repeats):
+    time.sleep(BLAS_IDLE)
+    fn()
+    return median_seconds(fn, repeats)
+
+
+def speedup(run, pairs=3, repeats=3):
+    """Reference seconds over kernel seconds, measured here and now: the median of the
+    ratios of `pairs` pairs, the two run alternately, each pair's from medians of
+    `repeats` calls."""
+    return statistics.median(_alone(lambda: run("numpy"), repeats) / _alone(lambda: run("numba"), repeats)
+                             for _ in range(pairs))
