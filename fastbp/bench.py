@@ -546,8 +546,11 @@ def main(argv=None):
     parser.add_argument("--no-compile", action="store_true", help="skip the compile-time probes")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--peers", action="store_true",
-                        help="also time the installed peers (PyTorch, scikit-learn) on a "
-                             "784-100-10 ReLU/softmax network, batch sizes 1 and 64")
+                        help="also time the installed peers (PyTorch, JAX, scikit-learn) on "
+                             "784-H-10 ReLU/softmax networks: SGD at batch sizes 1, 64 and 200, "
+                             "Adam at 200")
+    parser.add_argument("--peer-hidden", type=int, nargs="+", default=[100, 200], metavar="H",
+                        help="the peers' hidden units (default: 100 200)")
     parser.add_argument("--batched", action="store_true",
                         help="also time mini-batch epochs (784-H-10 ReLU/softmax, float32; batch "
                              "64 and 200 SGD, 200 Adam) against their matrix products alone")
@@ -635,15 +638,17 @@ def main(argv=None):
         print("an SGD epoch's pieces at batch 200, each timed alone (s): " + ", ".join(
             "%s %.3f" % item for item in figures["batched_pieces"].items()))
     if args.peers:
-        rows = peer_table(args.peer_samples, 100, args.repeats, scale_to=m)
-        figures["peers"] = [dict(batch_size=b, rule=rule, who=who, seconds=sec, ratio=r)
-                            for b, rule, who, sec, r in rows]
-        print("\npeers: 784-100-10, ReLU + softmax + cross-entropy, float32, SGD lr %g or Adam "
-              "lr %g; timed on %d samples, scaled to %d; ratio: median of interleaved pairs"
-              % (PEER_LR, PEER_ADAM_LR, args.peer_samples, m))
-        print("%-6s %-5s %-28s %10s %14s" % ("batch", "rule", "", "s/epoch", "time / fastbp"))
-        for batch_size, rule, who, seconds, ratio in rows:
-            print("%-6d %-5s %-28s %10.3f %13.2fx" % (batch_size, rule, who, seconds, ratio))
+        figures["peers"] = []
+        for hidden in args.peer_hidden:
+            rows = peer_table(args.peer_samples, hidden, args.repeats, scale_to=m)
+            figures["peers"] += [dict(hidden=hidden, batch_size=b, rule=rule, who=who, seconds=sec, ratio=r)
+                                 for b, rule, who, sec, r in rows]
+            print("\npeers: 784-%d-10, ReLU + softmax + cross-entropy, float32, SGD lr %g or Adam "
+                  "lr %g; timed on %d samples, scaled to %d; ratio: median of interleaved pairs"
+                  % (hidden, PEER_LR, PEER_ADAM_LR, args.peer_samples, m))
+            print("%-6s %-5s %-28s %10s %14s" % ("batch", "rule", "", "s/epoch", "time / fastbp"))
+            for batch_size, rule, who, seconds, ratio in rows:
+                print("%-6d %-5s %-28s %10.3f %13.2fx" % (batch_size, rule, who, seconds, ratio))
         missing = sorted(set(PEERS) - set(installed_peers()))
         if missing:
             print("not installed: %s (pip install 'fastbp[peers]')" % ", ".join(missing))

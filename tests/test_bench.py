@@ -69,3 +69,19 @@ def test_compile_seconds_per_training_mode():
         assert cold > 0 and cached > 0
     # the per-sample kernel compiles for seconds, and loads from the cache far quicker
     assert times["per-sample SGD"][1] < times["per-sample SGD"][0]
+
+
+def test_bench_times_the_peers_at_each_hidden_size(tmp_path, capsys):
+    out = tmp_path / "figures.json"
+    bench.main(["--samples", "256", "--reference-samples", "64", "--dtypes", "float32", "--no-compile",
+                "--repeats", "1", "--peers", "--peer-samples", "400", "--peer-hidden", "8", "16",
+                "--json", str(out)])
+    import json
+    peers = json.loads(out.read_text())["peers"]
+    assert {row["hidden"] for row in peers} == {8, 16}
+    for hidden in (8, 16):
+        rows = [row for row in peers if row["hidden"] == hidden]
+        assert {(row["batch_size"], row["rule"]) for row in rows} == set(bench.PEER_CASES)
+        assert all(row["seconds"] > 0 for row in rows)
+    printed = capsys.readouterr().out
+    assert "peers: 784-8-10" in printed and "peers: 784-16-10" in printed
