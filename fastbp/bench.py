@@ -419,6 +419,38 @@ def contention_table(hidden, dtype, samples, repeats):
             for name, (alone, busy) in times.items()]
 
 
+# one fastbp process's per-sample epoch, in samples per second (processes_table)
+_ONE_PROCESS = """
+import statistics, sys
+from fastbp import Network
+from fastbp.bench import peer_data
+hidden, dtype, samples = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+X, y = peer_data(samples)
+net = Network([784, hidden, 10], activation="relu", output="softmax", loss="cross_entropy", init="he",
+              seed=0, dtype=dtype)
+net.warm_up(1)
+seconds = net.train(X.astype(dtype), y, epochs=3, lr=0.01, batch_size=1, diagnostics=False)["seconds"]
+print(samples / statistics.median(seconds))
+"""
+
+
+def processes_table(hidden, dtype, samples, repeats, processes=2):
+    """Several fastbp processes at once (as two scripts, GridSearchCV(n_jobs=2) or
+    pytest -n 2 start them), each training per-sample epochs (784-hidden-10, ReLU/softmax,
+    fastbp's thread setting), against one alone, interleaved: (samples per second alone,
+    of all together, together / alone: the median of the pairs)."""
+    command = [sys.executable, "-c", _ONE_PROCESS, str(hidden), dtype, str(samples)]
+    alone, together = [], []
+    for _ in range(repeats):
+        alone.append(float(subprocess.run(command, capture_output=True, text=True, check=True).stdout))
+        running = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+        together.append(sum(float(p.communicate()[0]) for p in running))
+        if any(p.returncode for p in running):
+            raise RuntimeError("a benchmark process failed")
+    return (statistics.median(alone), statistics.median(together),
+            statistics.median(b / a for a, b in zip(alone, together)))
+
+
 def sparse_data(m, n_in, density, seed=0, dtype="float32"):
     """(X dense, X as CSR, labels): m rows of n_in features, each feature non-zero with
     probability density (values uniform in (0, 1]: counts or tf-idf-like), 10 classes."""
@@ -556,7 +588,8 @@ def main(argv=None):
                              "64 and 200 SGD, 200 Adam) against their matrix products alone")
     parser.add_argument("--contention", action="store_true",
                         help="also time a per-sample epoch (784-100-10 and 784-H-10 ReLU/softmax, "
-                             "float32 and float64) alone and beside a busy process")
+                             "float32 and float64) alone and beside a busy process, and two "
+                             "fastbp processes at once against one alone")
     parser.add_argument("--distributed", type=int, metavar="EPOCHS",
                         help="Fashion-MNIST 784-256-10 Adam for this many epochs: net.train against "
                              "fastbp.distributed.train on 1 and 2 local workers (needs fastbp[dask])")
@@ -624,6 +657,12 @@ def main(argv=None):
                                                       floor_s=floor))
                     print("%-8s %-7d %-17s %9.3f %9.3f %12.2fx %13.2fx"
                           % (dtype, hidden, name, alone, busy, ratio, alone / floor))
+        alone, together, ratio = processes_table(100, "float32", m, args.repeats)
+        figures["processes"] = dict(processes=2, alone_samples_per_s=alone, together_samples_per_s=together,
+                                    ratio=ratio)
+        print("two fastbp processes at once (784-100-10, float32, fastbp's thread setting): %.0f samples/s "
+              "together against %.0f alone, %.2fx (median of %d interleaved pairs)"
+              % (together, alone, ratio, args.repeats))
     if args.batched:
         figures["batched"] = []
         print("\nmini-batch epochs, 784-%d-10 ReLU/softmax, float32, %d samples, against the "

@@ -85,3 +85,8 @@ def test_bench_times_the_peers_at_each_hidden_size(tmp_path, capsys):
         assert all(row["seconds"] > 0 for row in rows)
     printed = capsys.readouterr().out
     assert "peers: 784-8-10" in printed and "peers: 784-16-10" in printed
+
+
+def test_processes_table_runs_processes_alone_and_together():
+    alone, together, ratio = bench.processes_table(8, "float32", 64, 1)
+    assert alone > 0 and together > 0 and ratio == pytest.approx(together / alone)
