@@ -444,9 +444,10 @@ def processes_table(hidden, dtype, samples, repeats, processes=2):
     for _ in range(repeats):
         alone.append(float(subprocess.run(command, capture_output=True, text=True, check=True).stdout))
         running = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
-        together.append(sum(float(p.communicate()[0]) for p in running))
+        outputs = [p.communicate()[0] for p in running]
         if any(p.returncode for p in running):
-            raise RuntimeError("a benchmark process failed")
+            raise RuntimeError("a benchmark process failed (exit statuses %s)" % [p.returncode for p in running])
+        together.append(sum(float(out) for out in outputs))
     return (statistics.median(alone), statistics.median(together),
             statistics.median(b / a for a, b in zip(alone, together)))
 
