@@ -179,6 +179,99 @@ def sklearn_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
     return statistics.median(epoch() for _ in range(repeats))
 
 
+# ---- predicting: the outputs (class probabilities) of PREDICT_ROWS rows, as NumPy arrays
+PREDICT_ROWS = 10000
+PREDICT_CALLS = 20      # a time: the median of this many calls, after a pause (BLAS_IDLE)
+BLAS_IDLE = 0.3         # (a pool's threads spin for a while after a product: asv's common.py)
+
+
+def _predict_seconds(predict, X):
+    predict(X[:2])                                     # compile or warm outside the timing
+    time.sleep(BLAS_IDLE)
+    predict(X)
+    times = []
+    for _ in range(PREDICT_CALLS):
+        start = time.perf_counter()
+        predict(X)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _predict_weights(n_in, hidden, n_out):
+    rng = np.random.default_rng(0)
+    return tuple((rng.normal(0, np.sqrt(2 / fan_in), (fan_out, fan_in)).astype(np.float32),
+                  rng.normal(0, 0.1, fan_out).astype(np.float32))
+                 for fan_in, fan_out in ((n_in, hidden), (hidden, n_out)))
+
+
+# Each predictor: the function from a (rows, n_in) float32 array to the (rows, n_out) class
+# probabilities of 784-H-10 ReLU/softmax with _predict_weights' weights.
+def fastbp_predictor(n_in, hidden, n_out):
+    net = Network([n_in, hidden, n_out], activation="relu", output="softmax",
+                  loss="cross_entropy", dtype="float32")
+    net.weights, net.biases = zip(*_predict_weights(n_in, hidden, n_out))
+    return net.predict
+
+
+def torch_predictor(n_in, hidden, n_out):
+    import numba
+    import torch
+    torch.set_num_threads(numba.get_num_threads())
+    layers = [torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out)]
+    with torch.no_grad():
+        for layer, (W, b) in zip(layers[::2], _predict_weights(n_in, hidden, n_out)):
+            layer.weight.copy_(torch.from_numpy(W))
+            layer.bias.copy_(torch.from_numpy(b))
+    model = torch.nn.Sequential(*layers)
+
+    def predict(X):
+        with torch.no_grad():
+            return torch.softmax(model(torch.from_numpy(X)), 1).numpy()
+    return predict
+
+
+def jax_predictor(n_in, hidden, n_out):
+    """A jit-compiled forward pass on a NumPy array, its result back as one."""
+    import jax
+    import jax.numpy as jnp
+    (W1, b1), (W2, b2) = [(jnp.asarray(W.T), jnp.asarray(b)) for W, b in _predict_weights(n_in, hidden, n_out)]
+    forward = jax.jit(lambda X: jax.nn.softmax(jax.nn.relu(X @ W1 + b1) @ W2 + b2, axis=1))
+    return lambda X: np.asarray(forward(X))
+
+
+def sklearn_predictor(n_in, hidden, n_out):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    model = MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(np.zeros((n_out, n_in), np.float32), np.arange(n_out))   # (every class once)
+    (W1, b1), (W2, b2) = _predict_weights(n_in, hidden, n_out)
+    model.coefs_, model.intercepts_ = [W1.T, W2.T], [b1, b2]
+    return model.predict_proba
+
+
+PREDICT_PEERS = {"PyTorch autograd": torch_predictor, "JAX jit + lax.scan": jax_predictor,
+                 "scikit-learn MLPClassifier": sklearn_predictor}
+
+
+def predict_table(hidden, repeats, rows=PREDICT_ROWS, n_out=10):
+    """Rows (who, seconds to predict `rows` rows, who / fastbp) for the installed peers: the
+    same weights, float32; each peer timed right after fastbp, the ratio the median of
+    the pairwise ratios of `repeats` pairs."""
+    X, _ = peer_data(rows)
+    predictors = {"fastbp": fastbp_predictor(X.shape[1], hidden, n_out),
+                  **{name: PREDICT_PEERS[name](X.shape[1], hidden, n_out) for name in installed_peers()}}
+    times = {name: [] for name in predictors}
+    for _ in range(repeats):
+        for name, predict in predictors.items():
+            times[name].append(_predict_seconds(predict, X))
+    return [(name, statistics.median(seconds), statistics.median(a / b for a, b in zip(seconds, times["fastbp"])))
+            for name, seconds in times.items()]
+
+
 PEERS = {  # name -> (module it needs, seconds function)
     "PyTorch autograd": ("torch", torch_seconds),
     "JAX jit + lax.scan": ("jax", jax_seconds),
@@ -689,6 +782,12 @@ def main(argv=None):
             print("%-6s %-5s %-28s %10s %14s" % ("batch", "rule", "", "s/epoch", "time / fastbp"))
             for batch_size, rule, who, seconds, ratio in rows:
                 print("%-6d %-5s %-28s %10.3f %13.2fx" % (batch_size, rule, who, seconds, ratio))
+            predicting = predict_table(hidden, args.repeats)
+            figures["peers"] += [dict(hidden=hidden, batch_size=PREDICT_ROWS, rule="predict", who=who,
+                                      seconds=sec, ratio=r) for who, sec, r in predicting]
+            print("predicting %d rows (medians of %d calls):" % (PREDICT_ROWS, PREDICT_CALLS))
+            for who, seconds, ratio in predicting:
+                print("%-6s %-5s %-28s %10.4f %13.2fx" % ("", "", who, seconds, ratio))
         missing = sorted(set(PEERS) - set(installed_peers()))
         if missing:
             print("not installed: %s (pip install 'fastbp[peers]')" % ", ".join(missing))

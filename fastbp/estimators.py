@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from . import training
-from .checks import choice, is_sparse, number, positive_int
+from .checks import check_finite, choice, is_sparse, number, positive_int
 from .functions import mean_loss
 from .network import Network, check_sample_weight
 from .optimizers import Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
@@ -89,9 +89,7 @@ def check_X(X, name="X"):
     if X.shape[1] < 1:
         raise ValueError("Found array with 0 feature(s) (shape=%s) while a minimum of 1 is required."
                          % (X.shape,))
-    bad = ~np.isfinite(X)
-    if bad.any():
-        raise ValueError("%s contains NaN or inf (first in row %d)" % (name, np.argwhere(bad)[0][0]))
+    check_finite(name, X)
     return X
 
 

@@ -12,7 +12,7 @@ from numba.typed import List
 from numpy.typing import ArrayLike
 
 from . import kernels, reference, training
-from .checks import choice, is_sparse, number, positive_int
+from .checks import check_finite, choice, is_sparse, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULE_CODES, Optimizer
 from .run import BACKENDS, RunConfig
@@ -118,20 +118,13 @@ def check_sample_weight(sample_weight, m, dtype, name="sample_weight"):
     if s.shape != (m,):
         raise ValueError("%s has shape %s; expected (%d,): one weight per sample" % (name, s.shape, m))
     s = np.ascontiguousarray(s, dtype=dtype)
-    _check_finite(name, s)
+    check_finite(name, s)
     if s.min() < 0:
         raise ValueError("%s has a negative weight (%g at row %d); weights must be >= 0"
                          % (name, s.min(), int(np.argmin(s))))
     if not s.sum() > 0:
         raise ValueError("%s: all the sample weights are zero; at least one sample must have weight" % name)
     return s
-
-
-def _check_finite(name, A):
-    bad = ~np.isfinite(A)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        raise ValueError("%s contains NaN or inf (first in row %d)" % (name, row))
 
 
 class Network:
@@ -337,10 +330,11 @@ class Network:
                    self.propagate, str(self.dtype)))
 
     # ------------------------------------------------------------ input checks
-    def check_inputs(self, X, name="X"):
+    def check_inputs(self, X, name="X", backend="numba"):
         """X as a C-contiguous (m, n_in) array in the network's dtype, or a clear error
         (shape, dtype, NaN or inf). A scipy sparse matrix or array stays sparse: CSR in
-        the network's dtype, its structure checked (the kernels index by it)."""
+        the network's dtype, its structure checked (the kernels index by it). backend:
+        the one that will use X, whose BLAS tests it for NaN and inf (check_finite)."""
         if is_sparse(X):
             return self._check_sparse(X, name)
         X = np.asarray(X)
@@ -352,7 +346,7 @@ class Network:
         if X.shape[0] == 0:
             raise ValueError("%s has no samples" % name)
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        _check_finite(name, X)
+        check_finite(name, X, backend)
         return X
 
     def _check_sparse(self, X, name):
@@ -396,7 +390,7 @@ class Network:
             raise ValueError("%s has shape %s; expected (%d, %d): one target row per sample of X"
                              % (name, Y.shape, m, n_out))
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
-        _check_finite(name, Y)
+        check_finite(name, Y)
         kind = LOSSES[self.loss_name].targets            # what the loss takes (functions.py)
         if kind in ("unit", "distribution") and (Y.min() < 0 or Y.max() > 1):
             raise ValueError("%s: loss %r needs targets in [0, 1]" % (name, self.loss_name))
@@ -439,7 +433,7 @@ class Network:
     def predict(self, X: ArrayLike, backend: str = "numba") -> np.ndarray:
         """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
         one = np.ndim(X) == 1
-        X = self.check_inputs(np.atleast_2d(X) if one else X)
+        X = self.check_inputs(np.atleast_2d(X) if one else X, backend=backend)
         O = self.forward(X, backend)[-1]
         return O[0] if one else O
 
@@ -447,17 +441,17 @@ class Network:
              sample_weight: Optional[ArrayLike] = None) -> float:
         """Mean over the samples of the per-sample loss (no L2 term); the weighted mean
         sum_i s_i E_i / sum_i s_i with sample_weight."""
-        X = self.check_inputs(X)
+        X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         S = self.check_sample_weight(sample_weight, X.shape[0])
-        return mean_loss(self.loss_name, self.predict(X, backend), T, S)
+        return mean_loss(self.loss_name, self.forward(X, backend)[-1], T, S)
 
     def gradients(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba",
                   sample_weight: Optional[ArrayLike] = None):
         """The gradient of ``net.loss(X, Y, sample_weight=...)``: (dW list, db list or
         None), shaped like the parameters. Always the true gradient (delta propagation),
         whatever ``propagate``."""
-        X = self.check_inputs(X)
+        X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         S = self.check_sample_weight(sample_weight, X.shape[0])
         return self.pass_gradients(X, *self.backprop(X, T, "delta", backend, S), backend,
@@ -467,7 +461,7 @@ class Network:
         """Each layer's error terms dE/dz for the samples X: a list of (m, n_l) arrays, by
         this network's ``propagate`` rule. Their mean absolute size per layer shows
         vanishing gradients (seed 001)."""
-        X = self.check_inputs(X)
+        X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         return self.backprop(X, T, self.propagate, backend)[1]
 
@@ -605,7 +599,7 @@ class Network:
         samples' steps: memory stays small and Ctrl-C works however many steps. Returns
         the mean of the steps' batch losses, each taken before its step. Diverging raises
         TrainingDiverged and keeps the weights from before the call."""
-        X = self.check_inputs(X)
+        X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         steps = positive_int("steps", steps)
         lr = number("lr", lr, low_open=True)

@@ -155,7 +155,7 @@ def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback
     RunConfig); returns the history (a dict of per-epoch lists). See Network.train.
     Everything is checked before anything changes: the network, its generator and a
     given Optimizer are untouched by a call that raises ValueError or TypeError."""
-    X = net.check_inputs(X)
+    X = net.check_inputs(X, backend=config.backend)
     T = net.check_targets(Y, X.shape[0])
     m = X.shape[0]
     S = net.check_sample_weight(sample_weight, m)

@@ -51,6 +51,23 @@ def test_peer_table_has_fastbp_and_ratios():
     assert rows[0][4] == 1.0 and all(r[3] > 0 and r[4] > 0 for r in rows)
 
 
+def test_the_peers_predict_the_same_probabilities():
+    X, _ = bench.peer_data(50)
+    expected = bench.fastbp_predictor(784, 16, 10)(X)
+    assert expected.shape == (50, 10) and np.ptp(expected) > 0.1
+    installed = bench.installed_peers()
+    assert {"JAX jit + lax.scan", "scikit-learn MLPClassifier"} <= set(installed)   # (the test extra's)
+    for name in installed:
+        np.testing.assert_allclose(bench.PREDICT_PEERS[name](784, 16, 10)(X), expected, rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_predict_table_times_fastbp_and_each_peer():
+    rows = bench.predict_table(8, 1, rows=300)
+    assert [r[0] for r in rows] == ["fastbp", *bench.installed_peers()]
+    assert rows[0][2] == 1.0 and all(seconds > 0 and ratio > 0 for _, seconds, ratio in rows)
+
+
 def test_head_to_head_against_scikit_learn():
     from sklearn.datasets import load_digits
     X, y = load_digits(return_X_y=True)
@@ -81,8 +98,10 @@ def test_bench_times_the_peers_at_each_hidden_size(tmp_path, capsys):
     assert {row["hidden"] for row in peers} == {8, 16}
     for hidden in (8, 16):
         rows = [row for row in peers if row["hidden"] == hidden]
-        assert {(row["batch_size"], row["rule"]) for row in rows} == set(bench.PEER_CASES)
+        assert {(row["batch_size"], row["rule"]) for row in rows} == set(bench.PEER_CASES) | {
+            (bench.PREDICT_ROWS, "predict")}
         assert all(row["seconds"] > 0 for row in rows)
+        assert {row["who"] for row in rows if row["rule"] == "predict"} == {"fastbp", *bench.installed_peers()}
     printed = capsys.readouterr().out
     assert "peers: 784-8-10" in printed and "peers: 784-16-10" in printed
 

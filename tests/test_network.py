@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp.checks import check_finite
 
 
 @pytest.fixture
@@ -36,6 +37,30 @@ def data():
 def test_bad_construction_is_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         fastbp.Network(**kwargs)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_check_finite_finds_every_nan_and_inf_and_no_more(dtype, order, backend):
+    """The fast test (a product with ones) and the element-wise one agree: every NaN, inf
+    and -inf is found in its row, also inf and -inf together (their sum is NaN); finite
+    values whose row sum overflows are not an error."""
+    rng = np.random.default_rng(0)
+    for bad in (np.nan, np.inf, -np.inf):
+        for row, col in ((0, 0), (37, 5), (99, 63)):
+            A = rng.standard_normal((100, 64)).astype(dtype)
+            A[row, col] = bad
+            with pytest.raises(ValueError, match=r"A contains NaN or inf \(first in row %d\)" % row):
+                check_finite("A", np.asarray(A, order=order), backend)
+    A = np.zeros((10, 64), dtype)
+    A[4, 1], A[4, 2] = np.inf, -np.inf
+    with pytest.raises(ValueError, match=r"first in row 4"):
+        check_finite("A", A, backend)
+    huge = np.full((10, 64), np.finfo(dtype).max, dtype)
+    with np.errstate(over="ignore"):
+        assert np.isinf(huge @ np.ones(64, dtype)).all()
+    check_finite("A", np.asarray(huge, order=order), backend)          # overflowing sums: still finite
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
