@@ -44,6 +44,9 @@ def is_sparse(X):
     return type(X).__module__.startswith("scipy.sparse")
 
 
+FAST_FINITE_MIN = 4096     # elements: below, np.isfinite is quicker than a BLAS call
+
+
 def check_finite(name, A, backend="numba"):
     """A ValueError naming the first row of A that holds NaN or inf, if any.
 
@@ -62,7 +65,8 @@ def check_finite(name, A, backend="numba"):
     A = np.asarray(A)
     if A.dtype.kind != "f" or A.size == 0:
         return
-    if A.ndim == 2 and A.flags.c_contiguous and A.shape[1] > 1 and A.dtype in (np.float32, np.float64):
+    if A.size >= FAST_FINITE_MIN and A.ndim == 2 and A.flags.c_contiguous and A.shape[1] > 1 \
+            and A.dtype in (np.float32, np.float64):
         ones = np.ones(A.shape[1], A.dtype)
         with np.errstate(all="ignore"):                 # (an overflow is not an error here)
             if backend == "numpy":

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp.checks import check_finite
+from fastbp.checks import FAST_FINITE_MIN, check_finite
 
 
 @pytest.fixture
@@ -53,11 +53,12 @@ def test_check_finite_finds_every_nan_and_inf_and_no_more(dtype, order, backend)
             A[row, col] = bad
             with pytest.raises(ValueError, match=r"A contains NaN or inf \(first in row %d\)" % row):
                 check_finite("A", np.asarray(A, order=order), backend)
-    A = np.zeros((10, 64), dtype)
+    assert 100 * 64 >= FAST_FINITE_MIN                          # (the fast test runs on these)
+    A = np.zeros((100, 64), dtype)
     A[4, 1], A[4, 2] = np.inf, -np.inf
     with pytest.raises(ValueError, match=r"first in row 4"):
         check_finite("A", A, backend)
-    huge = np.full((10, 64), np.finfo(dtype).max, dtype)
+    huge = np.full((100, 64), np.finfo(dtype).max, dtype)
     with np.errstate(over="ignore"):
         assert np.isinf(huge @ np.ones(64, dtype)).all()
     check_finite("A", np.asarray(huge, order=order), backend)          # overflowing sums: still finite

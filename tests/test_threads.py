@@ -1,7 +1,6 @@
 """The per-sample kernel's threads: the result does not depend on them, FASTBP_THREADS
 and the process's limits are obeyed, and the chooser follows the timings it is given."""
 import time
-import types
 
 import numba
 import numpy as np
@@ -128,13 +127,20 @@ def test_chooser_with_one_cpu_or_a_fixed_count_never_times(monkeypatch):
 
 def test_a_slow_first_call_says_it_is_compiling(monkeypatch, capsys):
     monkeypatch.setattr(kernels, "NOTICE_AFTER", 0.05)
-    fresh = types.SimpleNamespace(signatures=[])
+    class Kernel:                                   # (a stand-in for a Numba dispatcher)
+        def __init__(self, signatures):
+            self.signatures = signatures
+    fresh = Kernel([])
     with kernels.first_call(fresh, "test kernel"):
         time.sleep(0.3)
     assert "compiling the test kernel" in capsys.readouterr().err
     with kernels.first_call(fresh, "test kernel"):          # a quick first call: nothing
         pass
-    compiled = types.SimpleNamespace(signatures=["(float64,)"])
+    compiled = Kernel(["(float64,)"])
     with kernels.first_call(compiled, "test kernel"):       # already compiled: nothing
         time.sleep(0.2)
+    fresh.signatures.append("(float64,)")                   # compiled since: nothing, ever
+    for _ in range(2):
+        with kernels.first_call(fresh, "test kernel"):
+            time.sleep(0.2)
     assert capsys.readouterr().err == ""
