@@ -182,7 +182,8 @@ def sklearn_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
 # ---- predicting: the outputs (class probabilities) of PREDICT_ROWS rows, as NumPy arrays
 PREDICT_ROWS = 10000
 PREDICT_CALLS = 20      # a time: the median of this many calls, after a pause (BLAS_IDLE)
-BLAS_IDLE = 0.3         # (a pool's threads spin for a while after a product: asv's common.py)
+BLAS_IDLE = 0.3         # seconds: a BLAS pool's threads spin for a while after a product
+                        # (asv's common.py pauses as long before each timing)
 
 
 def _predict_seconds(predict, X):

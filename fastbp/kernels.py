@@ -206,6 +206,7 @@ NOTICE_AFTER = 1.0     # seconds a first call may take before fastbp says it is 
 
 
 _NOTHING = contextlib.nullcontext()
+_warm = set()          # kernels that first_call has seen with a signature
 
 
 def first_call(kernel, what):
@@ -219,9 +220,6 @@ def first_call(kernel, what):
         _warm.add(kernel)
         return _NOTHING
     return _announce(kernel, what)
-
-
-_warm = set()
 
 
 @contextlib.contextmanager

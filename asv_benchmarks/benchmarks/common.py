@@ -5,7 +5,7 @@ import time
 import numpy as np
 
 import fastbp
-from fastbp.bench import synthetic_data
+from fastbp.bench import BLAS_IDLE, synthetic_data
 from fastbp.cases import BENCHMARK_FUNCTIONS, BENCHMARK_NETWORKS, benchmark_function_network, targets
 
 # the networks and dtypes come from fastbp.cases, the table that drives the tests too
@@ -54,8 +54,8 @@ def median_seconds(fn, repeats=3):
 # its own threads, and a pool's threads spin for a while after each product (OpenBLAS's
 # default is 2^28 cycles, about 0.1 s) on the cores the other pool needs: the kernels'
 # forward pass ran 2x slower right after the reference's. A user runs one of the two;
-# so is each timed: after a pause of BLAS_IDLE seconds and one untimed call.
-BLAS_IDLE = 0.3
+# so is each timed: after a pause of BLAS_IDLE seconds (fastbp.bench's, 0.3 s) and one
+# untimed call.
 
 
 def _alone(fn, repeats):
