@@ -817,6 +817,16 @@ def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs):
 
 
 @kernel(fastmath=FASTMATH)
+def predict_batch(w, b, sizes, w_off, u_off, acts, X):
+    """Inference: the last layer's outputs for the rows of X, a new (m, n_out) array. The
+    other layers' buffers are made and dropped in here: handing typed lists of them to
+    and from Python cost more than predicting a small batch."""
+    A = layer_buffers(sizes, X.shape[0], w)
+    forward_batch(w, b, sizes, w_off, u_off, acts, X, A, A)
+    return A[sizes.size - 2]
+
+
+@kernel(fastmath=FASTMATH)
 def forward_batch_sparse(w, b, sizes, w_off, u_off, acts, WT, data, indices, indptr, rows, A, Zs):
     """forward_batch for the CSR rows X[rows] (see "sparse inputs"), the first layer's
     weights given as WT, (n_in, n1) (w's first layer is not read)."""

@@ -430,11 +430,18 @@ class Network:
         else:
             kernels.forward_batch(*self._layout(), X, A, Z)
 
+    def outputs(self, X, backend):
+        """The last layer's outputs, (m, n_out), for X already checked (check_inputs)."""
+        if backend == "numba" and not is_sparse(X):
+            with kernels.first_call(kernels.predict_batch, "batched forward pass"):
+                return kernels.predict_batch(*self._layout(), X)
+        return self.forward(X, backend)[-1]
+
     def predict(self, X: ArrayLike, backend: str = "numba") -> np.ndarray:
         """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
         one = np.ndim(X) == 1
-        X = self.check_inputs(np.atleast_2d(X) if one else X, backend=backend)
-        O = self.forward(X, backend)[-1]
+        X = self.check_inputs(np.atleast_2d(X) if one else X, backend=choice("backend", backend, BACKENDS))
+        O = self.outputs(X, backend)
         return O[0] if one else O
 
     def loss(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba",
@@ -444,7 +451,7 @@ class Network:
         X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         S = self.check_sample_weight(sample_weight, X.shape[0])
-        return mean_loss(self.loss_name, self.forward(X, backend)[-1], T, S)
+        return mean_loss(self.loss_name, self.outputs(X, backend), T, S)
 
     def gradients(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba",
                   sample_weight: Optional[ArrayLike] = None):
@@ -519,6 +526,7 @@ class Network:
         T[:, 0] = 1.0                                  # a valid target for every loss
         twin.train(X, T, epochs=1, batch_size=min(batch_size, 2))
         twin.deltas(X, T)
+        twin.predict(X)
 
     def save(self, path: Union[str, os.PathLike]):
         """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""

@@ -138,7 +138,7 @@ def r2(T, O, sample_weight=None):
 def evaluate(net, X, T, backend, sample_weight=None):
     """Loss and accuracy (sigmoid or softmax outputs) or R^2 (others) on (X, T), weighted
     by sample_weight if given."""
-    O = net.forward(X, backend)[-1]
+    O = net.outputs(X, backend)
     out = {"loss": mean_loss(net.loss_name, O, T, sample_weight)}
     if is_classifier(net):
         out["accuracy"] = accuracy(O, labels_of(T), sample_weight)
