@@ -617,6 +617,39 @@ def compile_seconds(dtype="float64"):
             for name, mode in COMPILE_MODES.items()}
 
 
+_FIRST_FIT = """
+import sys, time, warnings
+import numpy as np
+import fastbp
+warnings.simplefilter("ignore")              # (one epoch: a ConvergenceWarning)
+rng = np.random.default_rng(0)
+X = rng.random((1797, 64))                   # the size of scikit-learn's digits
+y = rng.integers(0, 10, 1797)
+for name in sys.argv[1:]:
+    estimator = getattr(fastbp, name)(max_iter=1)
+    start = time.perf_counter()
+    estimator.fit(X, y if name == "MLPClassifier" else y / 9.0)
+    print(name, time.perf_counter() - start)
+"""
+ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+
+
+def first_fit_seconds(names=ESTIMATORS):
+    """Seconds of each estimator's first fit with its defaults (one epoch, 1,797 x 64
+    random rows: the size of scikit-learn's digits), {name: (cold, cached)}: each in a
+    fresh interpreter with an empty NUMBA_CACHE_DIR, then in another over the cache it
+    left. The cold figure is what a new environment's first fit waits."""
+    out = {}
+    for name in names:
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            runs = [subprocess.run([sys.executable, "-c", _FIRST_FIT, name], env=env, check=True,
+                                   capture_output=True, text=True) for _ in range(2)]
+        cold, cached = (float(run.stdout.split()[-1]) for run in runs)
+        out[name] = (cold, cached)
+    return out
+
+
 def distributed_table(epochs=5, worker_counts=(1, 2), hidden=256, batch_size=200, lr=0.001):
     """Fashion-MNIST, 784-hidden-10 ReLU/softmax/cross-entropy, Adam: test accuracy and
     the training call's wall time for net.train in this process and for
@@ -727,6 +760,11 @@ def main(argv=None):
         print("first call per training mode (float64), fresh interpreters, in this order:")
         for name, (cold, cached) in compile_times.items():
             print("  %-16s %6.2f s compiling, %.2f s from the on-disk cache" % (name, cold, cached))
+        fits = first_fit_seconds()
+        figures["first_fit_s"] = {name: {"cold": cold, "cached": cached} for name, (cold, cached) in fits.items()}
+        print("first fit of each estimator (defaults, one epoch, 1797 x 64), fresh interpreters:")
+        for name, (cold, cached) in fits.items():
+            print("  %-16s %6.2f s in a new environment, %.2f s with the cache warm" % (name, cold, cached))
     peak = {dtype: fma_peak_gflops(dtype) for dtype in ("float32", "float64")}
     figures["fma_peak_gflops_one_core"] = peak
     flops = per_sample_flops([784, args.hidden, 10]) * m

@@ -1,12 +1,13 @@
 """The fastbp command line: train, evaluate, demo, seed001, bench, compare."""
 import argparse
+import json
 import os
 import statistics
 import sys
 
 import numpy as np
 
-from . import datasets, functions, io, training
+from . import __version__, datasets, functions, io, training
 from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from .network import INITIALISERS, Network
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
@@ -352,9 +353,17 @@ def cmd_seed001(args):
     return 0 if all(r["converged"] for r in results) else 1
 
 
+def cmd_info(args):
+    from .info import info, report
+    facts = info()
+    print(json.dumps(facts, indent=1) if args.json else "\n".join(report(facts)))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastbp", description="Train fully-connected networks "
                                      "by backpropagation, fast.")
+    parser.add_argument("--version", action="version", version="fastbp %s" % __version__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_options(p, default="fashion-mnist"):
@@ -425,7 +434,7 @@ def build_parser():
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved model")
-    p.add_argument("model", help="a model file written by train --save (or fastbp.save)")
+    p.add_argument("model", help="a model file written by train --save (or Network.save)")
     data_options(p)
     p.set_defaults(run=cmd_evaluate)
 
@@ -451,6 +460,11 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the weights")
     p.add_argument("--plot", help="write a PNG of loss and error terms (needs matplotlib)")
     p.set_defaults(run=cmd_seed001)
+
+    p = sub.add_parser("info", help="versions, threads, BLAS, and Numba's cache: where it is, "
+                       "whether it can be written, which kernels it holds")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+    p.set_defaults(run=cmd_info)
 
     p = sub.add_parser("bench", help="speed report: kernels vs the NumPy reference",
                        add_help=False)

@@ -56,6 +56,34 @@ def local_cluster(n_workers=None, **kwargs):
     return distributed.LocalCluster(**options)
 
 
+def _warm(net, batch_sizes):
+    """On a worker: compile, or load from its cache, what training net needs."""
+    import time
+
+    from .kernels import cache_dir, compiles, sgd_epoch
+    start = time.perf_counter()
+    with compiles() as compiled:
+        for batch_size in batch_sizes:
+            net.warm_up(batch_size)
+    return {"seconds": time.perf_counter() - start, "cache_dir": cache_dir(sgd_epoch),
+            "compiled": compiled()}
+
+
+def warm_workers(client=None, net=None, batch_sizes=(1, 200)):
+    """Have every worker of client (a Client or a scheduler address) compile, or load
+    from its Numba cache, the kernels that training net (by default a small float64
+    network; pass one of the dtype you train in) with each batch size and predicting
+    use, before the first round needs them. Returns {worker address: {seconds, cache_dir,
+    compiled}}, compiled the number of fastbp's functions Numba compiled there (0: all
+    loaded). A LocalCluster's workers share this process's cache and just load; on a
+    remote cluster each machine compiles once into its own (set NUMBA_CACHE_DIR to a
+    directory its workers can write), and every later worker process there loads."""
+    from .network import Network
+    net = Network([2, 2, 2], seed=0) if net is None else net
+    with connected(client) as c:
+        return c.run(_warm, net, tuple(batch_sizes))
+
+
 @contextlib.contextmanager
 def connected(client=None, n_workers=None):
     """A Client for client (None: a local_cluster, closed afterwards; an address: a Client
@@ -404,4 +432,4 @@ def _run_round(client, shards, net, optimizer, lrs, seeds, config, attempts=3):
     return results
 
 
-__all__ = ["train", "resume", "local_cluster", "connected"]
+__all__ = ["train", "resume", "local_cluster", "connected", "warm_workers"]

@@ -21,6 +21,16 @@ about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba
 to prefer (see ``_prefer_openmp``), and about 150 with workqueue. Batched kernels hand
 their matrix products to BLAS, which runs them on its own threads.
 
+Compile time: a cold compile is mostly Numba's own typing and lowering, then LLVM (the
+README's "Compile time" has the figures). No kernel assigns an array to a slice
+(``a[i:j] = b[k:l]``): for each such assignment Numba compiles a shape-mismatch error
+that formats the shapes into a string, and that string code was a large part of every
+cold compile; the kernels copy in element loops instead. (Tried and left out: per-sample
+SGD compiled twice, a serial build for one thread beside the parallel one. It compiled
+faster, but the two builds, some parts loaded from the cache and some compiled in the
+process, differed in the last bit between thread counts, which tests/test_threads.py
+forbids.)
+
 fastmath: FASTMATH allows reassociation and contraction (FMA), so that the dot products
 and row updates vectorise; it does not assume away NaN and inf, so a diverging run is
 still seen. tests/test_agreement.py holds the results to the NumPy reference.
@@ -36,6 +46,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import event as numba_event
 from numba.core.cpu import ParallelOptions
 from numba.extending import intrinsic, overload
 from numba.typed import List
@@ -207,32 +218,81 @@ NOTICE_AFTER = 1.0     # seconds a first call may take before fastbp says it is 
 
 _NOTHING = contextlib.nullcontext()
 _warm = set()          # kernels that first_call has seen with a signature
+_watching = {}         # thread id -> Numba compiles begun in that thread while watched
 
 
-def first_call(kernel, what):
-    """Around a call of a kernel: if it is the kernel's first in this process and takes
-    more than NOTICE_AFTER seconds (compiling, not loading from Numba's cache), say so
-    on stderr while it runs. (Once the kernel has a signature this is a constant: asking
-    Numba for its signatures took 5.6 microseconds, a tenth of predicting one sample.)"""
+class _CompileListener(numba_event.Listener):
+    """Numba raises "numba:compile" only for a real compile, never for a load from its
+    on-disk cache: first_call's notice and compiles() listen for it, counting fastbp's
+    own functions (Numba's typed-list helpers, called from Python, are never cached: they
+    compile in every process, in well under a second)."""
+
+    def on_start(self, event):
+        thread = threading.get_ident()
+        if thread in _watching and event.data["dispatcher"].py_func.__module__.startswith("fastbp"):
+            _watching[thread] += 1
+
+    def on_end(self, event):
+        pass
+
+
+_listener = None
+
+
+@contextlib.contextmanager
+def compiles():
+    """Count fastbp's functions that Numba compiles (rather than loads from its cache) in
+    this thread inside the block: ``with compiles() as count: ...; count()``. (Nested
+    functions count too: a kernel and its helpers.)"""
+    global _listener
+    if _listener is None:
+        _listener = _CompileListener()
+        numba_event.register("numba:compile", _listener)
+    thread = threading.get_ident()
+    outer = _watching.get(thread)
+    _watching[thread] = 0
+    done = {}
+    try:
+        yield lambda: done["count"] if done else _watching[thread]
+    finally:
+        done["count"] = _watching.pop(thread)
+        if outer is not None:
+            _watching[thread] = outer + done["count"]
+
+
+def first_call(kernel, what, seconds):
+    """Around a call of a kernel: if it is the kernel's first in this process, and it is
+    still running after NOTICE_AFTER seconds because Numba is compiling (not loading from
+    its on-disk cache), say so on stderr while it runs: what, about how many seconds it
+    takes (`seconds`, measured on a 2-core Xeon: README, "Compile time") and where the
+    cache is. (Once the kernel has a signature this is a constant: asking Numba for its
+    signatures took 5.6 microseconds, a tenth of predicting one sample.)"""
     if kernel in _warm:
         return _NOTHING
     if kernel.signatures:
         _warm.add(kernel)
         return _NOTHING
-    return _announce(kernel, what)
+    return _announce(kernel, what, seconds)
+
+
+def cache_dir(kernel):
+    """The directory Numba's on-disk cache keeps this kernel in, or None if unknown."""
+    return getattr(getattr(kernel, "_cache", None), "_cache_path", None)
 
 
 @contextlib.contextmanager
-def _announce(kernel, what):
-    timer = threading.Timer(NOTICE_AFTER, lambda: print(
-        "fastbp: compiling the %s (once: later runs load it from the on-disk cache)..." % what,
-        file=sys.stderr, flush=True))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
+def _announce(kernel, what, seconds):
+    where = cache_dir(kernel)
+    message = ("fastbp: compiling the %s, once: about %d s on a 2-core machine (later runs load it "
+               "from Numba's cache%s)..." % (what, seconds, " in " + where if where else ""))
+    with compiles() as count:
+        timer = threading.Timer(NOTICE_AFTER, lambda: count() and print(message, file=sys.stderr, flush=True))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
 
 def threading_info():
@@ -526,7 +586,8 @@ def _layer_products(w, b, sizes, w_off, u_off, l, a, zero):
 def _finish_layer(acts, u_off, l, a, zs):
     """Layer l + 1's part of a holds its z: keep z in zs where g' needs it, then a <- g(z)."""
     if NEEDS_Z[acts[l]]:
-        zs[u_off[l]:u_off[l + 1]] = a[u_off[l]:u_off[l + 1]]
+        for j in range(u_off[l], u_off[l + 1]):    # (an element loop: see "Compile time" above)
+            zs[j] = a[j]
     _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
 
 
@@ -643,6 +704,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
     return total
 
 
+
 # ---------------------------------------------------------------- sparse inputs
 # X as CSR (data, indices, indptr: scipy.sparse's arrays): row r's non-zeros are
 # data[indptr[r]:indptr[r + 1]] in the columns indices[...]. Only the first layer reads X,
@@ -710,7 +772,10 @@ def sgd_epoch_sparse(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has
         if scale < RESCALE_BELOW:
             V *= scale
             scale = one
-    _matrix(w, w_off, sizes, 0)[:] = (V * scale).T
+    W = _matrix(w, w_off, sizes, 0)
+    for k in range(V.shape[0]):                  # W <- (scale V)^T, element by element ("Compile time")
+        for j in range(n1):
+            W[j, k] = V[k, j] * scale
     return total
 
 
@@ -899,7 +964,8 @@ def _gradient_above(sizes, w_off, u_off, B, A, D, dw, db):
         if l > 0:
             np.dot(d.T, A[l - 1][:B], _matrix(dw, w_off, sizes, l))
         bias = db[u_off[l]:u_off[l + 1]]
-        bias[:] = d[0]
+        for j in range(bias.size):               # (an element loop: see "Compile time" above)
+            bias[j] = d[0, j]
         for s in range(1, B):
             row = d[s]
             for j in range(bias.size):

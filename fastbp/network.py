@@ -291,18 +291,18 @@ class Network:
         if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend):
             step = (kind(lr), kind(1.0 - lr * l2), self._eps(), np.finfo(self.dtype).tiny)
             if sparse:
-                with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows"):
+                with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 6):
                     total = kernels.sgd_epoch_sparse(*net, *_csr(X), T, S, order, *step)
             else:
                 if threads > 1:
                     numba.set_num_threads(threads)
-                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel"):
+                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 7):
                     total = kernels.sgd_epoch(*net, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
         hyper = optimizer.hyper(lr, l2, clip, self.dtype)
         rows = (np.empty((0, self.sizes[0]), self.dtype),) + _csr(X) if sparse else (X,) + self._no_csr
-        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel"):
+        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 8):
             total, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, order, batch_size, RULE_CODES[optimizer.rule],
                                                      hyper, optimizer.state["w"], optimizer.state["b"], optimizer.t,
                                                      self._eps())
@@ -417,7 +417,7 @@ class Network:
         (check_inputs)."""
         if choice("backend", backend, BACKENDS) == "numpy":
             return reference.forward(*self._params(), self.activations, X)[1:]
-        with kernels.first_call(kernels.forward_batch, "batched forward pass"):
+        with kernels.first_call(kernels.forward_batch, "batched forward pass", 2):
             A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
             self._forward_kernel(X, A, A)                            # (no z kept: inference)
         return list(A)
@@ -433,7 +433,7 @@ class Network:
     def outputs(self, X, backend):
         """The last layer's outputs, (m, n_out), for X already checked (check_inputs)."""
         if backend == "numba" and not is_sparse(X):
-            with kernels.first_call(kernels.predict_batch, "batched forward pass"):
+            with kernels.first_call(kernels.predict_batch, "batched forward pass", 2):
                 return kernels.predict_batch(*self._layout(), X)
         return self.forward(X, backend)[-1]
 
@@ -484,7 +484,7 @@ class Network:
                                              sample_weight)
         A, Z, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(4))
         self._forward_kernel(X, A, Z)
-        with kernels.first_call(kernels.backward_batch, "batched delta propagation"):
+        with kernels.first_call(kernels.backward_batch, "batched delta propagation", 4):
             kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
                                    LOSS_CODES[self.loss_name], propagate == "error", A, Z, T,
                                    self._weights_or_none(sample_weight), D, E, np.empty(X.shape[0]), self._eps())

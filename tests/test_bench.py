@@ -88,6 +88,14 @@ def test_compile_seconds_per_training_mode():
     assert times["per-sample SGD"][1] < times["per-sample SGD"][0]
 
 
+@pytest.mark.slow
+def test_first_fit_of_each_estimator_cold_and_cached():
+    times = bench.first_fit_seconds()
+    assert list(times) == list(bench.ESTIMATORS)
+    for cold, cached in times.values():
+        assert cached < cold                     # the first compiles, the second loads
+
+
 def test_bench_times_the_peers_at_each_hidden_size(tmp_path, capsys):
     out = tmp_path / "figures.json"
     bench.main(["--samples", "256", "--reference-samples", "64", "--dtypes", "float32", "--no-compile",

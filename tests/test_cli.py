@@ -1,5 +1,6 @@
 """The command line end to end (through subprocess, as a user runs it), the seed 001
 experiment, and accuracy on real data."""
+import json
 import os
 import signal
 import subprocess
@@ -115,3 +116,26 @@ def test_seed000_network_one_epoch_accuracy_on_fashion_mnist():
               shuffle=False)
     accuracy = np.mean(net.predict(X_test).argmax(axis=1) == y_test)
     assert accuracy >= 0.82, accuracy
+
+
+def test_info_names_the_versions_blas_and_cache(capsys, tmp_path):
+    from fastbp import info, kernels
+    fastbp.Network([3, 2, 2], seed=0).warm_up(2)          # compiles (or loads) and caches batch_epoch
+    assert cli.main(["info"]) == 0
+    printed = capsys.readouterr().out
+    assert "fastbp %s" % fastbp.__version__ in printed and "numba " in printed
+    assert "BLAS: openblas" in printed                     # SciPy's, which the kernels' products call
+    assert "Numba's cache: %s" % kernels.cache_dir(kernels.batch_epoch) in printed
+    assert cli.main(["info", "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["cached"]["batch_epoch"] >= 1 and facts["cache_dir_writable"] is True
+    assert set(facts["cached"]) == set(info.ENTRY_POINTS)
+    (tmp_path / "a_file").write_text("")
+    assert info.writable(tmp_path / "not" / "yet")          # made on the way: its parent is writable
+    assert not info.writable(tmp_path / "a_file" / "x")     # under a file: nothing can be made
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == "fastbp %s" % fastbp.__version__

@@ -252,3 +252,18 @@ def test_validation_fraction_early_stopping_and_resume(two_workers, tmp_path):
     net, h2 = fd.resume(path, X, y, client=two_workers, epochs=6)
     assert h2["loss"] == h["loss"] and h2["val_loss"] == h["val_loss"]
     np.testing.assert_array_equal(net.snapshot()[0], whole.snapshot()[0])
+
+
+def test_local_workers_load_the_parents_compiled_kernels(one_worker):
+    """A LocalCluster's workers share this process's Numba cache: once the parent has
+    compiled (or loaded) a network's kernels, a worker compiles nothing for them."""
+    from fastbp import kernels
+    net = fastbp.Network([5, 4, 3], activation="tanh", output="softmax", loss="cross_entropy", seed=0)
+    for batch_size in (1, 8):
+        net.warm_up(batch_size)
+    with kernels.compiles() as here:
+        net.warm_up(8)                     # in memory now: nothing to compile
+    assert here() == 0
+    (report,) = fd.warm_workers(one_worker, net, batch_sizes=(1, 8)).values()
+    assert report["cache_dir"] == kernels.cache_dir(kernels.sgd_epoch)
+    assert report["compiled"] == 0, report

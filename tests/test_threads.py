@@ -125,22 +125,52 @@ def test_chooser_with_one_cpu_or_a_fixed_count_never_times(monkeypatch):
     assert set(_drive(threads.ThreadChooser(3), lambda n: 1e-5 * n, 20)) == {3}
 
 
-def test_a_slow_first_call_says_it_is_compiling(monkeypatch, capsys):
+def _compile_a_fastbp_function():
+    numba.njit(fastbp.functions.relu)(1.0)          # a new dispatcher: compiled, never cached
+
+
+def test_a_slow_first_call_says_it_is_compiling_only_when_numba_compiles(monkeypatch, capsys):
     monkeypatch.setattr(kernels, "NOTICE_AFTER", 0.05)
     class Kernel:                                   # (a stand-in for a Numba dispatcher)
         def __init__(self, signatures):
             self.signatures = signatures
     fresh = Kernel([])
-    with kernels.first_call(fresh, "test kernel"):
+    with kernels.first_call(fresh, "test kernel", 3):
+        _compile_a_fastbp_function()                 # a real compile (Numba's "numba:compile")
         time.sleep(0.3)
-    assert "compiling the test kernel" in capsys.readouterr().err
-    with kernels.first_call(fresh, "test kernel"):          # a quick first call: nothing
+    err = capsys.readouterr().err
+    assert "compiling the test kernel, once: about 3 s" in err
+    with kernels.first_call(fresh, "test kernel", 3):      # slow, but no compile (a cache load): nothing
+        time.sleep(0.3)
+    with kernels.first_call(fresh, "test kernel", 3):      # a quick first call: nothing
         pass
     compiled = Kernel(["(float64,)"])
-    with kernels.first_call(compiled, "test kernel"):       # already compiled: nothing
+    with kernels.first_call(compiled, "test kernel", 3):   # already compiled: nothing
+        _compile_a_fastbp_function()
         time.sleep(0.2)
     fresh.signatures.append("(float64,)")                   # compiled since: nothing, ever
     for _ in range(2):
-        with kernels.first_call(fresh, "test kernel"):
+        with kernels.first_call(fresh, "test kernel", 3):
+            _compile_a_fastbp_function()
             time.sleep(0.2)
     assert capsys.readouterr().err == ""
+
+
+def test_the_compile_notice_names_the_cache_directory(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(kernels, "NOTICE_AFTER", 0.05)
+    kernel = numba.njit(fastbp.functions.relu)
+    kernel._cache._cache_path = str(tmp_path)       # (NullCache has none: where a real one would be)
+    with kernels.first_call(kernel, "relu kernel", 1):
+        kernel(2.0)
+        time.sleep(0.2)
+    assert "in %s)" % tmp_path in capsys.readouterr().err
+
+
+def test_compiles_counts_fastbps_own_compiles_nested_blocks_too():
+    with kernels.compiles() as outer:
+        _compile_a_fastbp_function()
+        with kernels.compiles() as inner:
+            _compile_a_fastbp_function()
+            numba.njit(lambda x: x + 1)(1)          # not fastbp's: not counted
+        assert inner() == 1
+    assert outer() == 2 and inner() == 1

@@ -1,0 +1,88 @@
+"""What `fastbp info` prints: the versions, the threading layer, the BLAS libraries in
+the process, Numba's cache directory (and whether it can be written), and which kernels
+are in it for this version of fastbp, compiled for this processor."""
+import os
+import platform
+import sys
+
+# the kernels a training mode or predicting calls from Python (kernels.py): what a first
+# call compiles, or loads from the cache
+ENTRY_POINTS = ("sgd_epoch", "sgd_epoch_sparse", "batch_epoch", "forward_batch", "predict_batch",
+                "backward_batch")
+
+
+def versions():
+    import llvmlite
+    import numba
+    import numpy
+    import scipy
+    import threadpoolctl
+
+    from . import __version__
+    return {"fastbp": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "numba": numba.__version__, "llvmlite": llvmlite.__version__, "scipy": scipy.__version__,
+            "threadpoolctl": threadpoolctl.__version__}
+
+
+def cached_signatures(kernel):
+    """How many compiled versions of kernel Numba's on-disk cache holds for this source
+    (an index written for another version of the file counts as none) and this processor."""
+    import numba
+    cache = getattr(kernel, "_cache", None)
+    index = getattr(getattr(cache, "_cache_file", None), "_load_index", None)
+    if index is None:
+        return 0
+    try:
+        overloads = index()
+    except Exception:               # an unreadable index: Numba recompiles, and so counts none
+        return 0
+    codegen = numba.core.registry.cpu_target.target_context.codegen()
+    magic = codegen.magic_tuple()
+    return sum(1 for key in overloads if len(key) > 1 and key[1] == magic)
+
+
+def writable(directory):
+    """Whether files can be made in directory, or in its nearest existing parent."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def info():
+    """A dict of everything `fastbp info` prints."""
+    import scipy.linalg.cython_blas  # noqa: F401 (the BLAS that Numba's np.dot calls: loaded to be seen)
+    from threadpoolctl import threadpool_info
+
+    from . import kernels
+    some = kernels.batch_epoch
+    directory = kernels.cache_dir(some)
+    blas = [{key: lib.get(key) for key in ("internal_api", "version", "num_threads", "architecture",
+                                            "threading_layer", "filepath")}
+            for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return {"versions": versions(), "executable": sys.executable, **kernels.threading_info(),
+            "blas": blas, "cache_dir": directory,
+            "cache_dir_writable": writable(directory) if directory else False,
+            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR"),
+            "cached": {name: cached_signatures(getattr(kernels, name)) for name in ENTRY_POINTS}}
+
+
+def report(facts):
+    """info() as lines of text."""
+    lines = ["fastbp %s" % facts["versions"]["fastbp"],
+             "  " + ", ".join("%s %s" % kv for kv in facts["versions"].items() if kv[0] != "fastbp"),
+             "threading layer: %s, %d threads" % (facts["threading_layer"], facts["threads"])]
+    for lib in facts["blas"] or [{"internal_api": "none loaded yet"}]:
+        lines.append("BLAS: %s %s, %s threads, %s (%s)" % (
+            lib.get("internal_api"), lib.get("version") or "", lib.get("num_threads") or "-",
+            lib.get("architecture") or "-", lib.get("filepath") or "-"))
+    lines.append("Numba's cache: %s (%s%s)" % (
+        facts["cache_dir"], "writable" if facts["cache_dir_writable"] else "NOT writable: every process compiles",
+        ", from NUMBA_CACHE_DIR" if facts["NUMBA_CACHE_DIR"] else ""))
+    lines.append("cached for this version and processor (compiled signatures):")
+    for name, count in facts["cached"].items():
+        lines.append("  %-18s %s" % (name, count if count else "none: its first call compiles"))
+    return lines
