@@ -607,14 +607,20 @@ def compile_seconds(dtype="float64"):
     (cold, cached)}: an interpreter with an empty NUMBA_CACHE_DIR runs the modes in turn
     (so a kernel that two modes share counts for the first), a second one over the cache
     the first left."""
+    cold, cached = _cold_and_cached(_COMPILE_PROBE % (dtype, dtype), list(COMPILE_MODES.values()))
+    return {name: (cold[mode], cached[mode]) for name, mode in COMPILE_MODES.items()}
+
+
+def _cold_and_cached(script, args):
+    """Run script (which prints lines "name seconds") in a fresh interpreter with an
+    empty NUMBA_CACHE_DIR, then in another over the cache it left: ({name: seconds} of
+    the first run, the same of the second)."""
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        runs = [subprocess.run([sys.executable, "-c", _COMPILE_PROBE % (dtype, dtype)]
-                               + list(COMPILE_MODES.values()), env=env, check=True,
+        runs = [subprocess.run([sys.executable, "-c", script] + args, env=env, check=True,
                                capture_output=True, text=True) for _ in range(2)]
-    seconds = [dict(line.split() for line in run.stdout.strip().splitlines()) for run in runs]
-    return {name: (float(seconds[0][mode]), float(seconds[1][mode]))
-            for name, mode in COMPILE_MODES.items()}
+    return [{name: float(seconds) for name, seconds in (line.split() for line in run.stdout.strip().splitlines())}
+            for run in runs]
 
 
 _FIRST_FIT = """
@@ -640,13 +646,9 @@ def first_fit_seconds(names=ESTIMATORS):
     fresh interpreter with an empty NUMBA_CACHE_DIR, then in another over the cache it
     left. The cold figure is what a new environment's first fit waits."""
     out = {}
-    for name in names:
-        with tempfile.TemporaryDirectory() as cache:
-            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-            runs = [subprocess.run([sys.executable, "-c", _FIRST_FIT, name], env=env, check=True,
-                                   capture_output=True, text=True) for _ in range(2)]
-        cold, cached = (float(run.stdout.split()[-1]) for run in runs)
-        out[name] = (cold, cached)
+    for name in names:                       # (each in a cache of its own: both are first fits)
+        cold, cached = _cold_and_cached(_FIRST_FIT, [name])
+        out[name] = (cold[name], cached[name])
     return out
 
 

@@ -58,8 +58,7 @@ def info():
     from threadpoolctl import threadpool_info
 
     from . import kernels
-    some = kernels.batch_epoch
-    directory = kernels.cache_dir(some)
+    directory = kernels.cache_dir(kernels.batch_epoch)      # (every kernel's: one module)
     blas = [{key: lib.get(key) for key in ("internal_api", "version", "num_threads", "architecture",
                                             "threading_layer", "filepath")}
             for lib in threadpool_info() if lib.get("user_api") == "blas"]
