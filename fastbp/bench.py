@@ -424,10 +424,10 @@ def _pieces(w, b, sizes, w_off, u_off, acts, X, T, order, batch_size, A, Zs, D, 
             kernels._gather(X, order[start:start + batch_size], Xb)
             kernels._gather(T, order[start:start + batch_size], Tb)
         elif piece == 1:
-            kernels.forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs)
+            kernels.forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs, 0)
         elif piece == 2:
             kernels.backward_batch(w, sizes, w_off, u_off, acts, kernels.CROSS_ENTROPY, False, A, Zs, Tb, S, D,
-                                   E, losses, 1e-7)
+                                   E, losses, 1e-7, 0)
         elif piece == 3:
             kernels.gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db)
         else:
@@ -470,10 +470,28 @@ def batched_breakdown(hidden, samples, batch_size=200, repeats=3):
 _BUSY = "while True: pass"
 
 
-def contention_table(hidden, dtype, samples, repeats):
-    """A per-sample epoch (784-hidden-10, ReLU/softmax/cross-entropy) alone and beside a
-    competing CPU-bound process, with fastbp's thread setting and with one thread,
-    interleaved. Rows: (setting, seconds alone, seconds busy, busy / alone)."""
+# the modes `fastbp bench --contention` times: train settings, or None for predicting
+CONTENTION_MODES = {"per-sample SGD": dict(batch_size=1), "mini-batch SGD, 200": dict(batch_size=200),
+                    "Adam, 200": dict(batch_size=200, optimizer="adam", lr=PEER_ADAM_LR),
+                    "full batch": dict(batch_size=None), "predict": None}
+
+
+def _contention_seconds(net, X, y, mode):
+    settings = CONTENTION_MODES[mode]
+    if settings is None:
+        start = time.perf_counter()
+        for _ in range(5):
+            net.predict(X)
+        return time.perf_counter() - start
+    settings = dict(dict(lr=PEER_LR, diagnostics=False, epochs=1), **settings)
+    return net.train(X, y, **settings)["seconds"][0]
+
+
+def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD"):
+    """An epoch of the mode (CONTENTION_MODES; predict: 5 calls on the samples) of
+    784-hidden-10, ReLU/softmax/cross-entropy, alone and beside a competing CPU-bound
+    process, with fastbp's thread setting and with one thread, interleaved. Rows:
+    (setting, seconds alone, seconds busy, busy / alone)."""
     X, y = peer_data(samples)
     X = X.astype(dtype)
     settings = {"default": os.environ.get("FASTBP_THREADS"), "FASTBP_THREADS=1": "1"}
@@ -484,7 +502,7 @@ def contention_table(hidden, dtype, samples, repeats):
         for name in settings:
             nets[name] = Network([784, hidden, 10], activation="relu", output="softmax",
                                  loss="cross_entropy", init="he", seed=0, dtype=dtype)
-            nets[name].warm_up(1)
+            nets[name].warm_up((CONTENTION_MODES[mode] or {}).get("batch_size", 2) or 2)
         for _ in range(repeats):
             for busy in (False, True):
                 competitor = subprocess.Popen([sys.executable, "-c", _BUSY]) if busy else None
@@ -496,8 +514,7 @@ def contention_table(hidden, dtype, samples, repeats):
                             os.environ.pop("FASTBP_THREADS", None)
                         else:
                             os.environ["FASTBP_THREADS"] = value
-                        seconds = nets[name].train(X, y, epochs=1, lr=PEER_LR, batch_size=1,
-                                                   diagnostics=False)["seconds"][0]
+                        seconds = _contention_seconds(nets[name], X, y, mode)
                         times[name][busy].append(seconds)
                 finally:
                     if competitor is not None:
@@ -513,27 +530,27 @@ def contention_table(hidden, dtype, samples, repeats):
             for name, (alone, busy) in times.items()]
 
 
-# one fastbp process's per-sample epoch, in samples per second (processes_table)
+# one fastbp process's epochs (per-sample or batched), in samples per second (processes_table)
 _ONE_PROCESS = """
 import statistics, sys
 from fastbp import Network
 from fastbp.bench import peer_data
-hidden, dtype, samples = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+hidden, dtype, samples, batch_size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 X, y = peer_data(samples)
 net = Network([784, hidden, 10], activation="relu", output="softmax", loss="cross_entropy", init="he",
               seed=0, dtype=dtype)
-net.warm_up(1)
-seconds = net.train(X.astype(dtype), y, epochs=3, lr=0.01, batch_size=1, diagnostics=False)["seconds"]
+net.warm_up(batch_size)
+seconds = net.train(X.astype(dtype), y, epochs=3, lr=0.01, batch_size=batch_size, diagnostics=False)["seconds"]
 print(samples / statistics.median(seconds))
 """
 
 
-def processes_table(hidden, dtype, samples, repeats, processes=2):
+def processes_table(hidden, dtype, samples, repeats, processes=2, batch_size=1):
     """Several fastbp processes at once (as two scripts, GridSearchCV(n_jobs=2) or
-    pytest -n 2 start them), each training per-sample epochs (784-hidden-10, ReLU/softmax,
-    fastbp's thread setting), against one alone, interleaved: (samples per second alone,
+    pytest -n 2 start them), each training epochs of batch_size (1: per-sample SGD;
+    784-hidden-10, ReLU/softmax, fastbp's thread setting), against one alone, interleaved: (samples per second alone,
     of all together, together / alone: the median of the pairs)."""
-    command = [sys.executable, "-c", _ONE_PROCESS, str(hidden), dtype, str(samples)]
+    command = [sys.executable, "-c", _ONE_PROCESS, str(hidden), dtype, str(samples), str(batch_size)]
     alone, together = [], []
     for _ in range(repeats):
         alone.append(float(subprocess.run(command, capture_output=True, text=True, check=True).stdout))
@@ -779,25 +796,29 @@ def main(argv=None):
         print("  %s kernels: %.2fx the floor" % (dtype, fast / figures[dtype]["floor_s"]))
     if args.contention:
         figures["contention"] = []
-        print("\nper-sample epoch, %d samples, alone and beside a busy process "
+        print("\nan epoch of %d samples (predict: 5 calls on them), alone and beside a busy process "
               "(median of %d interleaved pairs)" % (m, args.repeats))
-        print("%-8s %-7s %-17s %9s %9s %13s %14s" % ("dtype", "hidden", "threads", "alone s",
-                                                   "busy s", "busy / alone", "floor ratio"))
-        for dtype in args.dtypes.split(","):
-            for hidden in sorted({100, args.hidden}):
-                floor = per_sample_flops([784, hidden, 10]) * m / peak[dtype] / 1e9
-                for name, alone, busy, ratio in contention_table(hidden, dtype, m, args.repeats):
-                    figures["contention"].append(dict(dtype=dtype, hidden=hidden, threads=name,
-                                                      alone_s=alone, busy_s=busy, ratio=ratio,
-                                                      floor_s=floor))
-                    print("%-8s %-7d %-17s %9.3f %9.3f %12.2fx %13.2fx"
-                          % (dtype, hidden, name, alone, busy, ratio, alone / floor))
-        alone, together, ratio = processes_table(100, "float32", m, args.repeats)
-        figures["processes"] = dict(processes=2, alone_samples_per_s=alone, together_samples_per_s=together,
-                                    ratio=ratio)
-        print("two fastbp processes at once (784-100-10, float32, fastbp's thread setting): %.0f samples/s "
-              "together against %.0f alone, %.2fx (median of %d interleaved pairs)"
-              % (together, alone, ratio, args.repeats))
+        print("%-20s %-8s %-7s %-17s %9s %9s %13s %14s" % ("mode", "dtype", "hidden", "threads", "alone s",
+                                                         "busy s", "busy / alone", "floor ratio"))
+        for mode in CONTENTION_MODES:
+            for dtype in args.dtypes.split(","):
+                for hidden in sorted({100, args.hidden}):
+                    floor = per_sample_flops([784, hidden, 10]) * m / peak[dtype] / 1e9
+                    for name, alone, busy, ratio in contention_table(hidden, dtype, m, args.repeats, mode):
+                        figures["contention"].append(dict(mode=mode, dtype=dtype, hidden=hidden, threads=name,
+                                                          alone_s=alone, busy_s=busy, ratio=ratio,
+                                                          floor_s=floor if mode == "per-sample SGD" else None))
+                        print("%-20s %-8s %-7d %-17s %9.3f %9.3f %12.2fx %14s"
+                              % (mode, dtype, hidden, name, alone, busy, ratio,
+                                 "%.2fx" % (alone / floor) if mode == "per-sample SGD" else "-"))
+        figures["processes"] = []
+        for batch_size in (1, 200):
+            alone, together, ratio = processes_table(100, "float32", m, args.repeats, batch_size=batch_size)
+            figures["processes"].append(dict(processes=2, batch_size=batch_size, alone_samples_per_s=alone,
+                                             together_samples_per_s=together, ratio=ratio))
+            print("two fastbp processes at once (784-100-10, float32, batch %d, fastbp's thread setting): "
+                  "%.0f samples/s together against %.0f alone, %.2fx (median of %d interleaved pairs)"
+                  % (batch_size, together, alone, ratio, args.repeats))
     if args.batched:
         figures["batched"] = []
         print("\nmini-batch epochs, 784-%d-10 ReLU/softmax, float32, %d samples, against the "

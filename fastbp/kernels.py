@@ -18,8 +18,10 @@ Parallelism: in per-sample SGD, when the caller asks for threads > 1 (threads.py
 default is 1), ``prange`` over the rows of a layer only when the layer has at least
 PARALLEL_MIN_WEIGHTS weights (about 10 microseconds of work): a parallel region costs
 about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba
-to prefer (see ``_prefer_openmp``), and about 150 with workqueue. Batched kernels hand
-their matrix products to BLAS, which runs them on its own threads.
+to prefer (see ``_prefer_openmp``), and about 150 with workqueue. The dense mini-batch
+epoch (batch_epoch) splits each batch into fixed ranges of rows and blocks of units on
+Numba's threads, each calling a one-thread BLAS (see above batch_epoch); the other batched
+kernels hand their products to BLAS, on whatever threads it has.
 
 Compile time: a cold compile is mostly Numba's own typing and lowering, then LLVM (the
 README's "Compile time" has the figures). No kernel assigns an array to a slice
@@ -49,6 +51,7 @@ from numba import njit, prange, types
 from numba.core import event as numba_event
 from numba.core.cpu import ParallelOptions
 from numba.extending import intrinsic, overload
+from numba.np.linalg import _BLAS, ensure_blas  # (Numba's own BLAS binding: gradient_rows)
 from numba.typed import List
 
 from .functions import (
@@ -819,9 +822,45 @@ def transpose_block(flat, n_rows, n_cols):
 # them (biases, activations, error terms, losses, the update) runs in place, with no
 # temporaries. Buffers are lists of per-layer (rows, n_l) arrays, so that every product
 # reads and writes contiguous memory.
-# These kernels are serial, and BLAS brings its own threads: interleaving Numba's
-# parallel regions with BLAS calls made the two thread pools wait on each other (a
-# mini-batch epoch ran up to 100 times slower); the work outside the products is small.
+# These kernels are serial. batch_epoch calls them on ranges of a batch's rows from
+# threads of its own, with BLAS held to one thread (interleaving Numba's parallel regions
+# with a multi-threaded BLAS made the two thread pools wait on each other: a mini-batch
+# epoch ran up to 100 times slower).
+
+def gradient_rows(X, D, j0, j1, out):
+    """out[j0 * n_in : j1 * n_in] <- the rows j0:j1 of D^T X, flattened: units j0..j1-1's
+    summed weight gradient, for the B rows of the inputs X (B, n_in) and their error
+    terms D (B, n_units). In the kernels, one BLAS product that reads D's columns j0:j1
+    where they are (np.dot would need them copied)."""
+    n_in = X.shape[1]
+    out[j0 * n_in:j1 * n_in] = (D[:, j0:j1].T @ X).ravel()
+
+
+@overload(gradient_rows, jit_options={"error_model": ERRORS})
+def _gradient_rows(X, D, j0, j1, out):
+    if X.dtype not in (types.float32, types.float64):
+        return None
+    ensure_blas()
+    gemm = _BLAS().numba_xxgemm(X.dtype)
+    kind = ord("s" if X.dtype == types.float32 else "d")
+    no, yes = ord("n"), ord("t")
+
+    def product(X, D, j0, j1, out):
+        B, n_in = X.shape
+        n_units = D.shape[1]
+        if j1 <= j0:
+            return
+        if B == 0:
+            for k in range(j0 * n_in, j1 * n_in):
+                out[k] = 0
+            return
+        one, zero = np.ones(1, X.dtype), np.zeros(1, X.dtype)
+        # column-major BLAS: out's rows j0:j1 (n_in x (j1 - j0), ld n_in) = X^T (n_in x B,
+        # as stored) times D[:, j0:j1] (B x (j1 - j0): D's storage read transposed, ld n_units)
+        gemm(kind, no, yes, n_in, j1 - j0, B, one.ctypes, X.ctypes, n_in, _flat(D)[j0:].ctypes, n_units,
+             zero.ctypes, out[j0 * n_in:].ctypes, n_in)
+    return product
+
 
 @kernel
 def layer_buffers(sizes, rows, dtype_like):
@@ -872,13 +911,13 @@ def _bias_activate(Z, bias, code, keep):
 
 
 @kernel(fastmath=FASTMATH)
-def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs):
-    """The batched forward pass: A[l][:B] <- layer l+1's outputs for the B rows of Xb, and
-    Zs[l][:B] <- its pre-activations where the derivative needs them (Zs may be A itself
-    when nothing will be propagated back: inference)."""
-    B = Xb.shape[0]
-    np.dot(Xb, _matrix(w, w_off, sizes, 0).T, A[0][:B])            # z = W x, for every row
-    _forward_from_products(w, b, sizes, w_off, u_off, acts, B, A, Zs)
+def forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs, r0):
+    """The batched forward pass: A[l][r0:r0 + B] <- layer l+1's outputs for the B rows of
+    Xb, and Zs[l][r0:r0 + B] <- its pre-activations where the derivative needs them (Zs
+    may be A itself when nothing will be propagated back: inference)."""
+    r1 = r0 + Xb.shape[0]
+    np.dot(Xb, _matrix(w, w_off, sizes, 0).T, A[0][r0:r1])        # z = W x, for every row
+    _forward_from_products(w, b, sizes, w_off, u_off, acts, r0, r1, A, Zs)
 
 
 @kernel(fastmath=FASTMATH)
@@ -887,7 +926,7 @@ def predict_batch(w, b, sizes, w_off, u_off, acts, X):
     other layers' buffers are made and dropped in here: handing typed lists of them to
     and from Python cost more than predicting a small batch."""
     A = layer_buffers(sizes, X.shape[0], w)
-    forward_batch(w, b, sizes, w_off, u_off, acts, X, A, A)
+    forward_batch(w, b, sizes, w_off, u_off, acts, X, A, A, 0)
     return A[sizes.size - 2]
 
 
@@ -896,29 +935,30 @@ def forward_batch_sparse(w, b, sizes, w_off, u_off, acts, WT, data, indices, ind
     """forward_batch for the CSR rows X[rows] (see "sparse inputs"), the first layer's
     weights given as WT, (n_in, n1) (w's first layer is not read)."""
     _sparse_products(WT, data, indices, indptr, rows, A[0][:rows.size])
-    _forward_from_products(w, b, sizes, w_off, u_off, acts, rows.size, A, Zs)
+    _forward_from_products(w, b, sizes, w_off, u_off, acts, 0, rows.size, A, Zs)
 
 
 @kernel(fastmath=FASTMATH)
-def _forward_from_products(w, b, sizes, w_off, u_off, acts, B, A, Zs):
-    """The forward pass from A[0][:B] = the first layer's products W x: each layer's bias
-    and activation, and the products of the layers above."""
+def _forward_from_products(w, b, sizes, w_off, u_off, acts, r0, r1, A, Zs):
+    """The forward pass of rows r0:r1 from A[0][r0:r1] = the first layer's products W x:
+    each layer's bias and activation, and the products of the layers above."""
     for l in range(sizes.size - 1):
-        Z = A[l][:B]
+        Z = A[l][r0:r1]
         if l > 0:
-            np.dot(A[l - 1][:B], _matrix(w, w_off, sizes, l).T, Z)   # z = W a, for every row
-        _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l], Zs[l][:B])
+            np.dot(A[l - 1][r0:r1], _matrix(w, w_off, sizes, l).T, Z)   # z = W a, for every row
+        _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l], Zs[l][r0:r1])
 
 
 @kernel(fastmath=FASTMATH)
-def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb, Sb, D, E, losses, eps):
-    """The batched delta propagation: D[l][:B] <- every layer's error terms for the forward
-    pass (A, Zs) and targets Tb; losses[:B] <- the per-sample losses. Sb: the rows'
-    weights, or empty: each row's losses and error terms are then times its weight.
-    E is scratch: what each layer sends back."""
+def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb, Sb, D, E, losses, eps, r0):
+    """The batched delta propagation: D[l][r0:r0 + B] <- every layer's error terms for the
+    forward pass (A, Zs) of those rows and their B targets Tb; losses[:B] <- their
+    per-sample losses. Sb: the rows' weights, or empty: each row's losses and error terms
+    are then times its weight. E is scratch: what each layer sends back."""
     B = Tb.shape[0]
+    r1 = r0 + B
     L = sizes.size - 1
-    O, DL, EL, ZL = A[L - 1][:B], D[L - 1][:B], E[L - 1][:B], Zs[L - 1][:B]
+    O, DL, EL, ZL = A[L - 1][r0:r1], D[L - 1][r0:r1], E[L - 1][r0:r1], Zs[L - 1][r0:r1]
     for s in range(B):
         losses[s] = _sample_loss(loss, O[s], Tb[s], eps)
     if acts[L - 1] == SOFTMAX and DELTA_OF[loss] == CHAIN:    # softmax's Jacobian: row by row
@@ -932,10 +972,10 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, T
             losses[s] *= Sb[s]
             _weigh(Sb[s], DL[s], EL[s])
     for l in range(L - 1, 0, -1):
-        back = D[l - 1][:B]
-        np.dot(E[l][:B], _matrix(w, w_off, sizes, l), back)      # W^T e, for every row
-        _hidden_delta(propagate_error, acts[l - 1], _flat(Zs[l - 1][:B]), _flat(A[l - 1][:B]), _flat(back),
-                      _flat(back), _flat(E[l - 1][:B]))
+        back = D[l - 1][r0:r1]
+        np.dot(E[l][r0:r1], _matrix(w, w_off, sizes, l), back)    # W^T e, for every row
+        _hidden_delta(propagate_error, acts[l - 1], _flat(Zs[l - 1][r0:r1]), _flat(A[l - 1][r0:r1]), _flat(back),
+                      _flat(back), _flat(E[l - 1][r0:r1]))
 
 
 @kernel(fastmath=FASTMATH)
@@ -945,7 +985,7 @@ def gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db):
     the gradient saved)."""
     B = Xb.shape[0]
     np.dot(D[0][:B].T, Xb, _matrix(dw, w_off, sizes, 0))
-    _gradient_above(sizes, w_off, u_off, B, A, D, dw, db)
+    _gradient_above(sizes, w_off, u_off, B, A, D, dw, db, 0)
 
 
 @kernel(fastmath=FASTMATH)
@@ -953,23 +993,29 @@ def gradient_batch_sparse(sizes, w_off, u_off, data, indices, indptr, rows, A, D
     """gradient_batch for the CSR rows X[rows], the first layer's gradient into GT as its
     transpose, (n_in, n1) (dw's first layer is not written)."""
     _sparse_gradient(data, indices, indptr, rows, D[0], GT)
-    _gradient_above(sizes, w_off, u_off, rows.size, A, D, dw, db)
+    _gradient_above(sizes, w_off, u_off, rows.size, A, D, dw, db, 0)
 
 
 @kernel(fastmath=FASTMATH)
-def _gradient_above(sizes, w_off, u_off, B, A, D, dw, db):
-    """gradient_batch's weights above the first layer, and every layer's bias."""
-    for l in range(sizes.size - 1):
+def _gradient_above(sizes, w_off, u_off, B, A, D, dw, db, first):
+    """gradient_batch's weights above the first layer, and the biases of the layers from
+    `first` up."""
+    for l in range(first, sizes.size - 1):
         d = D[l][:B]
         if l > 0:
             np.dot(d.T, A[l - 1][:B], _matrix(dw, w_off, sizes, l))
-        bias = db[u_off[l]:u_off[l + 1]]
-        for j in range(bias.size):               # (an element loop: see "Compile time" above)
-            bias[j] = d[0, j]
-        for s in range(1, B):
-            row = d[s]
-            for j in range(bias.size):
-                bias[j] += row[j]
+        _bias_gradient(d, db[u_off[l]:u_off[l + 1]], 0, d.shape[1])
+
+
+@kernel(fastmath=FASTMATH)
+def _bias_gradient(d, bias, j0, j1):
+    """bias[j0:j1] <- the sums of d's columns j0:j1 (rows in order)."""
+    for j in range(j0, j1):                      # (an element loop: see "Compile time" above)
+        bias[j] = d[0, j]
+    for s in range(1, d.shape[0]):
+        row = d[s]
+        for j in range(j0, j1):
+            bias[j] += row[j]
 
 
 @kernel(fastmath=FASTMATH)
@@ -1109,9 +1155,64 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, bat
         _update(rule, b, db, state_b, gscale, l2 - l2, hyper, t)
 
 
+# The dense mini-batch step on several threads. Each batch is cut into `chunks` ranges of
+# rows and the first layer's units into `chunks` blocks, both fixed by the shapes alone:
+#   1. for each range of rows, at once: gather its rows, the forward pass, the error terms
+#      (every product of those rows: one-thread BLAS calls, cache-warm passes around them);
+#   2. for each block of units, at once: their weight gradient over the whole batch
+#      (gradient_rows: one product, no partial sums to add up) and their bias gradient;
+#   3. the layers above, the loss, the update: small, on one thread.
+# BLAS runs on one thread inside (training.py sets it), so only Numba's threads are
+# awake, and how many there are (threads.py's choice, numba.set_num_threads) changes who
+# computes a range or a block, never what is computed: the result is the same bit for bit.
+MIN_CHUNK_ROWS = 16        # rows of a batch's range, at least
+MIN_CHUNK_UNITS = 8        # first-layer units of a gradient block, at least
+
+
+@kernel(fastmath=FASTMATH)
+def _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, r0, r1,
+               Xb, Tb, Sb, A, Zs, D, E, losses, eps):
+    """Step 1 for the batch's rows r0:r1 (rows: the batch's sample indices)."""
+    r = rows[r0:r1]
+    _gather(X, r, Xb[r0:r1])
+    _gather(T, r, Tb[r0:r1])
+    forward_batch(w, b, sizes, w_off, u_off, acts, Xb[r0:r1], A, Zs, r0)
+    backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[r0:r1], Sb[r0:r1], D, E,
+                   losses[r0:r1], eps, r0)
+
+
+@kernel(fastmath=FASTMATH)
+def _units_pass(Xb, D0, j0, j1, dw, db):
+    """Step 2 for the first layer's units j0:j1."""
+    gradient_rows(Xb, D0, j0, j1, dw)
+    _bias_gradient(D0, db, j0, j1)
+
+
+@kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
+def _in_parallel(step, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
+                 Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db):
+    """Step 1 (step 0 here) for every range of `span` rows, or step 2 for every one of the
+    `blocks` blocks of units, at once. (One parallel kernel for both, apart from
+    batch_epoch, so that Numba's parallel passes see only this: the parallel steps added
+    about 4 s to the mini-batch kernel's cold compile, 12.8 -> 16.3-17.1 s on a 2-core
+    EPYC.)"""
+    B = rows.size
+    n1 = sizes[1]
+    n = blocks
+    if step == 0:
+        n = -(-B // span)
+    for c in prange(n):
+        if step == 0:
+            _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
+                       min(B, (c + 1) * span), Xb, Tb, Sb, A, Zs, D, E, losses, eps)
+        else:
+            _units_pass(Xb[:B], D[0][:B], n1 * c // blocks, n1 * (c + 1) // blocks, dw, db)
+
+
 @kernel(fastmath=FASTMATH)
 def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
-                X, data, indices, indptr, T, S, order, batch_size, rule, hyper, state_w, state_b, t0, eps):
+                X, data, indices, indptr, T, S, order, batch_size, rule, hyper, state_w, state_b, t0, eps,
+                chunks, threads):
     """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step
     takes the mean gradient of batch_size samples and applies the optimizer's rule
     (optimizer_step), the steps numbered from t0 + 1. The summed loss is each batch's
@@ -1121,9 +1222,12 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     reference.train_epoch. X is dense, or empty with the rows in CSR (data, indices,
     indptr; see "sparse inputs"), or None for the three with dense X: Numba then compiles
     no sparse branch (it prunes branches on `is None` of an argument at compile time: the
-    sparse path would add 4 s to the cold compile). Returns (the summed loss, the last
-    step's number)."""
+    sparse path would add 4 s to the cold compile). Dense steps run in ranges and blocks
+    of at most `chunks` (see above), on `threads` threads (Numba's count must be set to
+    it; 1: no parallel region is entered); sparse ones on one thread. Returns (the summed
+    loss, the last step's number)."""
     bs = min(batch_size, order.size)
+    n0, n1 = sizes[0], sizes[1]
     A, D, E = layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w)
     Zs = layer_buffers(sizes, bs, w)
     rows_buffered = bs
@@ -1135,7 +1239,8 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     losses = np.empty(bs)
     dw = np.empty_like(w)
     db = np.empty_like(b)
-    n0, n1 = sizes[0], sizes[1]
+    span = -(-bs // max(1, min(chunks, bs // MIN_CHUNK_ROWS)))       # rows of a range
+    blocks = max(1, min(chunks, n1 // MIN_CHUNK_UNITS)) if bs >= 2 * MIN_CHUNK_ROWS else 1
     if indptr is not None:  # the first layer as W^T, its state too, for the epoch (see above)
         transpose_block(w, n1, n0)
         for k in range(state_w.shape[0]):
@@ -1146,7 +1251,6 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     for start in range(0, order.size, bs):
         rows = order[start:min(start + bs, order.size)]
         B = rows.size
-        _gather(T, rows, Tb[:B])
         total_weight = float(B)
         if Sb.size > 0:
             for s in range(B):
@@ -1157,17 +1261,27 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
             if batch_size == 1:
                 total_weight = 1.0
         if indptr is not None:
+            _gather(T, rows, Tb[:B])
             forward_batch_sparse(w, b, sizes, w_off, u_off, acts, WT, data, indices, indptr, rows, A, Zs)
-        else:
-            _gather(X, rows, Xb[:B])
-            forward_batch(w, b, sizes, w_off, u_off, acts, Xb[:B], A, Zs)
-        backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[:B], Sb[:B], D, E,
-                       losses, eps)
-        total += losses[:B].sum()
-        if indptr is not None:
+            backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[:B], Sb[:B], D, E,
+                           losses, eps, 0)
             gradient_batch_sparse(sizes, w_off, u_off, data, indices, indptr, rows, A, D, GT, dw, db)
         else:
-            gradient_batch(sizes, w_off, u_off, Xb[:B], A, D, dw, db)
+            if threads == 1 or B <= span:          # (one thread: no parallel region at all)
+                for c in range(-(-B // span)):
+                    _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
+                               min(B, (c + 1) * span), Xb, Tb, Sb, A, Zs, D, E, losses, eps)
+            else:
+                _in_parallel(0, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
+                             Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
+            if threads == 1 or blocks == 1:
+                for c in range(blocks):
+                    _units_pass(Xb[:B], D[0][:B], n1 * c // blocks, n1 * (c + 1) // blocks, dw, db)
+            else:
+                _in_parallel(1, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
+                             Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
+            _gradient_above(sizes, w_off, u_off, B, A, D, dw, db, 1)
+        total += losses[:B].sum()
         t += 1
         optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight)
     if indptr is not None:

@@ -16,6 +16,7 @@ from .checks import check_finite, choice, is_sparse, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULE_CODES, Optimizer
 from .run import BACKENDS, RunConfig
+from .threads import batch_chunks, blas_on_one_thread
 from .training import TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
 
 PROPAGATE = ("delta", "error")
@@ -274,7 +275,8 @@ class Network:
         each taken before its step (times its weight: sample_weight, checked, over X's
         rows, as reference.train_epoch weighs). One compiled call (kernels.sgd_epoch for
         plain per-sample SGD, else kernels.batch_epoch) or the NumPy reference's
-        train_epoch; threads is the per-sample kernel's thread count (threads.py)."""
+        train_epoch; threads is the kernel's thread count (threads.py: it never changes
+        the result)."""
         if sample_weight is not None and batch_size == 1:
             order = order[sample_weight[order] != 0]          # weight 0: no step at all
         if backend == "numpy":
@@ -302,10 +304,13 @@ class Network:
             return total
         hyper = optimizer.hyper(lr, l2, clip, self.dtype)
         rows = (np.empty((0, self.sizes[0]), self.dtype),) + _csr(X) if sparse else (X,) + self._no_csr
-        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 8):
+        threads = 1 if sparse else max(1, threads)
+        if threads > 1:
+            numba.set_num_threads(threads)
+        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 8), blas_on_one_thread():
             total, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, order, batch_size, RULE_CODES[optimizer.rule],
                                                      hyper, optimizer.state["w"], optimizer.state["b"], optimizer.t,
-                                                     self._eps())
+                                                     self._eps(), batch_chunks(), threads)
         return total
 
     _no_csr = (None, None, None)      # what batch_epoch takes for the CSR arrays of dense X
@@ -428,7 +433,7 @@ class Network:
             WT = np.ascontiguousarray(self.weights[0].T)
             kernels.forward_batch_sparse(*self._layout(), WT, *_csr(X), np.arange(X.shape[0]), A, Z)
         else:
-            kernels.forward_batch(*self._layout(), X, A, Z)
+            kernels.forward_batch(*self._layout(), X, A, Z, 0)
 
     def outputs(self, X, backend):
         """The last layer's outputs, (m, n_out), for X already checked (check_inputs)."""
@@ -487,7 +492,7 @@ class Network:
         with kernels.first_call(kernels.backward_batch, "batched delta propagation", 4):
             kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
                                    LOSS_CODES[self.loss_name], propagate == "error", A, Z, T,
-                                   self._weights_or_none(sample_weight), D, E, np.empty(X.shape[0]), self._eps())
+                                   self._weights_or_none(sample_weight), D, E, np.empty(X.shape[0]), self._eps(), 0)
         return list(A), list(D)
 
     def pass_gradients(self, X, A, D, backend, total=None):

@@ -1,4 +1,4 @@
-"""How many threads the per-sample kernel uses.
+"""How many threads the kernels use.
 
 Per-sample SGD opens a parallel region for every block of 4 samples, thousands per
 epoch, each ending in a barrier. On an idle 2-core machine two threads are about 1.3x as
@@ -24,9 +24,22 @@ process (README, "Threads"), which is why it is not the default.
 
 The result does not depend on the thread count: the kernel splits rows between threads
 in whole pairs, so each row's arithmetic is the same (tests check it bit for bit).
+
+Batched epochs (mini-batch and full-batch, every rule: kernels.batch_epoch) split each
+batch into ranges of rows and blocks of units fixed by the shapes (batch_chunks(): Numba's
+thread count, NUMBA_NUM_THREADS), and run them on 1 or more threads, with BLAS on one
+thread (blas_on_one_thread). A parallel region there lasts a whole product, hundreds of
+microseconds, so on an idle machine two threads pay; beside a busy process their
+barriers wait, as per-sample SGD's do, and BLAS's own threads waited the same way (an
+estimator's fit beside two busy processes ran 25-45x slower than with BLAS on one
+thread). So a LoadChooser picks the count before every slice of an epoch from what the
+process can use: available_cpus(), less the CPUs that other processes kept busy since
+the last look (/proc/stat, this process's own CPU time taken out). It tries nothing, so
+it costs nothing beside a busy process. FASTBP_THREADS=N fixes the count here too.
 """
 import os
 import statistics
+import time
 
 import numba
 
@@ -188,3 +201,120 @@ class ThreadChooser:
                 len(recent) >= 2 and min(recent[-2:]) > single)):
             self.best = self.current = 1                       # the threads stopped paying
             self.until_probe = self.wait
+
+
+# ---------------------------------------------------------------- batched epochs
+
+def batch_chunks():
+    """Into how many ranges of rows (and blocks of units) kernels.batch_epoch cuts a
+    batch: Numba's thread count, fixed for the process (NUMBA_NUM_THREADS, the machine's
+    CPUs by default), so that the thread count chosen as a run goes never changes the
+    result."""
+    return numba.config.NUMBA_NUM_THREADS
+
+
+_blas = None
+
+
+def blas_on_one_thread():
+    """A context in which every BLAS library in the process (NumPy's and SciPy's, which
+    Numba's np.dot calls) runs on one thread, as kernels.batch_epoch needs: its own
+    threads call BLAS. One threadpoolctl controller serves every call (a new one scans
+    the loaded libraries, about a millisecond); SciPy's BLAS is loaded before it is
+    made, so that it is among them."""
+    global _blas
+    if _blas is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that Numba calls)
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
+
+
+OTHERS_EVERY = 0.1     # seconds between two looks at the CPUs other processes keep busy
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_seconds(cpus):
+    """CPU-seconds the CPUs in `cpus` have been busy since boot (/proc/stat: everything
+    but idle and iowait; steal counts as busy, the hypervisor's), or None."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    busy = 0
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        fields = [int(v) for v in rest.split()[:8]]
+        busy += sum(fields) - fields[3] - fields[4]
+    return busy / CLOCK_TICKS
+
+
+def _others_running():
+    """Runnable tasks of other processes right now (/proc/loadavg's count, less this
+    process's one), or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class LoadChooser:
+    """The thread count of batched epochs, slice by slice: available_cpus(), less the
+    CPUs that other processes kept busy (see the module's docstring), at least 1.
+    ``threads()`` before a slice. threads: a fixed count (FASTBP_THREADS=N), or None to
+    decide from the load."""
+
+    def __init__(self, threads=None):
+        self.fixed = threads
+        self.cpus = (set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else set(range(os.cpu_count() or 1)))
+        self.last = None               # (wall, busy CPU-seconds, own CPU-seconds) at the last look
+        self.others = None             # CPUs other processes kept busy between the last two looks
+        self.current = None
+
+    def _look(self):
+        busy = _busy_seconds(self.cpus)
+        now = (time.monotonic(), busy, time.process_time())
+        if busy is None:
+            return
+        if self.last is None:
+            self.last = now
+            running = _others_running()
+            self.others = float(min(running, len(self.cpus))) if running is not None else 0.0
+            return
+        wall = now[0] - self.last[0]
+        if wall < OTHERS_EVERY:
+            return
+        self.others = max(0.0, (now[1] - self.last[1]) - (now[2] - self.last[2])) / wall
+        self.last = now
+
+    def threads(self):
+        if self.fixed is not None:
+            return self.fixed
+        cap = available_cpus()
+        if cap == 1:
+            return 1
+        self._look()
+        free = len(self.cpus) - (self.others or 0.0)
+        self.current = max(1, min(cap, int(free + 0.5)))
+        return self.current
+
+
+_load = None
+
+
+def batch_chooser():
+    """The LoadChooser of batched epochs as FASTBP_THREADS says: a number fixes the count;
+    unset or 'auto', the load decides, through one chooser for the process (so that its
+    look at the CPUs carries over from one train() call to the next)."""
+    global _load
+    fixed = fixed_threads() if os.environ.get("FASTBP_THREADS", "").strip() else None
+    if isinstance(fixed, int):
+        return LoadChooser(fixed)
+    if _load is None:
+        _load = LoadChooser()
+    return _load

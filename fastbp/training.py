@@ -14,7 +14,6 @@ import time
 from typing import Optional, Tuple
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from . import kernels
 from .checks import is_sparse
@@ -22,11 +21,12 @@ from .functions import accuracy, labels_of, mean_loss
 from .io import hash_array
 from .optimizers import Optimizer, make_optimizer, make_schedule
 from .run import BACKENDS, RunConfig, RunState, load_checkpoint, save_checkpoint
-from .threads import chooser_for
+from .threads import batch_chooser, blas_on_one_thread, chooser_for
 
 __all__ = ["BACKENDS", "RunConfig", "RunState", "TrainingDiverged", "ResumeError", "train", "resume"]
 DIAGNOSTIC_SAMPLES = 2048     # diagnostics use at most this many training samples, evenly spaced
 MIN_SLICE = 512               # samples: per-sample SGD's slices without a progress bar
+BATCH_SLICES = 8              # batched epochs' slices without a progress bar (the LoadChooser's looks)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -149,12 +149,26 @@ def evaluate(net, X, T, backend, sample_weight=None):
 
 # ---------------------------------------------------------------- starting and resuming
 
+def blas_for(backend):
+    """Around a run: with the kernels, BLAS on one thread from the first check on. The
+    batched kernels call it from threads of their own, and the per-sample kernel's
+    threads share the cores with it; a BLAS pool's threads keep spinning for about 0.1 s
+    after a call (the input check's, an evaluation's), long enough to slow down the next
+    epoch's start by a third. The NumPy reference keeps BLAS's threads."""
+    return blas_on_one_thread() if backend == "numba" else contextlib.nullcontext()
+
+
 def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback=None,
           sample_weight=None) -> dict:
     """Train net by backpropagation and gradient descent with the settings config (a
     RunConfig); returns the history (a dict of per-epoch lists). See Network.train.
     Everything is checked before anything changes: the network, its generator and a
     given Optimizer are untouched by a call that raises ValueError or TypeError."""
+    with blas_for(config.backend):
+        return _train(net, X, Y, config, validation, progress, callback, sample_weight)
+
+
+def _train(net, X, Y, config, validation, progress, callback, sample_weight):
     X = net.check_inputs(X, backend=config.backend)
     T = net.check_targets(Y, X.shape[0])
     m = X.shape[0]
@@ -200,6 +214,12 @@ def resume(path, X, Y, validation=None, epochs: Optional[int] = None, progress=N
     Checkpoints go on being written to path (or to checkpoint). Returns (net, history).
     A checkpoint is never changed by a call that raises before training."""
     net, config, state = load_checkpoint(path)
+    with blas_for(config.backend):
+        return _resume(path, net, config, state, X, Y, epochs, validation, progress, callback, checkpoint,
+                       sample_weight)
+
+
+def _resume(path, net, config, state, X, Y, epochs, validation, progress, callback, checkpoint, sample_weight):
     X = net.check_inputs(X)
     T = net.check_targets(Y, X.shape[0])
     S = net.check_sample_weight(sample_weight, X.shape[0])
@@ -292,18 +312,24 @@ class EpochPlan:
     slice of about 1% of an epoch, in whole batches. Per-sample SGD always runs in slices
     (at least MIN_SLICE samples without a bar), so that the ThreadChooser can time them;
     slices of whole blocks of samples give bit for bit the result of one call
-    (kernels.BLOCK). Other epochs, and per-sample epochs on sparse rows (one thread: no
-    ThreadChooser), are one call without a bar."""
+    (kernels.BLOCK). Dense batched epochs run in about BATCH_SLICES slices of whole
+    batches, each on the threads the LoadChooser gives (the result is that of one call).
+    Other epochs (sparse rows, the NumPy backend) are one call without a bar."""
 
     def __init__(self, net, m, batch_size, optimizer, config, progress=None, sparse=False):
         self.net, self.batch_size, self.optimizer, self.config, self.progress = (
             net, batch_size, optimizer, config, progress)
         slice_len = max(batch_size, (m // 100) // batch_size * batch_size)
-        self.chooser = None
-        if net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend) and not sparse:
+        self.chooser, self.load = None, None
+        per_sample = net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend)
+        if per_sample and not sparse:
             slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
             slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
             self.chooser = chooser_for(net.sizes, net.dtype)
+        elif not per_sample and not sparse and config.backend == "numba":
+            self.load = batch_chooser()     # batched: threads from the load, slice by slice
+            if progress is None:
+                slice_len = -(-m // BATCH_SLICES // batch_size) * batch_size
         elif progress is None:
             slice_len = m
         self.slice_len = slice_len
@@ -314,7 +340,7 @@ class EpochPlan:
         total, weight, chooser, config = 0.0, 0.0, self.chooser, self.config
         for first in range(0, order.size, self.slice_len):
             part = order[first:first + self.slice_len]
-            threads = chooser.threads() if chooser else 1
+            threads = chooser.threads() if chooser else self.load.threads() if self.load else 1
             began = time.perf_counter()
             total += self.net.train_epoch(X, T, part, self.batch_size, lr, config.l2, self.optimizer,
                                           config.clip, config.backend, threads, S)
@@ -378,11 +404,10 @@ class Loop:
             history["seconds"].append(time.perf_counter() - start)
             history["loss"].append(mean_loss)
             history["lr"].append(lr)
-            with self._between_epochs():
-                self._record(mean_loss)
-                state.epoch += 1
-                if callback is not None:
-                    callback(net, history)
+            self._record(mean_loss)
+            state.epoch += 1
+            if callback is not None:
+                callback(net, history)
             if config.checkpoint and (state.epoch % config.checkpoint_every == 0
                                       or state.epoch == config.epochs or state.stopped):
                 save_checkpoint(config.checkpoint, net, config, state)
@@ -394,17 +419,6 @@ class Loop:
         history["best_epoch"] = state.best_epoch
         history["train_samples"] = m
         return history
-
-    def _between_epochs(self):
-        """Around the work between epochs: BLAS on one thread when the epochs run the
-        per-sample kernel. Its OpenMP threads and BLAS's threads share the cores, and BLAS's
-        stay spinning for about 0.1 s after a call: long enough to halve the speed of the
-        next epoch's start (of a whole short epoch)."""
-        return threadpool_limits(1, user_api="blas") if self._per_sample() else contextlib.nullcontext()
-
-    def _per_sample(self):
-        return self.net.uses_per_sample_kernel(self.batch_size, self.state.optimizer, self.config.clip,
-                                               self.config.backend)
 
     def _record(self, mean_loss):
         diagnostic = (self.X[self.diagnostic_rows], self.T[self.diagnostic_rows]) if self.config.diagnostics else None

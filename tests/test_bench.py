@@ -29,9 +29,10 @@ def test_batched_table_rows():
         assert gflops == pytest.approx(bench.batched_flops([784, 16, 10], 512) / epoch_s / 1e9)
 
 
-def test_contention_table_restores_the_setting(monkeypatch):
+@pytest.mark.parametrize("mode", list(bench.CONTENTION_MODES))
+def test_contention_table_times_every_mode_and_restores_the_setting(monkeypatch, mode):
     monkeypatch.setenv("FASTBP_THREADS", "1")
-    rows = bench.contention_table(8, "float32", 256, 1)
+    rows = bench.contention_table(8, "float32", 256, 1, mode)
     assert [r[0] for r in rows] == ["default", "FASTBP_THREADS=1"]
     assert all(alone > 0 and busy > 0 and ratio > 0 for _, alone, busy, ratio in rows)
     assert os.environ["FASTBP_THREADS"] == "1"
@@ -114,6 +115,7 @@ def test_bench_times_the_peers_at_each_hidden_size(tmp_path, capsys):
     assert "peers: 784-8-10" in printed and "peers: 784-16-10" in printed
 
 
-def test_processes_table_runs_processes_alone_and_together():
-    alone, together, ratio = bench.processes_table(8, "float32", 64, 1)
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_processes_table_runs_processes_alone_and_together(batch_size):
+    alone, together, ratio = bench.processes_table(8, "float32", 64, 1, batch_size=batch_size)
     assert alone > 0 and together > 0 and ratio == pytest.approx(together / alone)

@@ -210,15 +210,17 @@ def test_dask_ml_incremental_and_hyperband(two_workers):
     assert search.best_score_ > 0.8 and hasattr(search.best_estimator_, "net_")
 
 
-def test_a_forked_child_of_a_process_that_ran_openmp_threads_trains():
+@pytest.mark.parametrize("threads", ["2", ""])
+def test_a_forked_child_of_a_process_that_ran_openmp_threads_trains(threads):
     """GNU OpenMP kills a forked child that enters a parallel region; fastbp's keep to one
-    thread after such a fork."""
+    thread after such a fork (FASTBP_THREADS=2, or unset: batched epochs' threads)."""
     code = """if True:
         import os, numpy as np, fastbp
         rng = np.random.default_rng(0)
         X, y = rng.random((256, 784)), rng.integers(0, 10, 256)
         net = fastbp.Network([784, 200, 10], seed=0)
         net.train(X, y)                      # FASTBP_THREADS=2: an OpenMP parallel region
+        net.train(X, y, batch_size=64)       # batched: parallel regions on an idle machine
         pid = os.fork()
         if pid == 0:
             net.train(X, y)
@@ -227,7 +229,7 @@ def test_a_forked_child_of_a_process_that_ran_openmp_threads_trains():
         print(os.waitpid(pid, 0)[1])
     """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, FASTBP_THREADS="2", NUMBA_NUM_THREADS="2"))
+                            env=dict(os.environ, FASTBP_THREADS=threads, NUMBA_NUM_THREADS="2"))
     assert result.returncode == 0 and result.stdout.strip() == "0", result.stderr
 
 

@@ -1,10 +1,12 @@
-"""The per-sample kernel's threads: the result does not depend on them, FASTBP_THREADS
-and the process's limits are obeyed, and the chooser follows the timings it is given."""
+"""The kernels' threads: the result does not depend on them (per-sample and batched),
+FASTBP_THREADS and the process's limits are obeyed, the per-sample chooser follows the
+timings it is given and the batched one the load, and BLAS runs on one thread in a run."""
 import time
 
 import numba
 import numpy as np
 import pytest
+import threadpoolctl
 
 import fastbp
 from fastbp import kernels, threads
@@ -44,6 +46,135 @@ def test_thread_count_does_not_change_the_result(dtype):
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
     np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+BATCHED = [                     # (batch size, rule, sample weights): every kind of batched step
+    (16, "sgd", False), (50, "adam", False), (50, "momentum", True), (203, "rmsprop", False), (1, "adam", False)]
+
+
+@pytest.mark.parametrize("batch_size, rule, weighted", BATCHED)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_thread_count_does_not_change_a_batched_result(dtype, batch_size, rule, weighted):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.fail("this test needs Numba to have at least 2 threads")
+    results = []
+    for n_threads in (1, 2, 1):
+        net, X, T = _problem(dtype)
+        S = np.random.default_rng(2).random(X.shape[0]).astype(dtype) if weighted else None
+        opt = Optimizer(rule, lr=0.01).bind(net)
+        order = np.random.default_rng(0).permutation(X.shape[0])
+        loss = net.train_epoch(X, T, order, batch_size, 0.01, 1e-3, opt, None, "numba", n_threads, S)
+        results.append((loss, np.concatenate([net._w, net._b]), opt.state["w"].copy()))
+    for other in results[1:]:
+        assert other[0] == results[0][0]
+        np.testing.assert_array_equal(other[1], results[0][1])
+        np.testing.assert_array_equal(other[2], results[0][2])
+
+
+def test_gradient_rows_matches_numpy_for_every_block():
+    """kernels.gradient_rows: its BLAS product, reading D's columns where they are, against
+    the plain NumPy function it overloads."""
+    rng = np.random.default_rng(5)
+    run = numba.njit(lambda X, D, j0, j1, out: kernels.gradient_rows(X, D, j0, j1, out))
+    for dtype, tol in (("float64", 1e-13), ("float32", 1e-5)):
+        for B, n_in, n_units, j0, j1 in ((7, 5, 9, 2, 6), (40, 33, 10, 0, 10), (3, 4, 5, 4, 5), (0, 3, 4, 1, 3)):
+            X, D = rng.random((B, n_in)).astype(dtype), rng.random((B, n_units)).astype(dtype)
+            ours, expected = np.full(n_units * n_in, 7.0, dtype), np.full(n_units * n_in, 7.0, dtype)
+            run(X, D, j0, j1, ours)
+            kernels.gradient_rows(X, D, j0, j1, expected)
+            np.testing.assert_allclose(ours, expected, rtol=tol, atol=tol)
+            assert (ours[:j0 * n_in] == 7.0).all() and (ours[j1 * n_in:] == 7.0).all()   # only its rows
+
+
+def test_a_run_keeps_blas_on_one_thread_with_the_kernels_only():
+    net, X, T = _problem("float64")
+    seen = []
+
+    def callback(net, history):
+        seen.append({lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"})
+    before = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()}
+    net.train(X, T, epochs=1, batch_size=50, lr=0.01, callback=callback, diagnostics=False)
+    assert seen == [{1}]
+    after = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()}
+    assert {k: after[k] for k in before} == before                    # restored after the run
+    if max(before.values()) > 1:
+        seen.clear()
+        net.train(X, T, epochs=1, batch_size=50, lr=0.01, callback=callback, diagnostics=False, backend="numpy")
+        assert seen and max(seen[0]) > 1                               # the reference keeps BLAS's threads
+
+
+class _Machine:
+    """A stand-in for /proc/stat and the clocks: CPU-seconds busy on the process's CPUs,
+    this process's CPU-seconds and the wall clock, advanced by hand."""
+
+    def __init__(self, monkeypatch, cpus=2):
+        self.wall, self.busy, self.own = 100.0, 0.0, 0.0
+        monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+        monkeypatch.setattr(threads, "_busy_seconds", lambda cpus: self.busy)
+        monkeypatch.setattr(threads, "_others_running", lambda: 0)
+        monkeypatch.setattr(threads.time, "monotonic", lambda: self.wall)
+        monkeypatch.setattr(threads.time, "process_time", lambda: self.own)
+
+    def run(self, seconds, own_cpus, other_cpus):
+        self.wall += seconds
+        self.own += seconds * own_cpus
+        self.busy += seconds * (own_cpus + other_cpus)
+
+
+def test_load_chooser_leaves_the_cpus_other_processes_use(monkeypatch):
+    machine = _Machine(monkeypatch)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    chooser = threads.LoadChooser()
+    assert chooser.threads() == 2                             # an idle machine
+    machine.run(0.2, 2, 0)
+    assert chooser.threads() == 2
+    machine.run(0.2, 1, 1)                                    # a busy process appears
+    assert chooser.threads() == 1
+    machine.run(0.05, 1, 1)                                   # too soon to look again: as before
+    assert chooser.threads() == 1
+    machine.run(0.2, 0.9, 1.1)
+    assert chooser.threads() == 1
+    machine.run(0.2, 1, 0)                                    # it has gone
+    assert chooser.threads() == 2
+    machine.run(0.2, 0.7, 1.3)                                # steal or others: most of a CPU
+    assert chooser.threads() == 1
+
+
+def test_load_chooser_obeys_the_processs_limits_and_a_fixed_count(monkeypatch):
+    machine = _Machine(monkeypatch, cpus=8)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 3)           # OMP_NUM_THREADS, a quota
+    chooser = threads.LoadChooser()
+    assert chooser.threads() == 3
+    machine.run(0.2, 1, 7)                                    # 1 of 8 CPUs left free
+    assert chooser.threads() == 1
+    monkeypatch.setattr(threads, "available_cpus", lambda: 1)
+    machine.run(0.2, 1, 0)
+    assert chooser.threads() == 1
+    assert threads.LoadChooser(2).threads() == 2
+    monkeypatch.setenv("FASTBP_THREADS", "2")
+    assert threads.batch_chooser().threads() == 2
+    monkeypatch.delenv("FASTBP_THREADS")
+    assert threads.batch_chooser() is threads.batch_chooser()           # one for the process
+
+
+def test_batched_slices_and_threads_give_one_calls_result(monkeypatch):
+    """A batched run goes in slices (threads.LoadChooser looks at the load between them):
+    bit for bit what one call with one thread gives."""
+    nets = []
+    for env in ("1", "2", None):
+        if env is None:
+            monkeypatch.delenv("FASTBP_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("FASTBP_THREADS", env)
+        net, X, T = _problem("float32", m=1000)
+        net.train(X, T, epochs=2, lr=0.01, batch_size=32, optimizer="adam", diagnostics=False)
+        nets.append(net._w.copy())
+    net, X, T = _problem("float32", m=1000)
+    opt = Optimizer("adam", lr=0.01).bind(net)
+    for _ in range(2):
+        net.train_epoch(X, T, net.rng.permutation(1000), 32, 0.01, 0.0, opt)
+    for other in nets:
+        np.testing.assert_array_equal(other, net._w)
 
 
 def test_slices_of_whole_blocks_give_one_calls_result():
