@@ -10,6 +10,7 @@ Figures are medians over --repeats epochs. The default network is seed 000's: 78
 no biases, sigmoid, mse, the book's error propagation, lr 0.1, per-sample SGD.
 """
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -470,26 +471,45 @@ def batched_breakdown(hidden, samples, batch_size=200, repeats=3):
 _BUSY = "while True: pass"
 
 
-# the modes `fastbp bench --contention` times: train settings, or None for predicting
-CONTENTION_MODES = {"per-sample SGD": dict(batch_size=1), "mini-batch SGD, 200": dict(batch_size=200),
-                    "Adam, 200": dict(batch_size=200, optimizer="adam", lr=PEER_ADAM_LR),
-                    "full batch": dict(batch_size=None), "predict": None}
-
-
-def _contention_seconds(net, X, y, mode):
-    settings = CONTENTION_MODES[mode]
-    if settings is None:
-        start = time.perf_counter()
-        for _ in range(5):
-            net.predict(X)
-        return time.perf_counter() - start
+def _train_seconds(net, X, y, **settings):
     settings = dict(dict(lr=PEER_LR, diagnostics=False, epochs=1), **settings)
     return net.train(X, y, **settings)["seconds"][0]
 
 
+def _predict_seconds_5(net, X, y):
+    start = time.perf_counter()
+    for _ in range(5):
+        net.predict(X)
+    return time.perf_counter() - start
+
+
+def _classifier_fit_seconds(net, X, y):
+    """One epoch of the estimators' default path, as a user calls it: fastbp.MLPClassifier
+    with its defaults (Adam, batches of 200) and net's hidden layer, on X's dtype."""
+    import warnings
+
+    from .estimators import MLPClassifier
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # (max_iter=1: a ConvergenceWarning)
+        MLPClassifier(hidden_layer_sizes=(net.sizes[1],), max_iter=1, random_state=0).fit(X, y)
+    return time.perf_counter() - start
+
+
+# what `fastbp bench --contention` times: name -> (seconds(net, X, y), the batch size to warm up)
+CONTENTION_MODES = {
+    "per-sample SGD": (functools.partial(_train_seconds, batch_size=1), 1),
+    "mini-batch SGD, 200": (functools.partial(_train_seconds, batch_size=200), 200),
+    "Adam, 200": (functools.partial(_train_seconds, batch_size=200, optimizer="adam", lr=PEER_ADAM_LR), 200),
+    "full batch": (functools.partial(_train_seconds, batch_size=None), 2),
+    "predict": (_predict_seconds_5, 2),
+    "MLPClassifier fit": (_classifier_fit_seconds, 200),
+}
+
+
 def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD"):
-    """An epoch of the mode (CONTENTION_MODES; predict: 5 calls on the samples) of
-    784-hidden-10, ReLU/softmax/cross-entropy, alone and beside a competing CPU-bound
+    """An epoch of the mode (CONTENTION_MODES; predict: 5 calls on the samples; the
+    estimator: a one-epoch fit) of 784-hidden-10, ReLU/softmax/cross-entropy, alone and beside a competing CPU-bound
     process, with fastbp's thread setting and with one thread, interleaved. Rows:
     (setting, seconds alone, seconds busy, busy / alone)."""
     X, y = peer_data(samples)
@@ -502,7 +522,7 @@ def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD"):
         for name in settings:
             nets[name] = Network([784, hidden, 10], activation="relu", output="softmax",
                                  loss="cross_entropy", init="he", seed=0, dtype=dtype)
-            nets[name].warm_up((CONTENTION_MODES[mode] or {}).get("batch_size", 2) or 2)
+            nets[name].warm_up(CONTENTION_MODES[mode][1])
         for _ in range(repeats):
             for busy in (False, True):
                 competitor = subprocess.Popen([sys.executable, "-c", _BUSY]) if busy else None
@@ -514,7 +534,7 @@ def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD"):
                             os.environ.pop("FASTBP_THREADS", None)
                         else:
                             os.environ["FASTBP_THREADS"] = value
-                        seconds = _contention_seconds(nets[name], X, y, mode)
+                        seconds = CONTENTION_MODES[mode][0](nets[name], X, y)
                         times[name][busy].append(seconds)
                 finally:
                     if competitor is not None:
@@ -796,7 +816,8 @@ def main(argv=None):
         print("  %s kernels: %.2fx the floor" % (dtype, fast / figures[dtype]["floor_s"]))
     if args.contention:
         figures["contention"] = []
-        print("\nan epoch of %d samples (predict: 5 calls on them), alone and beside a busy process "
+        print("\nan epoch of %d samples (predict: 5 calls on them; the estimator: a one-epoch fit), alone "
+              "and beside a busy process "
               "(median of %d interleaved pairs)" % (m, args.repeats))
         print("%-20s %-8s %-7s %-17s %9s %9s %13s %14s" % ("mode", "dtype", "hidden", "threads", "alone s",
                                                          "busy s", "busy / alone", "floor ratio"))

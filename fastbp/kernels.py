@@ -20,8 +20,8 @@ PARALLEL_MIN_WEIGHTS weights (about 10 microseconds of work): a parallel region 
 about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba
 to prefer (see ``_prefer_openmp``), and about 150 with workqueue. The dense mini-batch
 epoch (batch_epoch) splits each batch into fixed ranges of rows and blocks of units on
-Numba's threads, each calling a one-thread BLAS (see above batch_epoch); the other batched
-kernels hand their products to BLAS, on whatever threads it has.
+Numba's threads, each calling a one-thread BLAS (see the comment above batch_epoch);
+the other batched kernels hand their products to BLAS, on whatever threads it has.
 
 Compile time: a cold compile is mostly Numba's own typing and lowering, then LLVM (the
 README's "Compile time" has the figures). No kernel assigns an array to a slice

@@ -290,23 +290,21 @@ class Network:
         S = self._weights_or_none(sample_weight)
         net = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias)
         sparse = is_sparse(X)
+        threads = 1 if sparse else max(1, threads)         # (sparse rows: the serial kernels)
+        if threads > 1:
+            numba.set_num_threads(threads)
         if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend):
             step = (kind(lr), kind(1.0 - lr * l2), self._eps(), np.finfo(self.dtype).tiny)
             if sparse:
                 with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 6):
                     total = kernels.sgd_epoch_sparse(*net, *_csr(X), T, S, order, *step)
             else:
-                if threads > 1:
-                    numba.set_num_threads(threads)
                 with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 7):
                     total = kernels.sgd_epoch(*net, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
         hyper = optimizer.hyper(lr, l2, clip, self.dtype)
         rows = (np.empty((0, self.sizes[0]), self.dtype),) + _csr(X) if sparse else (X,) + self._no_csr
-        threads = 1 if sparse else max(1, threads)
-        if threads > 1:
-            numba.set_num_threads(threads)
         with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 8), blas_on_one_thread():
             total, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, order, batch_size, RULE_CODES[optimizer.rule],
                                                      hyper, optimizer.state["w"], optimizer.state["b"], optimizer.t,
