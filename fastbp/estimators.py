@@ -25,6 +25,7 @@ Differences from scikit-learn's MLP, all deliberate:
   - a float32 X trains in float32 (twice the speed), anything else in float64;
   - solver='lbfgs' minimises the same objective as scikit-learn's (tests compare the two).
 """
+import contextlib
 import inspect
 import numbers
 import sys
@@ -38,6 +39,7 @@ from .functions import mean_loss
 from .network import Network, check_sample_weight
 from .optimizers import Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
+from .threads import blas_on_one_thread
 from .training import r2
 
 ACTIVATION_NAMES = {"logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -248,6 +250,14 @@ class _MLP:
                 "adaptive": lambda: ReduceOnPlateau(factor=0.2, patience=2, tol=self.tol)}[self.learning_rate]()
 
     def _fit(self, X, y, incremental=False, classes=None, sample_weight=None):
+        """fit and partial_fit: with the stochastic solvers, BLAS on one thread from the
+        input check on, as training.train holds it (training.blas_for: the check's BLAS
+        threads kept spinning into the first epochs and made them 2x slower). L-BFGS's
+        products keep BLAS's threads."""
+        with contextlib.nullcontext() if self.solver == "lbfgs" else blas_on_one_thread():
+            return self._fit_checked(X, y, incremental, classes, sample_weight)
+
+    def _fit_checked(self, X, y, incremental, classes, sample_weight):
         hidden = self._validate_params()
         X_given = X
         if hasattr(self, "net_") and (self.warm_start or incremental):

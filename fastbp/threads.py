@@ -34,8 +34,11 @@ barriers wait, as per-sample SGD's do, and BLAS's own threads waited the same wa
 estimator's fit beside two busy processes took 14.9 s against 0.58 s with BLAS on one
 thread). So a LoadChooser picks the count before every slice of an epoch from what the
 process can use: available_cpus(), less the CPUs that other processes kept busy since
-the last look (/proc/stat, this process's own CPU time taken out). It tries nothing, so
-it costs nothing beside a busy process. FASTBP_THREADS=N fixes the count here too.
+the last look (/proc/stat, this process's own CPU time taken out; when the last look is
+over STALE seconds old, the tasks of other processes running at that moment; and never
+more than are running at the moment). It tries nothing, so it costs nothing beside a busy
+process. FASTBP_THREADS=N fixes the count here
+too.
 """
 import os
 import statistics
@@ -231,6 +234,7 @@ def blas_on_one_thread():
 
 
 OTHERS_EVERY = 0.1     # seconds between two looks at the CPUs other processes keep busy
+STALE = 0.3            # seconds after which the last look says little of now
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -253,11 +257,20 @@ def _busy_seconds(cpus):
 
 
 def _others_running():
-    """Runnable tasks of other processes right now (/proc/loadavg's count, less this
-    process's one), or None."""
+    """Runnable tasks of other processes right now (/proc/loadavg's count of all, less
+    this process's own threads that are running: its OpenMP and BLAS threads may still be
+    spinning from the last parallel region), or None."""
     try:
         with open("/proc/loadavg") as f:
-            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open("/proc/self/task/%s/stat" % task) as f:
+                    own += f.read().rpartition(")")[2].split()[0] == "R"
+            except OSError:
+                continue                     # (a thread that has just ended)
+        return max(0, running - max(1, own))
     except (OSError, ValueError, IndexError):
         return None
 
@@ -273,23 +286,26 @@ class LoadChooser:
         self.cpus = (set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                      else set(range(os.cpu_count() or 1)))
         self.last = None               # (wall, busy CPU-seconds, own CPU-seconds) at the last look
-        self.others = None             # CPUs other processes kept busy between the last two looks
+        self.average = None            # CPUs other processes kept busy between the last two looks
+        self.others = None             # what threads() takes them to use now
 
     def _look(self):
+        """self.others <- the CPUs other processes use: the least of their CPU time since
+        the last look (over at least OTHERS_EVERY; a window over STALE seconds long says
+        nothing of now) and their tasks running at this moment (a process that has just
+        ended keeps no thread from this one)."""
         busy = _busy_seconds(self.cpus)
         now = (time.monotonic(), busy, time.process_time())
         if busy is None:
             return
-        if self.last is None:
-            self.last = now
-            running = _others_running()
-            self.others = float(min(running, len(self.cpus))) if running is not None else 0.0
-            return
-        wall = now[0] - self.last[0]
-        if wall < OTHERS_EVERY:
-            return
-        self.others = max(0.0, (now[1] - self.last[1]) - (now[2] - self.last[2])) / wall
-        self.last = now
+        running = _others_running()
+        running = float(min(running, len(self.cpus))) if running is not None else 0.0
+        wall = now[0] - self.last[0] if self.last is not None else None
+        if wall is None or wall > STALE:
+            self.last, self.average = now, running
+        elif wall >= OTHERS_EVERY:
+            self.last, self.average = now, max(0.0, (now[1] - self.last[1]) - (now[2] - self.last[2])) / wall
+        self.others = min(self.average, running)
 
     def threads(self):
         if self.fixed is not None:

@@ -26,7 +26,8 @@ from .threads import batch_chooser, blas_on_one_thread, chooser_for
 __all__ = ["BACKENDS", "RunConfig", "RunState", "TrainingDiverged", "ResumeError", "train", "resume"]
 DIAGNOSTIC_SAMPLES = 2048     # diagnostics use at most this many training samples, evenly spaced
 MIN_SLICE = 512               # samples: per-sample SGD's slices without a progress bar
-BATCH_SLICES = 8              # batched epochs' slices without a progress bar (the LoadChooser's looks)
+BATCH_SLICES = 8              # batched epochs' slices without a progress bar (the LoadChooser's looks),
+BATCH_SLICE_WORK = 2 ** 26    # each of at least this many sample-weight products (a few ms: a look is 0.15)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -313,7 +314,8 @@ class EpochPlan:
     (at least MIN_SLICE samples without a bar), so that the ThreadChooser can time them;
     slices of whole blocks of samples give bit for bit the result of one call
     (kernels.BLOCK). Dense batched epochs run in about BATCH_SLICES slices of whole
-    batches, each on the threads the LoadChooser gives (the result is that of one call).
+    batches (fewer when an epoch is small: BATCH_SLICE_WORK), each on the threads the
+    LoadChooser gives (the result is that of one call).
     Other epochs (sparse rows, the NumPy backend) are one call without a bar."""
 
     def __init__(self, net, m, batch_size, optimizer, config, progress=None, sparse=False):
@@ -329,7 +331,8 @@ class EpochPlan:
         elif not per_sample and not sparse and config.backend == "numba":
             self.load = batch_chooser()     # batched: threads from the load, slice by slice
             if progress is None:
-                slice_len = -(-m // BATCH_SLICES // batch_size) * batch_size
+                rows = max(-(-m // BATCH_SLICES), -(-BATCH_SLICE_WORK // net.n_parameters[0]))
+                slice_len = -(-rows // batch_size) * batch_size
         elif progress is None:
             slice_len = m
         self.slice_len = slice_len

@@ -103,6 +103,21 @@ def test_a_run_keeps_blas_on_one_thread_with_the_kernels_only():
         assert seen and max(seen[0]) > 1                               # the reference keeps BLAS's threads
 
 
+def test_an_estimators_fit_checks_its_input_with_blas_on_one_thread(monkeypatch):
+    """The input check's BLAS threads would keep spinning into the first epochs."""
+    from fastbp import estimators
+    seen, check = [], estimators.check_finite
+
+    def spy(name, A, *args):
+        seen.append({lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"})
+        return check(name, A, *args)
+    monkeypatch.setattr(estimators, "check_finite", spy)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((64, 5)), rng.integers(0, 2, 64)
+    fastbp.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1).fit(X, y)
+    assert seen and seen[0] == {1}
+
+
 class _Machine:
     """A stand-in for /proc/stat and the clocks: CPU-seconds busy on the process's CPUs,
     this process's CPU-seconds and the wall clock, advanced by hand."""
@@ -111,14 +126,18 @@ class _Machine:
         self.wall, self.busy, self.own = 100.0, 0.0, 0.0
         monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
         monkeypatch.setattr(threads, "_busy_seconds", lambda cpus: self.busy)
-        monkeypatch.setattr(threads, "_others_running", lambda: 0)
+        self.running = 0                                    # other processes' tasks running now
+        monkeypatch.setattr(threads, "_others_running", lambda: self.running)
         monkeypatch.setattr(threads.time, "monotonic", lambda: self.wall)
         monkeypatch.setattr(threads.time, "process_time", lambda: self.own)
 
-    def run(self, seconds, own_cpus, other_cpus):
+    def run(self, seconds, own_cpus, other_cpus, running=None):
+        """`seconds` pass with the CPUs so used; then `running` other processes' tasks run
+        (by default, as many as the other CPUs in use, rounded)."""
         self.wall += seconds
         self.own += seconds * own_cpus
         self.busy += seconds * (own_cpus + other_cpus)
+        self.running = round(other_cpus) if running is None else running
 
 
 def test_load_chooser_leaves_the_cpus_other_processes_use(monkeypatch):
@@ -138,6 +157,14 @@ def test_load_chooser_leaves_the_cpus_other_processes_use(monkeypatch):
     assert chooser.threads() == 2
     machine.run(0.2, 0.7, 1.3)                                # steal or others: most of a CPU
     assert chooser.threads() == 1
+    machine.run(5.0, 0.2, 1.8, running=0)                     # a long pause, busy most of it...
+    assert chooser.threads() == 2                             # ...but nothing runs now: stale
+    machine.run(3.0, 0, 0, running=1)
+    assert chooser.threads() == 1                             # after a pause, one task running now
+    machine.run(0.2, 1, 1, running=0)                         # the busy process has just ended
+    assert chooser.threads() == 2
+    machine.run(0.2, 2, 0, running=1)                         # a passing task, no CPU time: ignored
+    assert chooser.threads() == 2
 
 
 def test_load_chooser_obeys_the_processs_limits_and_a_fixed_count(monkeypatch):
