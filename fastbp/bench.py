@@ -509,9 +509,9 @@ CONTENTION_MODES = {
 
 def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD"):
     """An epoch of the mode (CONTENTION_MODES; predict: 5 calls on the samples; the
-    estimator: a one-epoch fit) of 784-hidden-10, ReLU/softmax/cross-entropy, alone and beside a competing CPU-bound
-    process, with fastbp's thread setting and with one thread, interleaved. Rows:
-    (setting, seconds alone, seconds busy, busy / alone)."""
+    estimator: a one-epoch fit) of 784-hidden-10, ReLU/softmax/cross-entropy, alone and
+    beside a competing CPU-bound process, with fastbp's thread setting and with one
+    thread, interleaved. Rows: (setting, seconds alone, seconds busy, busy / alone)."""
     X, y = peer_data(samples)
     X = X.astype(dtype)
     settings = {"default": os.environ.get("FASTBP_THREADS"), "FASTBP_THREADS=1": "1"}
@@ -568,8 +568,9 @@ print(samples / statistics.median(seconds))
 def processes_table(hidden, dtype, samples, repeats, processes=2, batch_size=1):
     """Several fastbp processes at once (as two scripts, GridSearchCV(n_jobs=2) or
     pytest -n 2 start them), each training epochs of batch_size (1: per-sample SGD;
-    784-hidden-10, ReLU/softmax, fastbp's thread setting), against one alone, interleaved: (samples per second alone,
-    of all together, together / alone: the median of the pairs)."""
+    784-hidden-10, ReLU/softmax, fastbp's thread setting), against one alone,
+    interleaved: (samples per second alone, of all together, together / alone: the median
+    of the pairs)."""
     command = [sys.executable, "-c", _ONE_PROCESS, str(hidden), dtype, str(samples), str(batch_size)]
     alone, together = [], []
     for _ in range(repeats):

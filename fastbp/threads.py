@@ -37,8 +37,7 @@ process can use: available_cpus(), less the CPUs that other processes kept busy 
 the last look (/proc/stat, this process's own CPU time taken out; when the last look is
 over STALE seconds old, the tasks of other processes running at that moment; and never
 more than are running at the moment). It tries nothing, so it costs nothing beside a busy
-process. FASTBP_THREADS=N fixes the count here
-too.
+process. FASTBP_THREADS=N fixes the count here too.
 """
 import os
 import statistics
@@ -287,17 +286,16 @@ class LoadChooser:
                      else set(range(os.cpu_count() or 1)))
         self.last = None               # (wall, busy CPU-seconds, own CPU-seconds) at the last look
         self.average = None            # CPUs other processes kept busy between the last two looks
-        self.others = None             # what threads() takes them to use now
 
-    def _look(self):
-        """self.others <- the CPUs other processes use: the least of their CPU time since
-        the last look (over at least OTHERS_EVERY; a window over STALE seconds long says
-        nothing of now) and their tasks running at this moment (a process that has just
-        ended keeps no thread from this one)."""
+    def _others(self):
+        """The CPUs other processes use: the least of their CPU time since the last look
+        (over at least OTHERS_EVERY; a window over STALE seconds long says nothing of now)
+        and their tasks running at this moment (a process that has just ended keeps no
+        thread from this one). 0 without /proc/stat."""
         busy = _busy_seconds(self.cpus)
         now = (time.monotonic(), busy, time.process_time())
         if busy is None:
-            return
+            return 0.0
         running = _others_running()
         running = float(min(running, len(self.cpus))) if running is not None else 0.0
         wall = now[0] - self.last[0] if self.last is not None else None
@@ -305,7 +303,7 @@ class LoadChooser:
             self.last, self.average = now, running
         elif wall >= OTHERS_EVERY:
             self.last, self.average = now, max(0.0, (now[1] - self.last[1]) - (now[2] - self.last[2])) / wall
-        self.others = min(self.average, running)
+        return min(self.average, running)
 
     def threads(self):
         if self.fixed is not None:
@@ -313,8 +311,7 @@ class LoadChooser:
         cap = available_cpus()
         if cap == 1:
             return 1
-        self._look()
-        free = len(self.cpus) - (self.others or 0.0)
+        free = len(self.cpus) - self._others()
         return max(1, min(cap, int(free + 0.5)))
 
 
