@@ -103,6 +103,7 @@ def test_a_run_keeps_blas_on_one_thread_with_the_kernels_only():
         assert seen and max(seen[0]) > 1                               # the reference keeps BLAS's threads
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_an_estimators_fit_checks_its_input_with_blas_on_one_thread(monkeypatch):
     """The input check's BLAS threads would keep spinning into the first epochs."""
     from fastbp import estimators
