@@ -305,7 +305,7 @@ class Network:
             return total
         hyper = optimizer.hyper(lr, l2, clip, self.dtype)
         rows = (np.empty((0, self.sizes[0]), self.dtype),) + _csr(X) if sparse else (X,) + self._no_csr
-        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 8), blas_on_one_thread():
+        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 15), blas_on_one_thread():
             total, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, order, batch_size, RULE_CODES[optimizer.rule],
                                                      hyper, optimizer.state["w"], optimizer.state["b"], optimizer.t,
                                                      self._eps(), batch_chunks(), threads)
