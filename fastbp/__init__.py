@@ -5,7 +5,7 @@
 (compiled on first use, cached on disk); ``fastbp.MLPClassifier`` and ``MLPRegressor``
 the scikit-learn compatible estimators.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
 from .export import export_onnx  # noqa: E402

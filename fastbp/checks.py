@@ -1,5 +1,6 @@
 """Argument checks shared by the network, the training loop and the optimizers: each
 raises a ValueError that names the argument, what it must be and what it got."""
+import difflib
 import numbers
 
 import numpy as np
@@ -37,6 +38,17 @@ def flag(what, value):
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
         return bool(value)
     raise ValueError("%s must be True or False, got %r" % (what, value))
+
+
+def keywords(caller, given, allowed, also=(), noun="keyword argument"):
+    """Raise the TypeError Python gives for an unknown keyword argument, naming caller as
+    the user called it ('train()'), not an internal class, with the nearest of allowed
+    and also (the caller's other parameters) as a suggestion."""
+    for name in given:
+        if name not in allowed:
+            near = difflib.get_close_matches(name, list(allowed) + list(also), n=1)
+            raise TypeError("%s got an unexpected %s %r; %s" % (
+                caller, noun, name, "did you mean %r?" % near[0] if near else "it takes %s" % ", ".join(allowed)))
 
 
 def is_sparse(X):

@@ -20,13 +20,24 @@ EXIT_INTERRUPTED = 130
 
 def _ints(text):
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",")]
     except ValueError:
         values = []
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("%r is not a list of layer sizes: give positive "
                                          "integers separated by commas, such as 200 or 256,128" % text)
     return values
+
+
+def _positive(text):
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("%r is not a positive integer" % text)
+    return value
 
 
 def _one_of(what, allowed):
@@ -63,7 +74,7 @@ def load_data(name, data_dir=None, subset=None, scaling="unit", dtype="float64")
     else:
         raise ValueError("unknown data set %r" % name)
     X_train, y_train, X_test, y_test = data
-    if subset:
+    if subset is not None:
         X_train, y_train = X_train[:subset], y_train[:subset]
         X_test, y_test = X_test[:max(1, subset // 6)], y_test[:max(1, subset // 6)]
     return (datasets.scale_pixels(X_train, scaling, dtype), y_train,
@@ -80,19 +91,27 @@ def accuracy(net, X, y):
     return functions.accuracy(net.predict(X), y)
 
 
-def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None, cluster=None):
+def _epochs(n):
+    return "%d epoch%s" % (n, "" if n == 1 else "s")
+
+
+def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None, cluster=None,
+        done=0, train_rows=None):
     """Train with a progress bar and the test accuracy after each epoch; returns (the
     network, its history, the per-epoch test accuracies, interrupted). config: the
     run's RunConfig; resume: a checkpoint to continue instead (with its own settings;
-    only epochs is taken from config); cluster: None (this process), or (client, workers,
-    sync_every) for fastbp.distributed (client: a scheduler's address or None for a
-    LocalCluster of `workers` processes). On Ctrl-C, stops after the slice (or round) in
-    hand, saves if asked, and says so."""
+    only epochs is taken from config), done: the epochs it has finished; train_rows: the
+    rows an epoch trains on (len(X) less any held out for validation); cluster: None (this
+    process), or (client, workers, sync_every) for fastbp.distributed (client: a
+    scheduler's address or None for a LocalCluster of `workers` processes). On Ctrl-C,
+    stops after the slice (or round) in hand, saves if asked, and says so."""
     from tqdm import tqdm
     epochs = config.epochs
+    rows = len(X) if train_rows is None else train_rows
     net.warm_up(config.batch_size or len(X), config.backend)   # time training only
-    bar = tqdm(total=epochs * len(X), unit="sample", unit_scale=True, disable=not progress,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(total=epochs * rows, initial=done * rows, unit="sample", unit_scale=True,
+               disable=not progress, dynamic_ncols=True, leave=True)
+    bar.set_description("epoch %d/%d" % (min(done + 1, epochs), epochs))
     accuracies, interrupted, history = [], False, None
 
     def progress_bar(n, loss):
@@ -101,14 +120,14 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
 
     def after_epoch(net, h):
         accuracies.append(round(accuracy(net, X_test, y_test), 4))
-        done = len(h["loss"])
-        bar.set_description("epoch %d/%d" % (min(done + 1, epochs), epochs))
+        finished = len(h["loss"])            # (the run's: a resumed history holds the earlier epochs)
+        bar.set_description("epoch %d/%d" % (min(finished + 1, epochs), epochs))
         bar.set_postfix(loss="%.4f" % h["loss"][-1], test_acc=accuracies[-1])
         if not progress:
             extra = "".join(", %s %.4f" % (k.replace("_", " "), h[k][-1])
                             for k in ("val_loss", "val_accuracy") if k in h)
             print("epoch %d/%d: loss %.4f%s, test accuracy %.4f, %.2f s"
-                  % (done, epochs, h["loss"][-1], extra, accuracies[-1], h["seconds"][-1]), flush=True)
+                  % (finished, epochs, h["loss"][-1], extra, accuracies[-1], h["seconds"][-1]), flush=True)
 
     try:
         if cluster is not None:
@@ -141,8 +160,10 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
                      "--resume would start afresh" % config.checkpoint_every)
         else:
             about = ""
-        print("interrupted after %d finished epochs%s%s" % (
-            len(accuracies), "; saved what was trained to %s" % save if save else "", about), flush=True)
+        finished = done + len(accuracies)
+        print("interrupted after %s of %d%s%s%s" % (
+            _epochs(finished), epochs, " (%d in this session)" % len(accuracies) if done else "",
+            "; saved what was trained to %s" % save if save else "", about), flush=True)
     return net, history, accuracies, interrupted
 
 
@@ -193,8 +214,9 @@ def _given(parser, argv):
 
 def check_resumed_options(args, path):
     """Refuse a --resume whose explicit options differ from the checkpoint's run (only
-    --epochs, --save, --plot-history and the progress display may change); say that
-    --seed is not used."""
+    --epochs, --save, --plot-history and the progress display may change), or that would
+    train nothing (the run is done, or --epochs is not past its epochs); say that --seed
+    is not used. Returns the checkpoint's RunState."""
     saved = load_checkpoint(path)
     net = saved[0]
     given = getattr(args, "given", set())
@@ -216,6 +238,16 @@ def check_resumed_options(args, path):
                          % (path, "; ".join(changed)))
     if "seed" in given:
         print("note: --seed is not used: a resumed run continues from its checkpoint's random state")
+    state = saved[2]
+    if state.stopped in ("no improvement", "target loss"):
+        raise ValueError("the run in %s stopped after %s (%s): --resume has nothing to continue. "
+                         "fastbp evaluate %s scores it; give another --checkpoint to start a new run"
+                         % (path, _epochs(state.epoch), state.stopped, path))
+    if args.epochs <= state.epoch:
+        raise ValueError("the run in %s has finished %s, and --epochs is the run's new total (%d): "
+                         "give --epochs more than %d to train on" % (path, _epochs(state.epoch), args.epochs,
+                                                                    state.epoch))
+    return state
 
 
 def _shown(value):
@@ -226,12 +258,31 @@ def _shown(value):
     return "(none)" if value is None else str(value)
 
 
+def check_train_options(args):
+    """What the parser cannot see: options that the chosen optimizer ignores, and output
+    paths that cannot be written (before any training, not after)."""
+    given = getattr(args, "given", set())
+    if "momentum" in given and "momentum" not in RULES[args.optimizer].hyper:
+        raise ValueError("--momentum is for --optimizer momentum or nesterov; --optimizer %s does not "
+                         "use it" % args.optimizer)
+    for option in ("save", "checkpoint", "plot_history"):
+        if getattr(args, option):
+            io.check_writable(getattr(args, option), "--" + option.replace("_", "-"))
+
+
 def cmd_train(args):
     if args.plot_history:
         require_matplotlib("--plot-history")
     config = run_config(args)                # (every option checked before any data is read)
-    if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
-        check_resumed_options(args, args.checkpoint)
+    check_train_options(args)
+    state = None
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume continues the run in --checkpoint PATH; give that too")
+    if args.resume and os.path.exists(args.checkpoint):
+        state = check_resumed_options(args, args.checkpoint)
+    elif args.resume:
+        print("note: no checkpoint at %s yet, so this starts a new run (--resume continues it "
+              "from there after a stop)" % args.checkpoint)
     X, y, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset,
                                                    "seed000" if args.preprocess == "seed000" else "unit",
                                                    dtype=args.dtype)   # converted once, not per epoch
@@ -240,19 +291,19 @@ def cmd_train(args):
                   output=args.output, loss=args.loss, bias=not args.no_bias, init=args.init,
                   propagate=args.propagate, seed=args.seed, dtype=args.dtype)
     resume = None
-    if args.resume:
-        if not args.checkpoint:
-            raise ValueError("--resume continues the run in --checkpoint PATH; give that too")
-        if os.path.exists(args.checkpoint):
-            resume = args.checkpoint
-            net = io.load(resume)
-    print("%s %r on %s: %d samples, %d test" % ("resuming" if resume else "training", net,
-                                                  description, len(X), len(X_test)))
+    if state is not None:
+        resume = args.checkpoint
+        net = io.load(resume)
+    held_out = held_out_rows(state, config, net, y)
+    print("%s %r on %s: %d training samples%s, %d test" % (
+        "resuming (after %s)" % _epochs(state.epoch) if resume else "training", net, description,
+        len(X) - held_out, " (and %d held out for validation)" % held_out if held_out else "", len(X_test)))
     try:
         cluster = (args.scheduler, args.workers, args.sync_every) if args.workers or args.scheduler else None
         net, history, accuracies, interrupted = fit(
             net, X, targets_for(net, y, args.preprocess), X_test, y_test, config,
-            progress=not args.no_progress, save=args.save, resume=resume, cluster=cluster)
+            progress=not args.no_progress, save=args.save, resume=resume, cluster=cluster,
+            done=state.epoch if state else 0, train_rows=len(X) - held_out)
     except TrainingDiverged as error:
         print("error: %s" % error, file=sys.stderr)
         if args.save:
@@ -263,12 +314,23 @@ def cmd_train(args):
         return EXIT_INTERRUPTED
     if args.plot_history:
         plot_history(history, args.plot_history)
-    seconds = history["seconds"]
-    print("test accuracy %.4f after %d epochs (stopped: %s); %.2f s per epoch (median of %d)%s"
-          % (accuracy(net, X_test, y_test), len(seconds), history["stopped"],
-             statistics.median(seconds) if seconds else float("nan"), len(seconds),
+    seconds = history["seconds"][state.epoch if state else 0:]        # this session's epochs
+    timing = ("%.2f s per epoch (median of %d)" % (statistics.median(seconds), len(seconds)) if seconds
+              else "no epochs trained")
+    print("test accuracy %.4f after %s (stopped: %s); %s%s"
+          % (accuracy(net, X_test, y_test), _epochs(len(history["seconds"])), history["stopped"], timing,
              "; saved to %s" % args.save if args.save else ""))
     return 0
+
+
+def held_out_rows(state, config, net, y):
+    """How many of the training set's rows a run holds out for validation."""
+    if state is not None:
+        return 0 if state.val_rows is None else int(state.val_rows.size)
+    if config.validation_fraction is None:
+        return 0
+    labels = y if training.is_classifier(net) else None
+    return training.validation_size(len(y), config.validation_fraction, labels)
 
 
 def confusion_matrix(y, predicted, n_classes):
@@ -286,12 +348,20 @@ def cmd_evaluate(args):
     n = net.sizes[-1]
     print("%s on %s test split (%d samples): accuracy %.4f"
           % (args.model, description, len(y_test), np.mean(predicted == y_test)))
+    if io.read_file(args.model, (io.FORMAT, io.CHECKPOINT))[1]["format"] == io.CHECKPOINT:
+        state = load_checkpoint(args.model)[2]
+        best = (" The run's best epoch by validation loss was %d: its weights are what train --save "
+                "wrote at the end." % state.best_epoch if state.best is not None else "")
+        print("(a training checkpoint: these are the weights after its last finished epoch, %d.%s)"
+              % (state.epoch, best))
     names = datasets.FASHION_MNIST_CLASSES if args.data == "fashion-mnist" and n == 10 else None
     matrix = confusion_matrix(y_test, predicted, n)
     print("confusion matrix (rows: true class, columns: predicted)")
-    print("%14s " % "" + " ".join("%5d" % k for k in range(n)))
+    labels = ["%d %s" % (k, names[k]) if names else str(k) for k in range(n)]
+    width = max(map(len, labels))
+    print(" " * width + " " + " ".join("%5d" % k for k in range(n)))
     for k in range(n):
-        print("%14s " % ("%d %s" % (k, names[k][:11]) if names else k) + " ".join("%5d" % v for v in matrix[k]))
+        print(labels[k].ljust(width) + " " + " ".join("%5d" % v for v in matrix[k]))
     return 0
 
 
@@ -336,6 +406,7 @@ def cmd_seed001(args):
     from .plot import plot_seed001
     if args.plot:
         require_matplotlib("--plot")
+        io.check_writable(args.plot, "--plot")
     results = []
     for activation in args.activation.split(","):
         r = seed001(activation, target=args.target, max_steps=args.max_steps, seed=args.seed)
@@ -371,7 +442,7 @@ def build_parser():
                        help="the data set (default %s; synthetic: generated, for trying things)" % default)
         p.add_argument("--data-dir", help="directory of the IDX files; it must hold them "
                        "(default: $FASTBP_DATA, else the Debian package's, else ~/.cache/fastbp)")
-        p.add_argument("--subset", type=int, help="use the first N training samples, and the "
+        p.add_argument("--subset", type=_positive, help="use the first N training samples, and the "
                        "first N/6 test samples (at least 1) for the test accuracy")
         p.add_argument("--preprocess", default="unit", choices=["unit", "seed000"],
                        help="pixels /255 and one-hot targets, or seed 000's x/255*0.99+0.01 and 0.01/0.99")
@@ -434,7 +505,8 @@ def build_parser():
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved model")
-    p.add_argument("model", help="a model file written by train --save (or Network.save)")
+    p.add_argument("model", help="a model file written by train --save (or Network.save), or a "
+                   "training checkpoint (train --checkpoint: the weights of its last finished epoch)")
     data_options(p)
     p.set_defaults(run=cmd_evaluate)
 
@@ -444,7 +516,7 @@ def build_parser():
     p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
     p.add_argument("--data-dir", help="directory of Fashion-MNIST's IDX files (default: "
                    "$FASTBP_DATA, else the Debian package's; without either, a generated set)")
-    p.add_argument("--subset", type=int, help="use the first N training samples, and the "
+    p.add_argument("--subset", type=_positive, help="use the first N training samples, and the "
                    "first N/6 test samples (at least 1)")
     p.add_argument("--reference-samples", type=int, default=2000,
                    help="time the NumPy reference and the kernels on this many samples (default 2000)")
@@ -503,7 +575,9 @@ def _main(argv):
         args.given = _given(parser.train_parser, argv[1:])
     try:
         return args.run(args)
-    except (datasets.DataError, ValueError, ImportError) as error:
+    except BrokenPipeError:
+        raise                               # (main's: quietly)
+    except (datasets.DataError, ValueError, ImportError, OSError) as error:
         print("fastbp %s: error: %s" % (args.command, error), file=sys.stderr)
         return 2
 

@@ -35,13 +35,16 @@ def load(data_dir=None):
     return X, y, X_test, y_test
 
 
-def run_fastbp(settings, X, y, X_test, y_test, target, seed=0):
-    """Fit fastbp.MLPClassifier(**settings); returns its figures."""
+def run_fastbp(settings, X, y, X_test, y_test, target, seed=0, report=None):
+    """Fit fastbp.MLPClassifier(**settings); returns its figures. report, if given, is
+    called as report(epoch, training seconds so far, test accuracy) after each epoch."""
     from .estimators import MLPClassifier
     curve = []
 
     def after_epoch(net, history):
         curve.append((sum(history["seconds"]), accuracy(net.predict(X_test), y_test)))
+        if report is not None:
+            report(len(curve), *curve[-1])
 
     clf = MLPClassifier(random_state=seed, callback=after_epoch, **settings)
     start = time.perf_counter()

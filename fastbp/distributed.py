@@ -23,10 +23,10 @@ import time
 import numpy as np
 
 from . import training
-from .checks import is_sparse
-from .io import hash_array
+from .checks import is_sparse, keywords
+from .io import check_writable, hash_array
 from .optimizers import make_optimizer, make_schedule
-from .run import RunConfig, RunState, load_checkpoint, save_checkpoint
+from .run import RUN_SETTINGS, RunConfig, RunState, load_checkpoint, save_checkpoint
 from .threads import available_cpus
 
 # Each worker process runs one thread: Numba's, OpenMP's (BLAS) and fastbp's per-sample
@@ -257,6 +257,9 @@ def train(net, X, Y, client=None, epochs=1, sync_every=1, validation=None, progr
         raise TypeError("fastbp.distributed.train takes no sample_weight (not supported yet); "
                         "fastbp.Network.train and the estimators take it")
     train_options.pop("sample_weight", None)
+    keywords("fastbp.distributed.train()", train_options,
+             [k for k in RUN_SETTINGS if k not in ("epochs", "diagnostics")],
+             ("client", "epochs", "sync_every", "validation", "progress", "callback"))
     config = RunConfig(epochs=epochs, **dict(train_options, diagnostics=False))
     return train_config(net, X, Y, config, client, sync_every, validation, progress, callback)
 
@@ -284,6 +287,8 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
         labels = training.labels_of(T_all) if training.is_classifier(net) else None
         val_rows = training.split_validation(len(X_all), config.validation_fraction, net.rng, labels)[1]
         X, Y, X_val, T_val = training.held_out(X_all, T_all, val_rows)
+    if config.checkpoint:
+        check_writable(config.checkpoint, "checkpoint")
     optimizer = make_optimizer(config.optimizer, config.lr).bind(net)
     state = RunState(optimizer, make_schedule(config.schedule), explicit_validation=validation is not None,
                      val_rows=val_rows)
@@ -309,6 +314,7 @@ def resume(path, X, Y, client=None, validation=None, epochs=None, sync_every=1, 
     data (and validation set); returns (net, history)."""
     net, config, state = load_checkpoint(path)
     config = config.replace(epochs=config.epochs if epochs is None else epochs)
+    check_writable(config.checkpoint, "checkpoint")
     if state.stopped == "epochs":
         state.stopped = None
     X_val = T_val = None

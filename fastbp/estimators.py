@@ -139,7 +139,8 @@ class _MLP:
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None):
+                 n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None,
+                 diagnostics=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -167,6 +168,7 @@ class _MLP:
         self.target_loss = target_loss
         self.init = init
         self.callback = callback
+        self.diagnostics = diagnostics
 
     # ------------------------------------------------------------ scikit-learn's conventions
     @classmethod
@@ -310,7 +312,8 @@ class _MLP:
             shuffle=self.shuffle, l2=self.alpha / (batch_size * mean_weight), optimizer=self._solver,
             schedule=Continued(self._schedule_, len(self.loss_curve_)), clip=self.clip,
             validation_fraction=self.validation_fraction if validate else None,
-            n_iter_no_change=patience, tol=self.tol, target_loss=self.target_loss)
+            n_iter_no_change=patience, tol=self.tol, target_loss=self.target_loss,
+            diagnostics=self.diagnostics)
         diverged = None
         try:
             history = training.train(net, X, T, config, callback=self._after_epoch, sample_weight=S)
@@ -518,12 +521,14 @@ class MLPClassifier(_MLP):
     sample's weight is times its class's; "balanced" gives class c the weight
     total weight / (n_classes * weight of class c), as scikit-learn's
     compute_class_weight), clip (cap on each step's gradient norm), target_loss (stop
-    once an epoch's training loss is below it), init (fastbp.INITIALISERS) and callback
-    (called as callback(net, history) after every epoch).
+    once an epoch's training loss is below it), init (fastbp.INITIALISERS), callback
+    (called as callback(net, history) after every epoch) and diagnostics (False, as
+    scikit-learn computes none: True adds each epoch's training accuracy, mean |error
+    term| and gradient norm per layer, on up to 2048 training samples, to history_).
 
     Fitted attributes: net_ (the fastbp.Network), classes_, coefs_, intercepts_,
     n_features_in_, n_outputs_, n_layers_, out_activation_, loss_curve_, best_loss_,
-    n_iter_, t_, history_ (the per-epoch diagnostics) and, with early_stopping,
+    n_iter_, t_, history_ (the per-epoch history: Network.train's) and, with early_stopping,
     validation_scores_ (accuracy) and best_validation_score_.
     """
 
@@ -533,7 +538,7 @@ class MLPClassifier(_MLP):
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, class_weight=None, clip=None, target_loss=None,
-                 init="glorot", callback=None):
+                 init="glorot", callback=None, diagnostics=False):
         _MLP.__init__(self, **_shared(locals()))
         self.class_weight = class_weight
 
@@ -663,7 +668,8 @@ class MLPRegressor(_MLP):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None):
+                 n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None,
+                 diagnostics=False):
         _MLP.__init__(self, **_shared(locals()))
         self.loss = loss
 

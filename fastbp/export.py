@@ -73,9 +73,10 @@ def export_onnx(model, path):
     """Write model (a fastbp.Network or a fitted MLPClassifier / MLPRegressor) to path as
     an ONNX model (opset OPSET, IR version IR_VERSION), atomically; returns the path.
     The file is checked with onnx.checker before it is written."""
+    from .io import atomic_write, check_writable
+    check_writable(path)
     onnx = _need_onnx()
     from .estimators import MLPClassifier, MLPRegressor
-    from .io import atomic_write
     from .network import Network
     if isinstance(model, (MLPClassifier, MLPRegressor)):
         model._check_is_fitted()

@@ -52,6 +52,13 @@ def writable(directory):
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
+def cache_writable():
+    """Whether Numba can write the kernels' on-disk cache."""
+    from . import kernels
+    directory = kernels.cache_dir(kernels.batch_epoch)      # (every kernel's: one module)
+    return writable(directory) if directory else False
+
+
 def info():
     """A dict of everything `fastbp info` prints."""
     import scipy.linalg.cython_blas  # noqa: F401 (the BLAS that Numba's np.dot calls: loaded to be seen)
@@ -64,7 +71,7 @@ def info():
             for lib in threadpool_info() if lib.get("user_api") == "blas"]
     return {"versions": versions(), "executable": sys.executable, **kernels.threading_info(),
             "blas": blas, "cache_dir": directory,
-            "cache_dir_writable": writable(directory) if directory else False,
+            "cache_dir_writable": cache_writable(),
             "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR"),
             "cached": {name: cached_signatures(getattr(kernels, name)) for name in ENTRY_POINTS}}
 

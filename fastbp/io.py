@@ -95,17 +95,43 @@ def _remove_stale_temporaries(path):
                 pass
 
 
+def check_writable(path, what=""):
+    """Raise an OSError that names path as given (and what it is for, such as '--save')
+    unless a file can be written there: its directory exists and can be written, and path
+    is not a directory or other non-regular file. Called before work whose result goes
+    there, so that a wrong path fails at once, not after a long run."""
+    shown = "%s%s" % (what + " " if what else "", os.fspath(path))
+    real = Path(os.path.realpath(path))
+    parent = real.parent
+    if real.is_dir():
+        raise IsADirectoryError("cannot write %s: it is a directory" % shown)
+    if real.exists() and not real.is_file():
+        raise OSError("cannot write %s: it is not a regular file" % shown)
+    if not parent.exists():
+        raise FileNotFoundError("cannot write %s: the directory %s does not exist" % (shown, parent))
+    if not parent.is_dir():
+        raise NotADirectoryError("cannot write %s: %s is not a directory" % (shown, parent))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError("cannot write %s: the directory %s is not writable" % (shown, parent))
+    return path
+
+
 def atomic_write(path, write):
     """Call write(file) on a temporary file beside path, then rename it over path: a crash
     leaves the old file or the new one, never half of one.
 
     A path that is a symbolic link is written where the link points (the link stays). The
     file gets the mode of the file it replaces, or 0666 less the umask when new, as open()
-    would give it. Temporaries left by earlier saves that were killed are removed."""
+    would give it. Temporaries left by earlier saves that were killed are removed. Errors
+    name path as given, never the temporary."""
+    given = check_writable(path)
     path = Path(os.path.realpath(path))
     _remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".%d-" % os.getpid(), suffix=".tmp",
-                               dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".%d-" % os.getpid(), suffix=".tmp",
+                                   dir=path.parent)
+    except OSError as error:
+        raise type(error)("cannot write %s: %s" % (os.fspath(given), error.strerror or error)) from None
     try:
         try:
             mode = os.stat(path).st_mode & 0o7777

@@ -222,17 +222,28 @@ NOTICE_AFTER = 1.0     # seconds a first call may take before fastbp says it is 
 _NOTHING = contextlib.nullcontext()
 _warm = set()          # kernels that first_call has seen with a signature
 _watching = {}         # thread id -> Numba compiles begun in that thread while watched
+_refusing = set()      # threads in which a compile of fastbp's raises WouldCompile
+
+
+class WouldCompile(Exception):
+    """Raised inside refusing_compiles() where Numba was about to compile one of fastbp's
+    functions (never for a load from its cache)."""
 
 
 class _CompileListener(numba_event.Listener):
     """Numba raises "numba:compile" only for a real compile, never for a load from its
-    on-disk cache: first_call's notice and compiles() listen for it, counting fastbp's
-    own functions (Numba's typed-list helpers, called from Python, are never cached: they
-    compile in every process, in well under a second)."""
+    on-disk cache, and before it compiles: first_call's notice and compiles() listen for
+    it, counting fastbp's own functions (Numba's typed-list helpers, called from Python,
+    are never cached: they compile in every process, in well under a second), and
+    refusing_compiles() stops the compile."""
 
     def on_start(self, event):
         thread = threading.get_ident()
-        if thread in _watching and event.data["dispatcher"].py_func.__module__.startswith("fastbp"):
+        if not event.data["dispatcher"].py_func.__module__.startswith("fastbp"):
+            return
+        if thread in _refusing:
+            raise WouldCompile(event.data["dispatcher"].py_func.__name__)
+        if thread in _watching:
             _watching[thread] += 1
 
     def on_end(self, event):
@@ -242,15 +253,34 @@ class _CompileListener(numba_event.Listener):
 _listener = None
 
 
+def _listen():
+    global _listener
+    if _listener is None:
+        _listener = _CompileListener()
+        numba_event.register("numba:compile", _listener)
+
+
+@contextlib.contextmanager
+def refusing_compiles():
+    """Inside the block, in this thread, a call that would make Numba compile one of
+    fastbp's functions raises WouldCompile before anything is compiled; loads from the
+    on-disk cache go ahead. (Network.warm_up asks this way whether the kernels are
+    cached.)"""
+    _listen()
+    thread = threading.get_ident()
+    _refusing.add(thread)
+    try:
+        yield
+    finally:
+        _refusing.discard(thread)
+
+
 @contextlib.contextmanager
 def compiles():
     """Count fastbp's functions that Numba compiles (rather than loads from its cache) in
     this thread inside the block: ``with compiles() as count: ...; count()``. (Nested
     functions count too: a kernel and its helpers.)"""
-    global _listener
-    if _listener is None:
-        _listener = _CompileListener()
-        numba_event.register("numba:compile", _listener)
+    _listen()
     thread = threading.get_ident()
     outer = _watching.get(thread)
     _watching[thread] = 0
@@ -281,6 +311,7 @@ def first_call(kernel, what, seconds):
 def cache_dir(kernel):
     """The directory Numba's on-disk cache keeps this kernel in, or None if unknown."""
     return getattr(getattr(kernel, "_cache", None), "_cache_path", None)
+
 
 
 @contextlib.contextmanager

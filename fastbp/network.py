@@ -11,11 +11,11 @@ import numpy as np
 from numba.typed import List
 from numpy.typing import ArrayLike
 
-from . import kernels, reference, training
-from .checks import check_finite, choice, is_sparse, number, positive_int
+from . import info, kernels, reference, training
+from .checks import check_finite, choice, is_sparse, keywords, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULE_CODES, Optimizer
-from .run import BACKENDS, RunConfig
+from .run import BACKENDS, RUN_SETTINGS, RunConfig
 from .threads import batch_chunks, blas_on_one_thread
 from .training import TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
 
@@ -518,18 +518,27 @@ class Network:
     def warm_up(self, batch_size: Optional[int] = 1, backend: str = "numba") -> None:
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
         with batch_size and its inference use, on a throwaway copy: this network, its
-        weights and its random state are unchanged. Call it before timing anything."""
+        weights and its random state are unchanged. Call it before timing anything.
+
+        Kernels that are not in the cache yet are compiled in a child process, which
+        writes them to the cache, and then loaded from there: a kernel compiled in the
+        running process can round differently in the last bit from the same kernel loaded
+        from the cache, and so every run, the first included, trains with the same code.
+        Where the cache cannot be written, or the child fails, they compile here."""
         if choice("backend", backend, BACKENDS) == "numpy":
             return
-        twin = Network(self.sizes, activation=self.activations[:-1], output=self.output,
-                       loss=self.loss_name, bias=self.bias, propagate=self.propagate, seed=0,
-                       dtype=self.dtype)
-        X = np.zeros((2, self.sizes[0]), self.dtype)
-        T = np.zeros((2, self.sizes[-1]), self.dtype)
-        T[:, 0] = 1.0                                  # a valid target for every loss
-        twin.train(X, T, epochs=1, batch_size=min(batch_size, 2))
-        twin.deltas(X, T)
-        twin.predict(X)
+        definition = {"sizes": self.sizes, "activation": self.activations[:-1], "output": self.output,
+                      "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate,
+                      "dtype": str(self.dtype)}
+        try:
+            with kernels.refusing_compiles():
+                warm_up_twin(definition, batch_size)
+            return                                     # all of it came from the cache
+        except kernels.WouldCompile:
+            pass
+        if info.cache_writable():
+            compile_in_child(definition, batch_size)
+        warm_up_twin(definition, batch_size)
 
     def save(self, path: Union[str, os.PathLike]):
         """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""
@@ -601,6 +610,7 @@ class Network:
         If the loss or the weights stop being finite, the epoch is undone and
         TrainingDiverged is raised.
         """
+        keywords("train()", settings, RUN_SETTINGS, ("sample_weight", "validation", "progress", "callback"))
         return training.train(self, X, Y, RunConfig(**settings), validation, progress, callback, sample_weight)
 
     def train_steps(self, X: ArrayLike, Y: ArrayLike, steps: int, lr: float = 0.1, batch_size: int = 128,
@@ -640,3 +650,33 @@ def _dtype_name(value):
         return str(np.dtype(value))
     except TypeError:
         return value
+
+
+def warm_up_twin(definition, batch_size):
+    """Train a throwaway network of this definition (Network's keyword arguments) for one
+    epoch at batch_size on two samples, and take its error terms and predictions: every
+    kernel the definition's training and inference call is then compiled or loaded."""
+    twin = Network(seed=0, **definition)
+    X = np.zeros((2, twin.sizes[0]), twin.dtype)
+    T = np.zeros((2, twin.sizes[-1]), twin.dtype)
+    T[:, 0] = 1.0                                  # a valid target for every loss
+    twin.train(X, T, epochs=1, batch_size=min(batch_size, 2))
+    twin.deltas(X, T)
+    twin.predict(X)
+
+
+def compile_in_child(definition, batch_size):
+    """warm_up_twin in a fresh Python process (which fills Numba's on-disk cache); its
+    compile notice goes to this process's stderr. Returns whether it succeeded."""
+    import json
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
+    code = ("import json, sys; sys.path.insert(0, sys.argv[3]); from fastbp.network import warm_up_twin; "
+            "warm_up_twin(json.loads(sys.argv[1]), int(sys.argv[2]))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, json.dumps(definition), str(batch_size), root],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
+    except OSError:
+        return False
+    return done.returncode == 0

@@ -16,13 +16,14 @@ clipping; t counts steps from 1):
              w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(s) + eps)
   rmsprop    s <- rho s + (1 - rho) g^2;  w <- w - lr g / (sqrt(s) + eps)   (Hinton, 2012)
 """
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Tuple
 
 import numpy as np
 
 from . import reference
-from .checks import number, positive_int
+from .checks import keywords, number, positive_int
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,7 @@ class Optimizer:
     def __init__(self, rule: str = "sgd", lr: float = 0.1, **hyper: float) -> None:
         if not isinstance(rule, str) or rule not in RULES:
             raise ValueError("unknown optimizer %r; choose from %s" % (rule, ", ".join(map(repr, RULES))))
-        unknown = set(hyper) - set(HYPERPARAMETERS)
-        if unknown:
-            raise TypeError("unknown hyperparameter %s; an Optimizer takes %s"
-                            % (", ".join(map(repr, sorted(unknown))), ", ".join(HYPERPARAMETERS)))
+        keywords("Optimizer()", hyper, tuple(HYPERPARAMETERS), ("rule", "lr"))
         self.rule = rule
         self.lr = number("lr", lr, low_open=True)
         for name, (default, check) in HYPERPARAMETERS.items():
@@ -295,4 +293,6 @@ def make_schedule(schedule):
     name, settings = (schedule, {}) if isinstance(schedule, str) else schedule
     if name not in SCHEDULES:
         raise ValueError("unknown schedule %r; choose from %s" % (name, ", ".join(map(repr, SCHEDULES))))
-    return SCHEDULES[name](**settings)
+    cls = SCHEDULES[name]
+    keywords("the schedule %r" % name, settings, tuple(inspect.signature(cls).parameters), noun="setting")
+    return cls(**settings)

@@ -1,6 +1,8 @@
 """PNG plots of training runs (matplotlib, an optional dependency: pip install 'fastbp[plot]')."""
 import numpy as np
 
+from .io import atomic_write, check_writable
+
 
 def _pyplot():
     try:
@@ -25,7 +27,8 @@ def plot_history(history, path):
     """A PNG of a training history (Network.train's, or an estimator's history_): the
     training and validation loss, the accuracies, each layer's mean |error term| and
     gradient norm (log scale, so vanishing gradients show as spread-out lines), and the
-    learning rate, against epochs. Returns path."""
+    learning rate, against epochs, written atomically. Returns path."""
+    check_writable(path)
     plt = _pyplot()
     epochs = np.arange(1, len(history["loss"]) + 1)
     panels = [("loss", ["loss", "val_loss"], True), ("accuracy", ["accuracy", "val_accuracy"], False),
@@ -55,7 +58,7 @@ def plot_history(history, path):
         ax.set(title=title, xlabel="epoch")
         ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
     return path
 
@@ -77,6 +80,6 @@ def plot_seed001(results, path):
         ax.set(title="mean |error term| per layer, %s" % r["activation"], xlabel="steps")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
     return path

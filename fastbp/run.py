@@ -80,6 +80,9 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
+RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig))   # Network.train's **settings
+
+
 def new_history():
     return {"loss": [], "seconds": [], "lr": []}
 

@@ -18,7 +18,7 @@ import numpy as np
 from . import kernels
 from .checks import is_sparse
 from .functions import accuracy, labels_of, mean_loss
-from .io import hash_array
+from .io import check_writable, hash_array
 from .optimizers import Optimizer, make_optimizer, make_schedule
 from .run import BACKENDS, RunConfig, RunState, load_checkpoint, save_checkpoint
 from .threads import batch_chooser, blas_on_one_thread, chooser_for
@@ -58,27 +58,38 @@ def fingerprint(*arrays):
     return h.hexdigest()
 
 
-def split_validation(m, fraction, rng, labels=None):
-    """(train rows, validation rows): a random `fraction` of 0..m-1 for validation, at
-    least one sample each side; per class (stratified) when labels are given."""
+def validation_size(m, fraction, labels=None):
+    """How many of m samples split_validation holds out: round(fraction * m), or with
+    labels the sum of each class's round(fraction * its count) (if that leaves at least
+    one sample on each side)."""
     n_val = int(round(fraction * m))
     if n_val < 1 or n_val >= m:
         raise ValueError("validation_fraction %g of %d samples leaves %d for validation and %d "
                          "for training; each needs at least one" % (fraction, m, n_val, m - n_val))
     if labels is None:
+        return n_val
+    counts = np.unique(labels, return_counts=True)[1]
+    if counts.min() < 2:
+        raise ValueError("validation_fraction: the least populated class in y has only %d member, "
+                         "too few to split (stratified, as scikit-learn's early stopping); each "
+                         "class needs at least 2" % counts.min())
+    stratified = int(sum(int(round(fraction * c)) for c in counts))
+    return stratified if 1 <= stratified < m else n_val
+
+
+def split_validation(m, fraction, rng, labels=None):
+    """(train rows, validation rows): a random `fraction` of 0..m-1 for validation, at
+    least one sample each side; per class (stratified) when labels are given."""
+    n_val = validation_size(m, fraction, labels)
+    if labels is None:
         val = rng.permutation(m)[:n_val]
     else:
-        classes, counts = np.unique(labels, return_counts=True)
-        if counts.min() < 2:
-            raise ValueError("validation_fraction: the least populated class in y has only %d member, "
-                             "too few to split (stratified, as scikit-learn's early stopping); each "
-                             "class needs at least 2" % counts.min())
         val = []
-        for c in classes:
+        for c in np.unique(labels):
             rows = rng.permutation(np.flatnonzero(labels == c))
             val.extend(rows[:int(round(fraction * rows.size))])
         val = np.array(val, dtype=np.int64)
-        if val.size < 1 or val.size >= m:
+        if val.size != n_val:
             val = rng.permutation(m)[:n_val]
     val = np.sort(val)
     train = np.setdiff1d(np.arange(m), val)
@@ -189,6 +200,8 @@ def _train(net, X, Y, config, validation, progress, callback, sample_weight):
         trial_rows = split_validation(m, config.validation_fraction, trial, labels)[1]   # raises if it cannot
         if S is not None:
             held_out(X, T, trial_rows, S)                                # so does this
+    if config.checkpoint:
+        check_writable(config.checkpoint, "checkpoint")
     optimizer = make_optimizer(config.optimizer, config.lr).bind(net)    # every check passed: act
     if config.validation_fraction is not None:
         val_rows = split_validation(m, config.validation_fraction, net.rng, labels)[1]
@@ -230,6 +243,7 @@ def _resume(path, net, config, state, X, Y, epochs, validation, progress, callba
                           "(their SHA-256 differs); resume needs the same training set and "
                           "weights, in the same order" % path)
     config = config.replace(epochs=config.epochs if epochs is None else epochs, checkpoint=checkpoint or path)
+    check_writable(config.checkpoint, "checkpoint")
     if state.stopped == "epochs":
         state.stopped = None                # more epochs may follow
     X_val = T_val = S_val = None

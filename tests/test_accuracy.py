@@ -18,9 +18,15 @@ def fashion():
 @pytest.mark.parametrize("settings, bar", [({}, compare.PAPER_SKLEARN_ACCURACY),
                                            (compare.TUNED, compare.TUNED_TARGET)],
                          ids=["default", "tuned"])
-def test_fashion_mnist_accuracy(fashion, settings, bar):
+def test_fashion_mnist_accuracy(fashion, settings, bar, capsys, request):
     X, y, X_test, y_test = fashion
-    figures = compare.run_fastbp(settings, X, y, X_test, y_test, bar)
+    name = request.node.callspec.id
+
+    def report(epoch, seconds, accuracy):         # minutes of training: show that it moves
+        with capsys.disabled():
+            print("\n  [%s] epoch %d: test accuracy %.4f (the bar: %.3f), %.0f s"
+                  % (name, epoch, accuracy, bar, seconds), end="", flush=True)
+    figures = compare.run_fastbp(settings, X, y, X_test, y_test, bar, report=report)
     assert figures["accuracy"] >= bar, figures
     assert figures["seconds_to_target"] is not None
     assert len(figures["test_accuracy_per_epoch"]) == figures["epochs"] > 1

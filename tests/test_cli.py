@@ -12,6 +12,7 @@ import pytest
 
 import fastbp
 from fastbp import cli, datasets
+from fastbp.run import load_checkpoint
 
 FASTBP = [sys.executable, "-m", "fastbp.cli"]
 
@@ -139,3 +140,103 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == "fastbp %s" % fastbp.__version__
+
+
+TINY = ["--data", "synthetic", "--subset", "300", "--hidden", "8", "--batch-size", "50", "--no-progress"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--subset", "0"], "argument --subset: '0' is not a positive integer"),
+    (["--hidden", "100,,10"], "'100,,10' is not a list of layer sizes"),
+    (["--momentum", "0.5"], "--momentum is for --optimizer momentum or nesterov; --optimizer sgd does not use it"),
+    (["--save", "/nonexistent/m.npz"],
+     "cannot write --save /nonexistent/m.npz: the directory /nonexistent does not exist"),
+    (["--checkpoint", "{tmp}"], "cannot write --checkpoint {tmp}: it is a directory"),
+    (["--plot-history", "/nonexistent/h.png"], "cannot write --plot-history /nonexistent/h.png: the directory"),
+], ids=["subset-0", "empty-layer", "momentum-ignored", "save-dir", "checkpoint-is-dir", "plot-dir"])
+def test_train_refuses_what_it_would_ignore_or_fail_on_later(options, message, tmp_path, capsys):
+    options = [o.replace("{tmp}", str(tmp_path)) for o in options]
+    try:
+        code = cli.main(["train"] + TINY + options)
+    except SystemExit as stop:                   # argparse's own errors
+        code = stop.code
+    captured = capsys.readouterr()
+    assert code == 2 and message.replace("{tmp}", str(tmp_path)) in captured.err
+    assert "training" not in captured.out and "epoch" not in captured.out      # nothing trained first
+    assert ".tmp" not in captured.err
+
+
+def test_train_momentum_is_taken_by_the_rules_that_use_it(capsys):
+    assert cli.main(["train"] + TINY + ["--optimizer", "nesterov", "--momentum", "0.5"]) == 0
+
+
+def test_resume_says_what_it_does(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = ["train"] + TINY + ["--checkpoint", "run.npz", "--resume", "--validation-fraction", "0.1"]
+    assert cli.main(run + ["--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "note: no checkpoint at run.npz yet, so this starts a new run" in out
+    held_out = load_checkpoint("run.npz")[2].val_rows.size               # (stratified: 31)
+    assert "%d training samples (and %d held out for validation)" % (300 - held_out, held_out) in out
+    assert "after 2 epochs" in out
+    assert cli.main(run + ["--epochs", "2"]) == 2                     # nothing left to train: say so
+    assert ("the run in run.npz has finished 2 epochs, and --epochs is the run's new total (2): give "
+            "--epochs more than 2") in capsys.readouterr().err
+    assert cli.main(run + ["--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming (after 2 epochs)" in out and "(and %d held out" % held_out in out
+    assert "epoch 3/3:" in out and "after 3 epochs" in out and "(median of 1)" in out
+    assert cli.main(["evaluate", "run.npz", "--data", "synthetic", "--subset", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "a training checkpoint: these are the weights after its last finished epoch, 3" in out
+    assert "best epoch by validation loss was" in out
+    rows = out.splitlines()[-10:]                              # the confusion matrix: columns line up
+    assert len({len(row) for row in rows}) == 1 and rows[0].startswith("0 ")
+    assert cli.main(["train"] + TINY + ["--checkpoint", "done.npz", "--epochs", "30", "--n-iter-no-change", "1",
+                                        "--tol", "1e9"]) == 0
+    assert "stopped: no improvement" in capsys.readouterr().out
+    assert cli.main(["train"] + TINY + ["--checkpoint", "done.npz", "--epochs", "40", "--n-iter-no-change", "1",
+                                        "--tol", "1e9", "--resume"]) == 2
+    assert "stopped after 2 epochs (no improvement): --resume has nothing to continue" in capsys.readouterr().err
+
+
+def test_zero_epochs_says_so(capsys):
+    assert cli.main(["train"] + TINY + ["--epochs", "0"]) == 0
+    assert "after 0 epochs (stopped: epochs); no epochs trained" in capsys.readouterr().out
+
+
+def test_interrupted_resume_counts_the_runs_epochs(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a resumed run: the count is the run's, and this session's beside it."""
+    monkeypatch.chdir(tmp_path)
+    run = ["train"] + TINY + ["--checkpoint", "run.npz"]
+    assert cli.main(run + ["--epochs", "2"]) == 0
+    capsys.readouterr()
+    real = cli.accuracy
+    calls = []
+
+    def interrupt_in_the_second_epoch(net, X, y):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(net, X, y)
+    monkeypatch.setattr(cli, "accuracy", interrupt_in_the_second_epoch)
+    assert cli.main(run + ["--epochs", "6", "--resume"]) == cli.EXIT_INTERRUPTED
+    assert "interrupted after 3 epochs of 6 (1 in this session)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_first_run_and_the_cached_runs_train_the_same_weights(tmp_path):
+    """A kernel compiled in the running process and the same kernel loaded from Numba's
+    cache can round differently; warm_up compiles in a child process that fills the
+    cache, so the first run, with an empty cache, trains what every later run does."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    weights = []
+    for k in range(2):
+        model = tmp_path / ("m%d.npz" % k)
+        result = run("train", "--subset", "3000", "--preprocess", "seed000", "--no-bias", "--propagate", "error",
+                     "--epochs", "1", "--no-progress", "--save", str(model), env=env)
+        assert result.returncode == 0, result.stderr
+        assert ("compiling the per-sample SGD kernel" in result.stderr) == (k == 0)
+        weights.append(fastbp.load(model).weights)
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)

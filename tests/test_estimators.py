@@ -86,7 +86,11 @@ def test_fitted_attributes(digits):
     assert clf.n_layers_ == 4 and clf.n_outputs_ == 10 and clf.out_activation_ == "softmax"
     np.testing.assert_array_equal(clf.classes_, np.arange(10))
     assert clf.best_loss_ == min(clf.loss_curve_)
-    assert {"loss", "seconds", "mean_abs_delta", "grad_norm", "accuracy"} <= set(clf.history_)
+    assert {"loss", "seconds", "lr"} <= set(clf.history_)
+    assert not {"mean_abs_delta", "grad_norm", "accuracy"} & set(clf.history_)   # off, as scikit-learn
+    with pytest.warns(ConvergenceWarning):
+        clf.set_params(diagnostics=True, warm_start=True).fit(X[:200], y[:200])
+    assert {"mean_abs_delta", "grad_norm", "accuracy"} <= set(clf.history_)
     assert len(clf.history_["grad_norm"][0]) == 3
     assert clf.predict_proba(X).shape == (len(X), 10)
     np.testing.assert_allclose(clf.predict_proba(X).sum(axis=1), 1.0)

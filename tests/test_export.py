@@ -107,3 +107,9 @@ def test_without_onnx_installed_export_says_what_to_install(tmp_path):
             "except ImportError as e:\n    print(e)\n" % str(tmp_path / "x.onnx"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'fastbp[onnx]'" in out
+
+
+def test_an_unwritable_path_is_named_as_given(tmp_path):
+    missing = tmp_path / "no" / "net.onnx"
+    with pytest.raises(FileNotFoundError, match="^cannot write %s: the directory" % missing):
+        fastbp.export_onnx(fastbp.Network([3, 2, 2], seed=0), missing)

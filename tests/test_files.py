@@ -283,3 +283,22 @@ def test_resigned_validation_rows_that_do_not_fit_the_data_are_refused(tmp_path)
     arrays["val_rows"] = np.array([1.0, 2.0])                    # a float vector
     with pytest.raises(fastbp.ModelFileError, match="member 'val_rows' holds a float64"):
         fastbp.resume(rewrite(path, arrays, meta), X, y)
+
+
+def test_an_unwritable_target_is_named_as_given_and_found_before_training(tmp_path):
+    net, _ = model(tmp_path)
+    missing = tmp_path / "no" / "m.npz"
+    with pytest.raises(FileNotFoundError, match="^cannot write %s: the directory %s does not exist$"
+                       % (missing, missing.parent)):
+        net.save(missing)
+    with pytest.raises(IsADirectoryError, match="cannot write %s: it is a directory" % tmp_path):
+        net.save(tmp_path)
+    before = [w.copy() for w in net.weights]
+    X, T = np.ones((8, 3)), np.zeros((8, 2))
+    with pytest.raises(FileNotFoundError, match="cannot write checkpoint %s" % missing):
+        net.train(X, T, epochs=3, checkpoint=missing)
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.weights))    # nothing trained
+    net.train(X, T, epochs=1, checkpoint=tmp_path / "run.npz")
+    with pytest.raises(FileNotFoundError, match="cannot write checkpoint %s" % missing):
+        fastbp.resume(tmp_path / "run.npz", X, T, epochs=2, checkpoint=missing)
+    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))

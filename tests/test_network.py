@@ -206,3 +206,24 @@ def test_initialisers():
     seed001 = fastbp.Network([3, 3, 2, 1], init="standard_normal", seed=0)
     assert all(b.std() > 0 for b in seed001.biases[:2])
     assert all((b == 0).all() for b in fastbp.Network([3, 3, 2, 1], seed=0).biases)
+
+
+def test_a_misspelt_setting_is_named_as_the_user_called_it(net, data):
+    from fastbp.distributed import train as train_on_dask
+    from fastbp.optimizers import make_schedule
+    X, T = data
+    with pytest.raises(TypeError, match=r"^train\(\) got an unexpected keyword argument 'epoch'; "
+                                        r"did you mean 'epochs'\?$"):
+        net.train(X, T, epoch=5)
+    with pytest.raises(TypeError, match=r"did you mean 'sample_weight'\?"):
+        net.train(X, T, sample_weights=np.ones(10))
+    with pytest.raises(TypeError, match=r"^train\(\) got an unexpected keyword argument 'zzz'; it takes epochs, lr"):
+        net.train(X, T, zzz=1)
+    with pytest.raises(TypeError, match=r"^Optimizer\(\) got an unexpected keyword argument 'momentun'; "
+                                        r"did you mean 'momentum'\?"):
+        fastbp.Optimizer("momentum", momentun=0.5)
+    with pytest.raises(TypeError, match=r"^the schedule 'step' got an unexpected setting 'gama'; did you mean 'gamma'"):
+        make_schedule(("step", {"gama": 0.5}))
+    with pytest.raises(TypeError, match=r"^fastbp.distributed.train\(\) got an unexpected keyword argument "
+                                        r"'batchsize'; did you mean 'batch_size'\?"):
+        train_on_dask(net, X, T, batchsize=2)              # (before any cluster is started)
