@@ -2,6 +2,7 @@
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 
@@ -12,7 +13,7 @@ from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from .network import INITIALISERS, Network
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
 from .plot import plot_history, require_matplotlib
-from .run import RunConfig, load_checkpoint
+from .run import RunConfig, load_checkpoint, save_checkpoint
 from .training import TrainingDiverged
 
 EXIT_INTERRUPTED = 130
@@ -145,8 +146,11 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
                                            callback=after_epoch)
         else:
             history = training.train(net, X, T, config, progress=progress_bar, callback=after_epoch)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         interrupted = True
+        net = getattr(stop, "net", net)             # (a resumed run trains the checkpoint's network)
+        if config.checkpoint and hasattr(stop, "state"):     # the last finished epoch's state
+            save_checkpoint(config.checkpoint, net, stop.config, stop.state)
     finally:
         bar.close()
     if save:
@@ -154,10 +158,9 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
     if interrupted:
         checkpoint = config.checkpoint
         if checkpoint and os.path.exists(checkpoint):
-            about = "; the checkpoint %s continues the run (--resume)" % checkpoint
+            about = "; the checkpoint %s continues the run with --resume" % checkpoint
         elif checkpoint:
-            about = ("; no checkpoint was written yet (the first comes after epoch %d), so "
-                     "--resume would start afresh" % config.checkpoint_every)
+            about = "; no checkpoint was written, so --resume would start afresh"
         else:
             about = ""
         finished = done + len(accuracies)
@@ -311,6 +314,8 @@ def cmd_train(args):
             print("saved the last good weights to %s" % args.save, file=sys.stderr)
         return 1
     if interrupted:
+        if args.checkpoint and os.path.exists(args.checkpoint):
+            print("  " + resume_command(args), flush=True)
         return EXIT_INTERRUPTED
     if args.plot_history:
         plot_history(history, args.plot_history)
@@ -321,6 +326,12 @@ def cmd_train(args):
           % (accuracy(net, X_test, y_test), _epochs(len(history["seconds"])), history["stopped"], timing,
              "; saved to %s" % args.save if args.save else ""))
     return 0
+
+
+def resume_command(args):
+    """The command line that continues this train command's run from its checkpoint."""
+    argv = list(getattr(args, "argv", ["train"]))
+    return " ".join(shlex.quote(a) for a in ["fastbp"] + argv + ([] if args.resume else ["--resume"]))
 
 
 def held_out_rows(state, config, net, y):
@@ -573,6 +584,7 @@ def _main(argv):
     args = parser.parse_args(argv)
     if args.command == "train":
         args.given = _given(parser.train_parser, argv[1:])
+        args.argv = list(argv)
     try:
         return args.run(args)
     except BrokenPipeError:

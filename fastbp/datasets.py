@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import open_regular
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FILES = {  # split -> (images, labels), as MNIST and Fashion-MNIST name them
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -33,7 +35,7 @@ def read_idx(path):
     it claims to hold (a raw file's size is compared before reading)."""
     path = Path(path)
     try:
-        with open(path, "rb") as raw_file:
+        with open_regular(path) as raw_file:
             gzipped = raw_file.read(2) == b"\x1f\x8b"
             raw_file.seek(0)
             f = gzip.GzipFile(fileobj=raw_file) if gzipped else raw_file

@@ -317,6 +317,13 @@ class _MLP:
         diverged = None
         try:
             history = training.train(net, X, T, config, callback=self._after_epoch, sample_weight=S)
+        except KeyboardInterrupt as stop:
+            if not hasattr(stop, "history"):
+                raise                                  # before training began: nothing to keep
+            warnings.warn("Training interrupted by user.", stacklevel=3)   # (scikit-learn's words)
+            history = dict(stop.history, stopped="interrupted", best_epoch=stop.state.best_epoch)
+            if validate and stop.state.best is not None:
+                net.restore(stop.state.best)           # as scikit-learn: the best validation epoch's
         except training.TrainingDiverged as error:
             if not validate:
                 raise

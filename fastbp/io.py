@@ -15,6 +15,7 @@ declares, and any bad file, however made, is a ModelFileError.
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -175,6 +176,26 @@ def write_file(path, kind, arrays, meta):
 
 # ---------------------------------------------------------------- reading
 
+def open_regular(path):
+    """path opened for reading in binary, or an OSError at once if it is not a regular
+    file (a FIFO, a device such as /dev/zero, a directory, or a symbolic link to one):
+    opened without blocking and checked on the open descriptor, so that nothing waits on
+    a pipe or reads without end. (The error's message does not repeat the path: the
+    caller's names it.)"""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                    else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise OSError("it is %s, not a regular file" % kind)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class _Bad(Exception):
     """A problem found in a file; _read words it as a ModelFileError."""
 
@@ -297,7 +318,13 @@ def read_file(path, kinds):
     what = "model" if FORMAT in kinds else "checkpoint"
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as zf:
+        source = open_regular(path)
+    except FileNotFoundError:
+        raise ModelFileError("%s: no such %s file" % (path, what)) from None
+    except OSError as error:
+        raise ModelFileError("%s: cannot read it as a fastbp %s: %s" % (path, what, error.strerror or error)) from None
+    try:
+        with source, zipfile.ZipFile(source) as zf:
             infos = _members(zf)
             meta = _metadata(zf, infos)
             found = meta.get("format")

@@ -609,6 +609,12 @@ class Network:
         'target loss'), 'best_epoch' (counted from 1) and 'train_samples' (per epoch).
         If the loss or the weights stop being finite, the epoch is undone and
         TrainingDiverged is raised.
+
+        Ctrl-C (KeyboardInterrupt) during an epoch undoes that epoch, and the
+        KeyboardInterrupt is raised on: the network, its random generator and the
+        optimizer are as they were after the last finished epoch (the best validation
+        epoch's weights are not restored), and the exception carries the history of the
+        finished epochs as its .history attribute (and the run's state as .state).
         """
         keywords("train()", settings, RUN_SETTINGS, ("sample_weight", "validation", "progress", "callback"))
         return training.train(self, X, Y, RunConfig(**settings), validation, progress, callback, sample_weight)

@@ -98,17 +98,46 @@ def split_validation(m, fraction, rng, labels=None):
 
 # ---------------------------------------------------------------- guard and diagnostics
 
-def guarded(net, optimizer, what, history, step):
+class Rollback:
+    """The parameters and the optimizer's state now, to come back to (and, given a run's
+    state and history, its random generator, history, counters and schedule too)."""
+
+    def __init__(self, net, optimizer, state=None, history=None):
+        self.net, self.optimizer, self.state, self.history = net, optimizer, state, history
+        self.parameters, self.t = net.snapshot(), optimizer.t
+        self.arrays = {p: a.copy() for p, a in optimizer.state.items()}
+        if state is not None:
+            self.rng = net.rng.bit_generator.state
+            self.lengths = {k: len(v) for k, v in history.items() if isinstance(v, list)}
+            self.counters, self.best = state.counters(), state.best
+            self.schedule = state.schedule.get_state()
+
+    def restore(self):
+        self.net.restore(self.parameters)
+        self.optimizer.t = self.t
+        for p, a in self.arrays.items():
+            self.optimizer.state[p][...] = a
+        if self.state is not None:
+            self.net.rng.bit_generator.state = self.rng
+            for key in [k for k, v in self.history.items() if isinstance(v, list)]:
+                if key in self.lengths:
+                    del self.history[key][self.lengths[key]:]
+                else:
+                    del self.history[key]
+            for key, value in self.counters.items():
+                setattr(self.state, key, value)
+            self.state.best = self.best
+            self.state.schedule.set_state(self.schedule)
+
+
+def guarded(net, optimizer, what, history, step, saved=None):
     """Run step() (which trains and returns a mean loss); if the loss or the parameters
-    stop being finite, restore the parameters and the optimizer's state from before and
-    raise TrainingDiverged."""
-    saved = net.snapshot(), optimizer.t, {p: s.copy() for p, s in optimizer.state.items()}
+    stop being finite, restore the parameters and the optimizer's state from before (or
+    saved, a Rollback taken before) and raise TrainingDiverged."""
+    saved = saved or Rollback(net, optimizer)
     mean_loss = step()
     if not (np.isfinite(mean_loss) and net.is_finite()):
-        parameters, optimizer.t, state = saved
-        net.restore(parameters)
-        for p in state:
-            optimizer.state[p][...] = state[p]
+        saved.restore()
         raise TrainingDiverged(
             "training diverged in %s (mean loss %r); the network keeps the weights from before "
             "it. Try a smaller lr, or clip." % (what, mean_loss), history)
@@ -405,29 +434,27 @@ class Loop:
         plan = EpochPlan(net, m, self.batch_size, optimizer, config, progress, is_sparse(self.X))
         while state.epoch < config.epochs and state.stopped is None:
             epoch = state.epoch
-            lr = optimizer.lr * state.schedule.factor(epoch)
-            order = net.rng.permutation(m) if config.shuffle else np.arange(m)
-            start = time.perf_counter()
-
-            def one_epoch(order=order, lr=lr):          # (this epoch's, bound now)
-                return plan.run(self.X, self.T, self.S, order, lr) / self.total_weight
-
+            saved = Rollback(net, optimizer, state, history)     # the last finished epoch's
             try:
-                mean_loss = guarded(net, optimizer, "epoch %d" % (epoch + 1), history, one_epoch)
+                self._epoch(epoch, plan, saved)
             except TrainingDiverged as error:
                 error.best = state.best
                 error.history["train_samples"] = m
                 raise
-            history["seconds"].append(time.perf_counter() - start)
-            history["loss"].append(mean_loss)
-            history["lr"].append(lr)
-            self._record(mean_loss)
+            except KeyboardInterrupt as stop:     # Ctrl-C: back to the last finished epoch
+                saved.restore()
+                self._interrupted(stop)
+                raise
             state.epoch += 1
-            if callback is not None:
-                callback(net, history)
-            if config.checkpoint and (state.epoch % config.checkpoint_every == 0
-                                      or state.epoch == config.epochs or state.stopped):
-                save_checkpoint(config.checkpoint, net, config, state)
+            try:
+                if callback is not None:
+                    callback(net, history)
+                if config.checkpoint and (state.epoch % config.checkpoint_every == 0
+                                          or state.epoch == config.epochs or state.stopped):
+                    save_checkpoint(config.checkpoint, net, config, state)
+            except KeyboardInterrupt as stop:     # (the epoch is finished: kept)
+                self._interrupted(stop)
+                raise
         if state.stopped is None:
             state.stopped = "epochs"
         if state.best is not None and state.best_epoch is not None:
@@ -436,6 +463,30 @@ class Loop:
         history["best_epoch"] = state.best_epoch
         history["train_samples"] = m
         return history
+
+    def _interrupted(self, stop):
+        """Attach the run's history (as of its last finished epoch), state, config and
+        network to a KeyboardInterrupt, as stop.history, .state, .config and .net (what a
+        checkpoint of it needs)."""
+        self.state.history["train_samples"] = self.X.shape[0]
+        stop.history, stop.state, stop.config, stop.net = self.state.history, self.state, self.config, self.net
+
+    def _epoch(self, epoch, plan, saved):
+        """Train epoch (counted from 0) and record it (saved: the Rollback to its start)."""
+        net, state, history, m = self.net, self.state, self.state.history, self.X.shape[0]
+        optimizer = state.optimizer
+        lr = optimizer.lr * state.schedule.factor(epoch)
+        order = net.rng.permutation(m) if self.config.shuffle else np.arange(m)
+        start = time.perf_counter()
+
+        def one_epoch():
+            return plan.run(self.X, self.T, self.S, order, lr) / self.total_weight
+
+        mean_loss = guarded(net, optimizer, "epoch %d" % (epoch + 1), history, one_epoch, saved)
+        history["seconds"].append(time.perf_counter() - start)
+        history["loss"].append(mean_loss)
+        history["lr"].append(lr)
+        self._record(mean_loss)
 
     def _record(self, mean_loss):
         diagnostic = (self.X[self.diagnostic_rows], self.T[self.diagnostic_rows]) if self.config.diagnostics else None

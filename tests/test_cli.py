@@ -56,8 +56,10 @@ def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
     # preexec_fn: a fork from this process, where JAX's threads may run, warns of deadlock.)
     child = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, "
              "signal.default_int_handler); from fastbp.cli import main; sys.exit(main())"]
+    checkpoint = tmp_path / "run.npz"
     process = subprocess.Popen(child + ["train", "--subset", "6000", "--epochs", "1000", "--no-progress",
-                                        "--save", str(model)],
+                                        "--save", str(model), "--checkpoint", str(checkpoint),
+                                        "--checkpoint-every", "1000"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
     for line in process.stdout:                           # wait for the first finished epoch
@@ -69,6 +71,11 @@ def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
     assert process.returncode == cli.EXIT_INTERRUPTED, err
     assert "interrupted" in out and "saved what was trained" in out
     assert fastbp.load(model).sizes == [784, 200, 10]
+    # the checkpoint, written on Ctrl-C (none came from --checkpoint-every 1000), holds the
+    # last finished epoch, and the command that continues it is printed
+    state = load_checkpoint(checkpoint)[2]
+    assert state.epoch >= 1 and "continues the run with --resume" in out
+    assert out.splitlines()[-1].startswith("  fastbp train --subset 6000") and out.rstrip().endswith("--resume")
 
 
 def test_demo_runs_end_to_end():

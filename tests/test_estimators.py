@@ -221,3 +221,30 @@ print("ok", clf.predict(X[:2]), round(reg.score(X, X[:, 0]), 2))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok")
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_ctrl_c_in_fit_keeps_the_model_trained_so_far(digits, early_stopping):
+    """As scikit-learn's MLP: Ctrl-C in fit warns "Training interrupted by user." and
+    keeps the epochs finished (with early_stopping, the best validation epoch's weights)."""
+    X, y = digits
+
+    def stop_after_3(net, history):
+        if len(history["loss"]) == 3:
+            raise KeyboardInterrupt
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, random_state=0, early_stopping=early_stopping,
+                        n_iter_no_change=50, callback=stop_after_3)
+    with pytest.warns(UserWarning, match="^Training interrupted by user.$"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == len(clf.loss_curve_) == 3 and clf.history_["stopped"] == "interrupted"
+    three = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0, early_stopping=early_stopping,
+                          n_iter_no_change=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        three.fit(X, y)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, three.coefs_ + three.intercepts_):
+        np.testing.assert_array_equal(a, b)               # what 3 epochs give
+    if early_stopping:
+        assert len(clf.validation_scores_) == 3
+        best = int(np.argmax(clf.validation_scores_))
+        assert clf.history_["best_epoch"] == best + 1

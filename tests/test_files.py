@@ -3,6 +3,7 @@ ModelFileError, the JSON is under the checksum and checked field by field, loadi
 more than the network it declares, and saving leaves no debris and respects the user."""
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -302,3 +303,30 @@ def test_an_unwritable_target_is_named_as_given_and_found_before_training(tmp_pa
     with pytest.raises(FileNotFoundError, match="cannot write checkpoint %s" % missing):
         fastbp.resume(tmp_path / "run.npz", X, T, epochs=2, checkpoint=missing)
     assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
+    """A FIFO (or a link to one) would block a reader for ever, /dev/zero would be read
+    without end: each is refused before anything is read, by load, resume, the IDX
+    reader and the command line."""
+    from fastbp import datasets
+    path = tmp_path / "model.npz"
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "pipe")
+        path.symlink_to(tmp_path / "pipe")
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    named = {"fifo": "a FIFO (named pipe)", "device": "a character device", "directory": "a directory"}[kind]
+    with pytest.raises(io.ModelFileError, match="cannot read it as a fastbp model: it is %s, not a regular file"
+                       % re.escape(named)):
+        fastbp.load(path)
+    with pytest.raises(io.ModelFileError, match="cannot read it as a fastbp checkpoint: it is %s" % re.escape(named)):
+        fastbp.resume(path, np.zeros((2, 3)), np.zeros((2, 2)))
+    with pytest.raises(datasets.DataError, match="cannot read: it is %s" % re.escape(named)):
+        datasets.read_idx(path)
+    done = subprocess.run([sys.executable, "-m", "fastbp.cli", "evaluate", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "it is %s, not a regular file" % named in done.stderr

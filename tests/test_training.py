@@ -243,3 +243,39 @@ def test_a_checkpoint_is_written_atomically(tmp_path, monkeypatch):
         net.train(X, y, epochs=1, checkpoint=path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["ck.npz"]
     time.sleep(0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 16], ids=["per-sample", "mini-batch"])
+def test_ctrl_c_mid_epoch_leaves_the_last_finished_epoch(tmp_path, batch_size):
+    """KeyboardInterrupt raised from inside an epoch (here by the progress hook, a third
+    of the way through epoch 3) is raised on, with the network, its generator and the
+    optimizer as after epoch 2, and the history of the 2 finished epochs attached; a
+    checkpoint of that state resumes to the uninterrupted run's end."""
+    X, y = noisy_classes()
+    settings = dict(batch_size=batch_size, optimizer="adam", lr=0.01, schedule="reduce_on_plateau")
+    def watch(n, loss):                                  # (the same slices as the run stopped below)
+        pass
+    whole = classifier()
+    h_whole = whole.train(X, y, epochs=4, progress=watch, **settings)
+    two = classifier()
+    two.train(X, y, epochs=2, progress=watch, **settings)
+    net, seen = classifier(), []
+
+    def stop_in_epoch_3(n, loss):
+        seen.append(n)
+        if sum(seen) > 2.33 * 300:                      # (300 rows an epoch)
+            raise KeyboardInterrupt
+    path = tmp_path / "stopped.npz"
+    with pytest.raises(KeyboardInterrupt) as stop:
+        net.train(X, y, epochs=4, progress=stop_in_epoch_3, checkpoint=path, checkpoint_every=10, **settings)
+    assert not path.exists()
+    np.testing.assert_array_equal(net._w, two._w)
+    np.testing.assert_array_equal(net._b, two._b)
+    assert net.rng.bit_generator.state == two.rng.bit_generator.state
+    h = stop.value.history
+    assert h["loss"] == h_whole["loss"][:2] and len(h["grad_norm"]) == len(h["seconds"]) == 2
+    assert stop.value.state.epoch == 2
+    fastbp.run.save_checkpoint(path, stop.value.net, stop.value.config, stop.value.state)   # as the CLI does
+    resumed, h_resumed = fastbp.resume(path, X, y, progress=watch)
+    np.testing.assert_array_equal(resumed._w, whole._w)
+    assert h_resumed["loss"] == h_whole["loss"]
