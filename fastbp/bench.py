@@ -311,7 +311,7 @@ def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None):
 
 # ---------------------------------------------------------------- the machine's floor
 
-@njit(fastmath=True, cache=True)
+@njit(fastmath=True, cache=kernels.CACHE)
 def _fma_chains(v, rounds):
     """Sums of v times 8 numbers, `rounds` times over v (a few KB, in L1): 8 multiply-adds
     per element loaded, so the rate is the multiply-add units', as this compiler reaches
@@ -362,7 +362,7 @@ def batched_flops(sizes, m):
     return 2 * m * (2 * fan[0] + 3 * sum(fan[1:]))
 
 
-@njit(cache=True)
+@njit(cache=kernels.CACHE)
 def _gemm_epoch(Xb, Ws, Zs, Es, Gs, batches):
     """The products of `batches` mini-batch steps and nothing else, through the BLAS the
     kernels call (Numba's np.dot): the floor a batched epoch can reach."""
@@ -414,7 +414,7 @@ def batched_table(hidden, samples, repeats, cases=((64, "sgd"), (200, "sgd"), (2
     return rows
 
 
-@njit(cache=True)
+@njit(cache=kernels.CACHE)
 def _pieces(w, b, sizes, w_off, u_off, acts, X, T, order, batch_size, A, Zs, D, E, Xb, Tb, losses, dw, db,
             hyper, state_w, state_b, piece):
     """One epoch's worth of calls of one piece of kernels.batch_epoch (0 gather, 1

@@ -82,8 +82,32 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # Python's model checks every division for a zero divisor, and that branch kept loops with
 # a division (the sigmoid, Adam's step) from vectorising: Adam's update ran 6x slower.
 ERRORS = "numpy"
-# every kernel: cached on disk, compiled on first call, NumPy's error model
-kernel = functools.partial(njit, cache=True, error_model=ERRORS)
+
+
+def _on_disk_cache():
+    """Whether Numba can keep the kernels on disk. Its locators try, in order:
+    NUMBA_CACHE_DIR (if set and writable), the package's own __pycache__ (if writable),
+    then the user's cache directory (~/.cache/numba on Linux, if writable). Where none
+    can be written (a read-only install run by a user without a writable home: a
+    container image, a serverless runtime), Numba would refuse every cache=True function
+    ("no locator available"); the kernels then compile in each process instead, and
+    fastbp says so once."""
+    from numba.core.caching import FunctionCache
+    try:
+        FunctionCache(_on_disk_cache)        # (the locators Numba would try for this file)
+        return True
+    except RuntimeError:
+        import warnings
+        warnings.warn("fastbp: no directory for Numba's on-disk cache can be written (NUMBA_CACHE_DIR=%s, "
+                      "fastbp's __pycache__, the user's cache directory), so the kernels compile in every "
+                      "process, at each first call. Set NUMBA_CACHE_DIR to a writable directory to keep "
+                      "them." % (os.environ.get("NUMBA_CACHE_DIR") or "(unset)"), RuntimeWarning, stacklevel=2)
+        return False
+
+
+CACHE = _on_disk_cache()
+# every kernel: cached on disk (where it can be), compiled on first call, NumPy's error model
+kernel = functools.partial(njit, cache=CACHE, error_model=ERRORS)
 # Numba's parallel=True also turns array expressions, np.zeros and slice assignments into
 # parallel regions: inside the per-sample loop that is a region (and a barrier) per sample.
 # The kernels ask for explicit prange loops only. (An options object, not a dict: Numba
@@ -317,8 +341,9 @@ def cache_dir(kernel):
 @contextlib.contextmanager
 def _announce(kernel, what, seconds):
     where = cache_dir(kernel)
-    message = ("fastbp: compiling the %s, once: about %d s on a 2-core machine (later runs load it "
-               "from Numba's cache%s)..." % (what, seconds, " in " + where if where else ""))
+    message = ("fastbp: compiling the %s, once: about %d s on a 2-core machine (%s)..."
+               % (what, seconds, "later runs load it from Numba's cache in " + where if where
+                  else "no on-disk cache can be written here: each process compiles it again"))
     with compiles() as count:
         timer = threading.Timer(NOTICE_AFTER, lambda: count() and print(message, file=sys.stderr, flush=True))
         timer.daemon = True
