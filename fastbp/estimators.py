@@ -26,6 +26,7 @@ Differences from scikit-learn's MLP, all deliberate:
   - solver='lbfgs' minimises the same objective as scikit-learn's (tests compare the two).
 """
 import contextlib
+import functools
 import inspect
 import numbers
 import sys
@@ -52,6 +53,30 @@ class NotFittedError(ValueError, AttributeError):
 
 class ConvergenceWarning(UserWarning):
     """max_iter epochs ran and the loss was still improving."""
+
+
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values "
+              "and need to be preprocessed.")           # (scikit-learn's words)
+
+
+class NonFiniteParameters(training.TrainingDiverged, ValueError):
+    """An estimator's fit diverged: scikit-learn's ValueError, and fastbp's TrainingDiverged
+    (the network keeps its last good weights)."""
+
+
+class _unless_lbfgs:
+    """A method that solver='lbfgs' does not have (hasattr is False), as scikit-learn's
+    available_if hides partial_fit."""
+
+    def __init__(self, method):
+        self.method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, obj, owner=None):
+        if obj is not None and getattr(obj, "solver", None) == "lbfgs":
+            raise AttributeError("partial_fit is only available for stochastic optimizers. lbfgs is not "
+                                 "stochastic.")
+        return self.method if obj is None else self.method.__get__(obj, owner)
 
 
 _MERGED = {}
@@ -275,6 +300,8 @@ class _MLP:
         if continuing and X.shape[1] != self.n_features_in_:
             raise ValueError("X has %d features, but %s is expecting %d features as input."
                              % (X.shape[1], type(self).__name__, self.n_features_in_))
+        if continuing and not incremental:
+            self._check_warm_start(y)
         T = self._targets(y, continuing, classes)
         S = self._class_weights(T, sample_weight, incremental)
         if S is not None and not S.sum() > 0:
@@ -326,7 +353,7 @@ class _MLP:
                 net.restore(stop.state.best)           # as scikit-learn: the best validation epoch's
         except training.TrainingDiverged as error:
             if not validate:
-                raise
+                raise NonFiniteParameters("%s (%s)" % (NON_FINITE, error), error.history) from error
             diverged, history = error, dict(error.history, stopped="diverged")   # as scikit-learn: NaN scores
             history.setdefault("val_loss", []).append(float("nan"))
             history.setdefault(self._validation_key, []).append(float("nan"))
@@ -443,6 +470,8 @@ class _MLP:
         result = scipy.optimize.minimize(objective, np.concatenate(net.snapshot()).astype(np.float64),
                                          method="L-BFGS-B", jac=True,
                                          options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        if not np.all(np.isfinite(result.x)):
+            raise NonFiniteParameters(NON_FINITE + " (lbfgs)", {})
         net.restore((result.x[:n_w], result.x[n_w:]))
         self.n_iter_, self.loss_ = int(result.nit), float(result.fun)
         self.best_loss_ = None
@@ -451,6 +480,9 @@ class _MLP:
                           % (type(self).__name__, result.nit, result.message), _as_sklearn(ConvergenceWarning),
                           stacklevel=3)
         return self
+
+    def _check_warm_start(self, y):
+        pass
 
     def _sklearn_weights(self, draws):
         self.net_.weights = [W.T for W, _ in draws]
@@ -549,6 +581,16 @@ class MLPClassifier(_MLP):
         _MLP.__init__(self, **_shared(locals()))
         self.class_weight = class_weight
 
+    def _check_warm_start(self, y):
+        """A warm start must see the classes of the fit it continues (scikit-learn's rule
+        and words)."""
+        if self._kind == "multilabel":
+            return
+        found = _encode(y.ravel(), [])[0]
+        if len(found) != len(self.classes_) or not np.all(found == self.classes_):
+            raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
+                             "call to fit. Previously got %s, `y` has %s" % (self.classes_, found))
+
     def _class_weights(self, T, sample_weight, incremental):
         """sample_weight (or None) times each row's class weight (class_weight)."""
         if self.class_weight is None:
@@ -618,6 +660,7 @@ class MLPClassifier(_MLP):
             return index[:, None].astype(np.float64)
         return np.eye(len(labels))[index]
 
+    @_unless_lbfgs
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing the training so far. The first call needs
         classes, every label that any call will see (as scikit-learn's)."""

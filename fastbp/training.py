@@ -61,18 +61,20 @@ def fingerprint(*arrays):
 def validation_size(m, fraction, labels=None):
     """How many of m samples split_validation holds out: round(fraction * m), or with
     labels the sum of each class's round(fraction * its count) (if that leaves at least
-    one sample on each side)."""
+    one sample on each side). scikit-learn's messages, where its checks are the same."""
+    if labels is not None:
+        classes, counts = np.unique(labels, return_counts=True)
+        if counts.min() < 2:
+            raise ValueError("The least populated classes in y have only %d member, which is too few to hold "
+                             "out a validation set stratified by class (validation_fraction, as scikit-learn's "
+                             "early stopping): each class needs at least 2. Classes with too few members are: "
+                             "%s" % (counts.min(), [str(c) for c in classes[counts < 2].tolist()]))
     n_val = int(round(fraction * m))
     if n_val < 1 or n_val >= m:
-        raise ValueError("validation_fraction %g of %d samples leaves %d for validation and %d "
-                         "for training; each needs at least one" % (fraction, m, n_val, m - n_val))
+        raise ValueError("The validation set is too small: validation_fraction %g of %d samples leaves %d for "
+                         "validation and %d for training; each needs at least one" % (fraction, m, n_val, m - n_val))
     if labels is None:
         return n_val
-    counts = np.unique(labels, return_counts=True)[1]
-    if counts.min() < 2:
-        raise ValueError("validation_fraction: the least populated class in y has only %d member, "
-                         "too few to split (stratified, as scikit-learn's early stopping); each "
-                         "class needs at least 2" % counts.min())
     stratified = int(sum(int(round(fraction * c)) for c in counts))
     return stratified if 1 <= stratified < m else n_val
 
