@@ -187,6 +187,13 @@ def test_sweeps_under_joblibs_dask_backend(two_workers):
     assert len(search.cv_results_["params"]) == 4 and randomized.best_score_ > 0.85
 
 
+def _partial_fits_by_hand(X, y, classes):
+    local = fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0, learning_rate_init=0.01)
+    for start in range(0, len(X), 300):
+        local.partial_fit(X[start:start + 300], y[start:start + 300], classes=classes)
+    return local
+
+
 @pytest.mark.slow
 def test_dask_ml_incremental_and_hyperband(two_workers):
     import dask.array as da
@@ -198,9 +205,9 @@ def test_dask_ml_incremental_and_hyperband(two_workers):
     inc = Incremental(fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0, learning_rate_init=0.01),
                       scoring="accuracy", shuffle_blocks=False)
     inc.fit(dX, dy, classes=classes)                 # one partial_fit per chunk, on the workers
-    local = fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0, learning_rate_init=0.01)
-    for start in range(0, len(X), 300):              # the same, here
-        local.partial_fit(X[start:start + 300], y[start:start + 300], classes=classes)
+    # the same calls made by hand, in a worker process: its NUMBA_NUM_THREADS=1 cuts each
+    # batch as the workers' fits did (README, "Batches": the cut follows NUMBA_NUM_THREADS)
+    local = two_workers.submit(_partial_fits_by_hand, X, y, classes).result()
     np.testing.assert_array_equal(inc.estimator_.net_.snapshot()[0], local.net_.snapshot()[0])
     assert inc.score(dX, dy) > 0.6                   # (one pass: one epoch)
     search = HyperbandSearchCV(fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0),
