@@ -80,7 +80,7 @@ def test_files_of_every_wrong_kind_are_model_file_errors(tmp_path):
         zf.writestr(info, b"x" * 200)
     cases = {
         tmp_path / "array.npy": "not a readable fastbp model",
-        tmp_path / "folder.npz": "not a readable fastbp model",
+        tmp_path / "folder.npz": "it is a directory, not a regular file",
         tmp_path / "encrypted.npz": "encrypted",
         rewrite(path, arrays, meta, out=tmp_path / "string.npz") if False else None: None,
     }

@@ -109,7 +109,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_there_is_none(tmp_path, monkeyp
     assert cli.main(cli_train("--checkpoint", str(ck), "--checkpoint-every", "5")) == cli.EXIT_INTERRUPTED
     out = capsys.readouterr().out
     assert not ck.exists()
-    assert "no checkpoint was written yet (the first comes after epoch 5)" in out
+    assert "no checkpoint was written, so --resume would start afresh" in out
     assert "continues the run" not in out
 
 
