@@ -102,15 +102,15 @@ def split_validation(m, fraction, rng, labels=None):
 
 class Rollback:
     """The parameters and the optimizer's state now, to come back to (and, given a run's
-    state and history, its random generator, history, counters and schedule too)."""
+    state, its random generator, history, counters and schedule too)."""
 
-    def __init__(self, net, optimizer, state=None, history=None):
-        self.net, self.optimizer, self.state, self.history = net, optimizer, state, history
+    def __init__(self, net, optimizer, state=None):
+        self.net, self.optimizer, self.state = net, optimizer, state
         self.parameters, self.t = net.snapshot(), optimizer.t
         self.arrays = {p: a.copy() for p, a in optimizer.state.items()}
         if state is not None:
             self.rng = net.rng.bit_generator.state
-            self.lengths = {k: len(v) for k, v in history.items() if isinstance(v, list)}
+            self.lengths = {k: len(v) for k, v in state.history.items() if isinstance(v, list)}
             self.counters, self.best = state.counters(), state.best
             self.schedule = state.schedule.get_state()
 
@@ -121,11 +121,12 @@ class Rollback:
             self.optimizer.state[p][...] = a
         if self.state is not None:
             self.net.rng.bit_generator.state = self.rng
-            for key in [k for k, v in self.history.items() if isinstance(v, list)]:
+            history = self.state.history
+            for key in [k for k, v in history.items() if isinstance(v, list)]:
                 if key in self.lengths:
-                    del self.history[key][self.lengths[key]:]
+                    del history[key][self.lengths[key]:]
                 else:
-                    del self.history[key]
+                    del history[key]
             for key, value in self.counters.items():
                 setattr(self.state, key, value)
             self.state.best = self.best
@@ -436,7 +437,7 @@ class Loop:
         plan = EpochPlan(net, m, self.batch_size, optimizer, config, progress, is_sparse(self.X))
         while state.epoch < config.epochs and state.stopped is None:
             epoch = state.epoch
-            saved = Rollback(net, optimizer, state, history)     # the last finished epoch's
+            saved = Rollback(net, optimizer, state)     # the last finished epoch's
             try:
                 self._epoch(epoch, plan, saved)
             except TrainingDiverged as error:
