@@ -48,3 +48,31 @@ def test_the_dask_examples_run_as_scripts(tmp_path):
         done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, capture_output=True, text=True,
                               timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
+
+
+OPTIONAL = ("onnx", "onnxruntime", "distributed", "dask", "dask_ml", "jax", "torch", "pandas")
+
+
+def collect_without_optional_extras(*args):
+    """pytest --co in a process where the optional extras cannot be imported: a finder
+    ahead of the others refuses them, as if they were not installed."""
+    code = ("import sys\nclass Refuse:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in %r: raise ModuleNotFoundError('No module named %%r' %% name)\n"
+            "sys.meta_path.insert(0, Refuse())\nimport pytest\n"
+            "sys.exit(pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', *%r]))" % (OPTIONAL, args))
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_the_quick_loop_collects_without_the_optional_extras():
+    done = collect_without_optional_extras("-m", "not slow")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "left out: tests/test_export.py (needs onnx, onnxruntime" in done.stdout
+    assert "left out: tests/test_distributed.py (needs distributed, dask_ml" in done.stdout
+    assert "tests/test_network.py::" in done.stdout and "tests/test_export.py::" not in done.stdout
+
+
+def test_the_whole_suite_refuses_to_start_without_them():
+    done = collect_without_optional_extras()
+    assert done.returncode != 0
+    assert "the whole suite needs dask_ml, distributed, jax, onnx, onnxruntime, pandas" in done.stdout + done.stderr
