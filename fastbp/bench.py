@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from . import kernels
+from .info import blas_core_note, blas_libraries
 from .network import Network
 from .optimizers import Optimizer
 
@@ -65,14 +66,15 @@ def peer_data(m, n_in=784, n_out=10, seed=0):
 PEER_ADAM_LR = 0.001
 
 
-def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
+def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle=True):
     net = Network([X.shape[1], hidden, int(y.max()) + 1], activation="relu", output="softmax",
                   loss="cross_entropy", init="he", seed=0, dtype="float32")
     net.warm_up(batch_size)                          # compile outside the timing
     lr = PEER_LR if rule == "sgd" else PEER_ADAM_LR
-    net.train(X, y, epochs=1, lr=lr, batch_size=batch_size, optimizer=rule, diagnostics=False)  # warm
+    net.train(X, y, epochs=1, lr=lr, batch_size=batch_size, optimizer=rule, diagnostics=False,
+              shuffle=shuffle)                                                                  # warm
     return statistics.median(net.train(X, y, epochs=1, lr=lr, batch_size=batch_size, optimizer=rule,
-                                       diagnostics=False)["seconds"][0]
+                                       diagnostics=False, shuffle=shuffle)["seconds"][0]
                              for _ in range(repeats))
 
 
@@ -101,10 +103,11 @@ def torch_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
     return statistics.median(epoch() for _ in range(repeats))
 
 
-def jax_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
+def jax_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle=True):
     """JAX on the CPU in its strongest form: one jit-compiled epoch that draws the epoch's
     sample order and runs a lax.scan over the batches (over single samples at batch size
-    1), plain SGD or Adam written out; the data sits on the device beforehand."""
+    1), plain SGD or Adam written out; the data sits on the device beforehand. Without
+    shuffle, the batches are X's rows in order, reshaped: no gather."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -140,9 +143,11 @@ def jax_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
 
     @jax.jit
     def epoch(carry, key, X, y):
-        order = jax.random.permutation(key, len(X))[:n]         # a new order every epoch,
-        xs = X[order].reshape(-1, batch_size, X.shape[1])        # as fastbp's, on the device
-        ys = y[order].reshape(-1, batch_size)
+        if shuffle:
+            order = jax.random.permutation(key, len(X))[:n]     # a new order every epoch,
+            X, y = X[order], y[order]                            # as fastbp's, on the device
+        xs = X[:n].reshape(-1, batch_size, X.shape[1])
+        ys = y[:n].reshape(-1, batch_size)
         return lax.scan(step, carry, (xs, ys))[0]
 
     X, y = jnp.asarray(X), jnp.asarray(y)
@@ -289,22 +294,33 @@ def installed_peers():
     return {name: run for name, (module, run) in PEERS.items() if importlib.util.find_spec(module)}
 
 
+JAX = "JAX jit + lax.scan"
+IN_ORDER = "%s, in order"
+
+
 def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None):
     """Rows (batch size, rule, who, seconds per epoch of scale_to samples, who / fastbp).
     Each peer is timed right after fastbp, and the ratio is the median of the pairwise
-    ratios of `repeats` such pairs (A B A B ...: the machines here are noisy)."""
+    ratios of `repeats` such pairs (A B A B ...: the machines here are noisy). Everyone
+    shuffles every epoch; with JAX installed, batched cases add fastbp and JAX both taking
+    the samples in order (shuffle=False), JAX's ratio then over fastbp in order."""
     X, y = peer_data(samples)
     factor = (scale_to or samples) / samples
     rows = []
     for batch_size, rule in cases:
         peers = {name: run for name, run in installed_peers().items()
                  if not (name.startswith("scikit") and (batch_size, rule) not in ((1, "sgd"), (200, "adam")))}
-        times = {"fastbp": [], **{name: [] for name in peers}}
+        contenders = [("fastbp", fastbp_peer_seconds, True)] + [(name, run, True) for name, run in peers.items()]
+        if JAX in peers and batch_size > 1:      # like with like: both taking the samples in order
+            contenders += [(IN_ORDER % "fastbp", fastbp_peer_seconds, False), (IN_ORDER % JAX, jax_seconds, False)]
+        times = {name: [] for name, _, _ in contenders}
         for _ in range(repeats):
-            for name, run in [("fastbp", fastbp_peer_seconds)] + list(peers.items()):
-                times[name].append(run(X, y, hidden, batch_size, 1, rule=rule) * factor)
+            for name, run, shuffle in contenders:
+                in_order = {} if shuffle else {"shuffle": False}
+                times[name].append(run(X, y, hidden, batch_size, 1, rule=rule, **in_order) * factor)
         for name, seconds in times.items():
-            ratio = statistics.median(a / b for a, b in zip(seconds, times["fastbp"]))
+            base = times[IN_ORDER % "fastbp" if name.endswith(IN_ORDER % "") else "fastbp"]
+            ratio = statistics.median(a / b for a, b in zip(seconds, base))
             rows.append((batch_size, rule, name, statistics.median(seconds), ratio))
     return rows
 
@@ -784,6 +800,9 @@ def main(argv=None):
     info = kernels.threading_info()
     figures.update(info)
     print("threading layer %(threading_layer)s, %(threads)d threads" % info)
+    figures["blas_note"] = blas_core_note(blas_libraries())
+    if figures["blas_note"]:
+        print("note: " + figures["blas_note"])
     ref64 = dict((dtype, ref) for dtype, ref, _ in rows).get("float64")
     print("%-8s %15s %13s %19s %20s" % ("dtype", "reference s/ep", "kernels s/ep",
                                         "vs same-dtype ref", "vs float64 ref"))

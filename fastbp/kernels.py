@@ -1227,14 +1227,25 @@ MIN_CHUNK_UNITS = 8        # first-layer units of a gradient block, at least
 
 @kernel(fastmath=FASTMATH)
 def _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, r0, r1,
-               Xb, Tb, Sb, A, Zs, D, E, losses, eps):
-    """Step 1 for the batch's rows r0:r1 (rows: the batch's sample indices)."""
+               Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps):
+    """Step 1 for the batch's rows r0:r1 (rows: the batch's sample indices). Xin: the
+    batch's inputs, Xb (gathered here) or, for rows in order, X's own slice of them."""
     r = rows[r0:r1]
-    _gather(X, r, Xb[r0:r1])
+    if Xin.ctypes.data == Xb.ctypes.data:
+        _gather(X, r, Xb[r0:r1])
     _gather(T, r, Tb[r0:r1])
-    forward_batch(w, b, sizes, w_off, u_off, acts, Xb[r0:r1], A, Zs, r0)
+    forward_batch(w, b, sizes, w_off, u_off, acts, Xin[r0:r1], A, Zs, r0)
     backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[r0:r1], Sb[r0:r1], D, E,
                    losses[r0:r1], eps, r0)
+
+
+@kernel
+def _in_order(rows):
+    """Whether the batch's sample indices are consecutive, ascending."""
+    for s in range(1, rows.size):
+        if rows[s] != rows[0] + s:
+            return False
+    return True
 
 
 @kernel(fastmath=FASTMATH)
@@ -1246,7 +1257,7 @@ def _units_pass(Xb, D0, j0, j1, dw, db):
 
 @kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
 def _in_parallel(step, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                 Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db):
+                 Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db):
     """Step 1 (step 0 here) for every range of `span` rows, or step 2 for every one of the
     `blocks` blocks of units, at once. (One parallel kernel for both, apart from
     batch_epoch, so that Numba's parallel passes see only this: the parallel steps added
@@ -1260,9 +1271,9 @@ def _in_parallel(step, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X
     for c in prange(n):
         if step == 0:
             _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
-                       min(B, (c + 1) * span), Xb, Tb, Sb, A, Zs, D, E, losses, eps)
+                       min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps)
         else:
-            _units_pass(Xb[:B], D[0][:B], n1 * c // blocks, n1 * (c + 1) // blocks, dw, db)
+            _units_pass(Xin, D[0][:B], n1 * c // blocks, n1 * (c + 1) // blocks, dw, db)
 
 
 @kernel(fastmath=FASTMATH)
@@ -1323,19 +1334,22 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
                            losses, eps, 0)
             gradient_batch_sparse(sizes, w_off, u_off, data, indices, indptr, rows, A, D, GT, dw, db)
         else:
+            Xin = Xb[:B]
+            if _in_order(rows):                    # (shuffle=False: the rows are read where they are)
+                Xin = X[rows[0]:rows[0] + B]
             if threads == 1 or B <= span:          # (one thread: no parallel region at all)
                 for c in range(-(-B // span)):
                     _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
-                               min(B, (c + 1) * span), Xb, Tb, Sb, A, Zs, D, E, losses, eps)
+                               min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps)
             else:
                 _in_parallel(0, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                             Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
+                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
             if threads == 1 or blocks == 1:
                 for c in range(blocks):
-                    _units_pass(Xb[:B], D[0][:B], n1 * c // blocks, n1 * (c + 1) // blocks, dw, db)
+                    _units_pass(Xin, D[0][:B], n1 * c // blocks, n1 * (c + 1) // blocks, dw, db)
             else:
                 _in_parallel(1, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                             Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
+                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
             _gradient_above(sizes, w_off, u_off, B, A, D, dw, db, 1)
         total += losses[:B].sum()
         t += 1

@@ -50,6 +50,10 @@ def test_peer_table_has_fastbp_and_ratios():
     names = [r[2] for r in rows]
     assert names[0] == "fastbp" and "JAX jit + lax.scan" in names
     assert rows[0][4] == 1.0 and all(r[3] > 0 and r[4] > 0 for r in rows)
+    # like with like: JAX in order is over fastbp in order
+    in_order = {r[2]: r for r in rows if r[2].endswith(", in order")}
+    assert set(in_order) == {"fastbp, in order", "JAX jit + lax.scan, in order"}
+    assert in_order["fastbp, in order"][4] == 1.0
 
 
 def test_the_peers_predict_the_same_probabilities():
@@ -119,3 +123,15 @@ def test_bench_times_the_peers_at_each_hidden_size(tmp_path, capsys):
 def test_processes_table_runs_processes_alone_and_together(batch_size):
     alone, together, ratio = bench.processes_table(8, "float32", 64, 1, batch_size=batch_size)
     assert alone > 0 and together > 0 and ratio == pytest.approx(together / alone)
+
+
+def test_a_forced_narrow_openblas_kernel_is_named():
+    """OPENBLAS_CORETYPE=Haswell on an AVX-512 processor: fastbp info and bench say so."""
+    from fastbp.info import blas_core_note
+    haswell = [{"internal_api": "openblas", "architecture": "Haswell"}]
+    note = blas_core_note(haswell, {"OPENBLAS_CORETYPE": "Haswell"}, {"avx2", "avx512f"})
+    assert note.startswith("OPENBLAS_CORETYPE=Haswell is set: OpenBLAS runs its Haswell kernels")
+    assert blas_core_note(haswell, {}, {"avx2", "avx512f"}) is None                       # its own choice
+    assert blas_core_note(haswell, {"OPENBLAS_CORETYPE": "Haswell"}, {"avx2"}) is None    # no AVX-512 to lose
+    skylake = [{"internal_api": "openblas", "architecture": "SkylakeX"}]
+    assert blas_core_note(skylake, {"OPENBLAS_CORETYPE": "SkylakeX"}, {"avx512f"}) is None
