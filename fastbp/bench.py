@@ -64,6 +64,8 @@ def peer_data(m, n_in=784, n_out=10, seed=0):
 
 
 PEER_ADAM_LR = 0.001
+JAX = "JAX jit + lax.scan"           # (the JAX peer's name in the tables)
+IN_ORDER = "%s, in order"            # a contender taking the samples in order
 
 
 def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle=True):
@@ -260,7 +262,7 @@ def sklearn_predictor(n_in, hidden, n_out):
     return model.predict_proba
 
 
-PREDICT_PEERS = {"PyTorch autograd": torch_predictor, "JAX jit + lax.scan": jax_predictor,
+PREDICT_PEERS = {"PyTorch autograd": torch_predictor, JAX: jax_predictor,
                  "scikit-learn MLPClassifier": sklearn_predictor}
 
 
@@ -281,7 +283,7 @@ def predict_table(hidden, repeats, rows=PREDICT_ROWS, n_out=10):
 
 PEERS = {  # name -> (module it needs, seconds function)
     "PyTorch autograd": ("torch", torch_seconds),
-    "JAX jit + lax.scan": ("jax", jax_seconds),
+    JAX: ("jax", jax_seconds),
     "scikit-learn MLPClassifier": ("sklearn", sklearn_seconds),
 }
 # (batch size, rule) rows of the peer table: per-sample and mini-batch SGD, and Adam with
@@ -292,10 +294,6 @@ PEER_CASES = ((1, "sgd"), (64, "sgd"), (200, "sgd"), (200, "adam"))
 def installed_peers():
     import importlib.util
     return {name: run for name, (module, run) in PEERS.items() if importlib.util.find_spec(module)}
-
-
-JAX = "JAX jit + lax.scan"
-IN_ORDER = "%s, in order"
 
 
 def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None):
