@@ -6,7 +6,7 @@ the reference, checked by finite differences and benchmarked without editing a t
 """
 import numpy as np
 
-from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
+from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, PENALTIES
 from .optimizers import RULES
 
 DTYPES = ("float64", "float32")
@@ -57,6 +57,11 @@ OPTIMIZER_NETWORKS = [
     ([30, 40, 2], "tanh", "identity", "mse"),
 ]
 RULE_NAMES = tuple(RULES)
+# the weight penalties (functions.PENALTIES) and the max-norm constraint as training
+# settings: none, each penalty on its own, and all of them at once (max_norm 0.9 is below
+# the norm of these networks' rows at the start, so that it acts)
+REGULARISERS = {"none": {}, **{name: {name: 0.01} for name in PENALTIES},
+                "all": dict({name: 0.005 for name in PENALTIES}, max_norm=0.9)}
 
 
 def case_id(network):

@@ -188,7 +188,8 @@ RESUMED = {
     "lr": lambda net, config, state: state.optimizer.lr,
     "momentum": lambda net, config, state: state.optimizer.momentum,
     "schedule": lambda net, config, state: state.schedule.name,
-    **{key: _setting(key) for key in ("batch_size", "l2", "clip", "n_iter_no_change", "tol", "target_loss",
+    **{key: _setting(key) for key in ("batch_size", "l2", "l1", "max_norm", "clip", "n_iter_no_change", "tol",
+                                      "target_loss",
                                       "checkpoint_every", "backend", "validation_fraction")},
 }
 
@@ -196,7 +197,8 @@ RESUMED = {
 def run_config(args):
     """The RunConfig of train's options."""
     return RunConfig(
-        epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, backend=args.backend,
+        epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, l1=args.l1, max_norm=args.max_norm,
+        backend=args.backend,
         optimizer=Optimizer(args.optimizer, momentum=args.momentum,
                             lr=default_lr(args.optimizer) if args.lr is None else args.lr),
         schedule=None if args.schedule == "constant" else args.schedule, clip=args.clip,
@@ -486,6 +488,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=1,
                    help="samples per step: 1 is per-sample SGD (default), larger mini-batches")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights (default 0)")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights (default 0)")
+    p.add_argument("--max-norm", type=float, help="after each step, scale each hidden unit's incoming "
+                   "weights down to this norm where they are longer (default: none)")
     p.add_argument("--validation-fraction", type=float,
                    help="hold out this fraction of the training set; end with its best epoch")
     p.add_argument("--n-iter-no-change", type=int,

@@ -246,7 +246,7 @@ def train(net, X, Y, client=None, epochs=1, sync_every=1, validation=None, progr
     X and Y: NumPy arrays (split into one shard per worker and sent there once) or Dask
     arrays chunked by rows (their chunks grouped into shards on the workers; nothing is
     gathered to the client). train_options are Network.train's settings (a RunConfig):
-    lr, batch_size, shuffle, l2, optimizer, schedule, clip, validation_fraction (NumPy
+    lr, batch_size, shuffle, l2, l1, max_norm, optimizer, schedule, clip, validation_fraction (NumPy
     inputs), n_iter_no_change, tol, target_loss, checkpoint, checkpoint_every, backend.
     Validation, early stopping and reduce_on_plateau act at the end of each round, so they
     need sync_every=1; diagnostics are not computed (the rows are on the workers).

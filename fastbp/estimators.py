@@ -23,7 +23,10 @@ Differences from scikit-learn's MLP, all deliberate:
   - early stopping watches the validation loss, not the validation score, and ends with
     the best epoch's weights;
   - a float32 X trains in float32 (twice the speed), anything else in float64;
-  - solver='lbfgs' minimises the same objective as scikit-learn's (tests compare the two).
+  - solver='lbfgs' minimises the same objective as scikit-learn's (tests compare the two);
+  - activation= also takes fastbp's other hidden activations ('silu', 'leaky_relu', 'elu',
+    'softplus', 'gelu', 'hard_sigmoid', at their parameters' defaults); to_sklearn then
+    refuses, as scikit-learn has no such activation.
 """
 import contextlib
 import functools
@@ -36,15 +39,17 @@ import numpy as np
 
 from . import training
 from .checks import check_finite, choice, is_sparse, number, positive_int
-from .functions import mean_loss
+from .functions import HIDDEN_ACTIVATIONS, mean_loss
 from .network import Network, check_sample_weight
 from .optimizers import Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
 from .threads import blas_on_one_thread
 from .training import r2
 
-ACTIVATION_NAMES = {"logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
-                    "identity": "identity"}
+# activation=: scikit-learn's names ('logistic' is the sigmoid) and every hidden activation
+# of fastbp's table, at its parameter's default
+ACTIVATION_NAMES = {"logistic": "sigmoid", **{name: name for name in HIDDEN_ACTIVATIONS}}
+SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -391,6 +396,9 @@ class _MLP:
         (float64) and parameters (those scikit-learn has): its predictions equal this
         estimator's (to 1e-12 for a float64 network). Needs scikit-learn."""
         self._check_is_fitted()
+        if {"sigmoid": "logistic"}.get(self.activation, self.activation) not in SKLEARN_ACTIVATIONS:
+            raise ValueError("to_sklearn: scikit-learn's MLP has no activation %r (it has %s)"
+                             % (self.activation, ", ".join(SKLEARN_ACTIVATIONS)))
         from sklearn import neural_network
         from sklearn.preprocessing import LabelBinarizer
         cls = getattr(neural_network, type(self).__name__)

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .functions import ACTIVATIONS
+from .functions import ACTIVATIONS, parameter_of
 
 OPSET = 17          # ONNX's default domain; every operator used here is unchanged since 13-14
 IR_VERSION = 8      # the IR version of opset 17 (onnx 1.12)
@@ -61,12 +61,29 @@ def _layers(graph, net, x):
         if net.bias:
             inputs.append(graph.constant("b%d" % (l + 1), net.biases[l]))
         z = graph.node("Gemm", inputs, transB=1)                     # z = a W^T + b
-        last = z
-        for step in ACTIVATIONS[name].onnx:
-            op, names, attributes = step if len(step) == 3 else step + ({},)
-            last = graph.node(op, [z if n == "z" else last for n in names], **attributes)
-        a = last
+        a = _activation(graph, name, parameter_of(name, net.activation_parameters), z)
     return a
+
+
+def _activation(graph, name, parameter, z):
+    """The activation's ONNX steps (functions.ACTIVATIONS) on the tensor named z."""
+    outputs = []
+    for step in ACTIVATIONS[name].onnx:
+        op, names, attributes = step if len(step) == 3 else step + ({},)
+        inputs = []
+        for n in names:
+            if n == "z":
+                inputs.append(z)
+            elif n == "last":
+                inputs.append(outputs[-1])
+            elif n == "parameter":
+                inputs.append(graph.constant(name, parameter))
+            elif isinstance(n, str) and n.startswith("step "):
+                inputs.append(outputs[int(n[5:])])
+            else:
+                inputs.append(graph.constant("c", n))                 # a number
+        outputs.append(graph.node(op, inputs, **attributes))
+    return outputs[-1]
 
 
 def export_onnx(model, path):

@@ -161,6 +161,7 @@ def network_record(net):
         "sizes": net.sizes, "activation": net.activations[:-1], "output": net.output,
         "loss": net.loss_name, "bias": net.bias, "propagate": net.propagate, "init": net.init,
         "dtype": str(net.dtype), "rng_state": net.rng.bit_generator.state,
+        "activation_parameters": net.activation_parameters,
     }
     return arrays, meta
 
@@ -295,7 +296,8 @@ def _expected(meta, kind):
     network against MAX_PARAMETERS."""
     from .network import check_definition
     definition = check_definition(meta["sizes"], meta["activation"], meta["output"], meta["loss"],
-                                  meta["bias"], meta["init"], meta["propagate"], meta["dtype"])
+                                  meta["bias"], meta["init"], meta["propagate"], meta["dtype"],
+                                  meta.get("activation_parameters"))   # (files before 0.2.0 have none)
     sizes, dtype, bias = definition["sizes"], definition["dtype"], definition["bias"]
     n_w = sum(a * b for a, b in zip(sizes, sizes[1:]))
     n_b = sum(sizes[1:])
@@ -369,7 +371,8 @@ def network_from_record(path, arrays, meta, what):
         rng = _generator(meta["rng_state"])
         net = Network(meta["sizes"], activation=meta["activation"], output=meta["output"],
                       loss=meta["loss"], bias=meta["bias"], init=meta["init"],
-                      propagate=meta["propagate"], dtype=meta["dtype"], seed=0)
+                      propagate=meta["propagate"], dtype=meta["dtype"], seed=0,
+                      activation_parameters=meta.get("activation_parameters"))
         net.rng.bit_generator.state = rng.bit_generator.state
         net.weights = [arrays["w%d" % l] for l in range(net.n_layers)]
         if net.bias:

@@ -38,7 +38,6 @@ and row updates vectorise; it does not assume away NaN and inf, so a diverging r
 still seen. tests/test_agreement.py holds the results to the NumPy reference.
 """
 import contextlib
-import functools
 import math
 import os
 import sys
@@ -48,33 +47,14 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import caching
 from numba.core import event as numba_event
 from numba.core.cpu import ParallelOptions
 from numba.extending import intrinsic, overload
 from numba.np.linalg import _BLAS, ensure_blas  # (Numba's own BLAS binding: gradient_rows)
 from numba.typed import List
 
-from .functions import (
-    ACTIVATION_CODES,
-    ACTIVATIONS,
-    DELTA_KINDS,
-    DELTA_OF,
-    LOSS_CODES,
-    NEEDS_Z,
-    exp,
-    exp_derivative,
-    exponential,
-    identity,
-    identity_derivative,
-    relu,
-    relu_derivative,
-    sigmoid,
-    sigmoid_derivative,
-    silu,
-    silu_derivative,
-    tanh,
-    tanh_derivative,
-)
+from .functions import ACTIVATION_CODES, ACTIVATIONS, DELTA_KINDS, DELTA_OF, LOSS_CODES, NEEDS_Z, PENALTIES, exponential
 from .optimizers import HYPER_SLOTS, RULE_CODES
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -106,8 +86,30 @@ def _on_disk_cache():
 
 
 CACHE = _on_disk_cache()
-# every kernel: cached on disk (where it can be), compiled on first call, NumPy's error model
-kernel = functools.partial(njit, cache=CACHE, error_model=ERRORS)
+
+
+def kernel(function=None, **options):
+    """njit with NumPy's error model, compiled on first call, and cached on disk (where it
+    can be) under kernels.py's stamp and FINGERPRINT (see dependencies() below)."""
+    if function is None:
+        return lambda f: kernel(f, **options)
+    dispatcher = njit(error_model=ERRORS, **options)(function)
+    if CACHE:
+        dispatcher._cache = _FingerprintedCache(dispatcher.py_func)    # (what cache=True sets, and more)
+    return dispatcher
+
+
+class _FingerprintedImpl(caching.CompileResultCacheImpl):
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        stamp = self._locator.get_source_stamp
+        self._locator.get_source_stamp = lambda: (stamp(), FINGERPRINT)
+
+
+class _FingerprintedCache(caching.FunctionCache):
+    """Numba's cache of compiled functions, whose index is stale when kernels.py changes
+    (as Numba's) or when FINGERPRINT does."""
+    _impl_class = _FingerprintedImpl
 # Numba's parallel=True also turns array expressions, np.zeros and slice assignments into
 # parallel regions: inside the per-sample loop that is a region (and a barrier) per sample.
 # The kernels ask for explicit prange loops only. (An options object, not a dict: Numba
@@ -117,14 +119,13 @@ PRANGE_ONLY = ParallelOptions({"prange": True, "comprehension": False, "reductio
                                "stencil": False, "fusion": False})
 PARALLEL_MIN_WEIGHTS = 32768
 
-# Numba's on-disk cache is keyed on the file that defines a kernel. These kernels compile
-# in code from other modules (functions.py's activations and derivatives, the codes and
-# flags of its tables, optimizers.RULE_CODES and HYPER_SLOTS), so a change there alone would
-# leave stale kernels in
-# __pycache__. COMPILED_AGAINST records the fingerprint of all of it; tests/test_cache.py
-# fails while it is out of date, and updating it edits this file, which invalidates the
-# cache. (fastbp.kernels.dependencies() gives the new value.)
-COMPILED_AGAINST = "8e920e74c79e2053"
+# Numba's on-disk cache is keyed on the file that defines a kernel (its time stamp and
+# size). These kernels compile in code from other modules too: functions.py's activations
+# and derivatives, the codes and flags of its tables (and so the dispatch generated from
+# them, below), optimizers.RULE_CODES and HYPER_SLOTS. So each kernel's cache entry is keyed
+# on kernels.py's stamp and the fingerprint of all of that (dependencies()): a change in
+# any of it recompiles the kernels, with nothing to update by hand. (_FingerprintedCache:
+# Numba's own cache, with the fingerprint added to the stamp it checks.)
 
 
 def dependencies():
@@ -134,14 +135,16 @@ def dependencies():
     parts = [inspect.getsource(f) for f in COMPILED_IN]
     parts += [repr(sorted(table.items())) for table in (ACTIVATION_CODES, LOSS_CODES, RULE_CODES, HYPER_SLOTS)]
     parts += [repr(NEEDS_Z.tolist()), repr(DELTA_OF.tolist()), repr(DELTA_KINDS)]
+    parts += [repr([(a.parameter is not None, a.own_loop) for a in ACTIVATIONS.values()])]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 # every elementwise activation of the table and its derivative (softmax is written out below)
 COMPILED_IN = tuple(f for a in ACTIVATIONS.values() if a.derivative is not None for f in (a.g, a.derivative))
+COMPILED_IN += tuple(penalty.gradient for penalty in PENALTIES.values())         # (and the penalties')
+FINGERPRINT = dependencies()
 # the tables' codes (functions.py, optimizers.py), as the kernels branch on them
-SIGMOID, TANH, RELU, IDENTITY, SOFTMAX, SILU, EXP = (
-    ACTIVATION_CODES[name] for name in ("sigmoid", "tanh", "relu", "identity", "softmax", "silu", "exp"))
+SIGMOID, SOFTMAX = ACTIVATION_CODES["sigmoid"], ACTIVATION_CODES["softmax"]
 MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY, POISSON = (
     LOSS_CODES[name] for name in ("mse", "binary_cross_entropy", "cross_entropy", "poisson"))
 CHAIN, MATCHING = (DELTA_KINDS.index(kind) for kind in ("chain", "matching"))
@@ -224,10 +227,6 @@ def _exponential(x):
     return e
 
 
-_sigmoid, _tanh, _relu, _identity, _silu, _exp = (kernel(f) for f in (sigmoid, tanh, relu, identity, silu, exp))
-_sigmoid_d, _tanh_d, _relu_d, _identity_d, _silu_d, _exp_d = (
-    kernel(f) for f in (sigmoid_derivative, tanh_derivative, relu_derivative, identity_derivative,
-                        silu_derivative, exp_derivative))
 
 
 def _prefer_openmp():
@@ -365,49 +364,81 @@ def threading_info():
 
 # ---------------------------------------------------------------- per-unit helpers
 
+# ---------------------------------------------------------------- the dispatch
+# The kernels hold a layer's activation as its code and its parameter (0 where it has
+# none): acts = (codes, parameters), one of each per layer (Network builds them). What a
+# code does is generated here from functions.ACTIVATIONS, so a new table entry needs no
+# edit in this file:
+#   _activate(code, p, z), _derivative(code, p, z, a): g(z) and g'(z), a chain of branches
+#     on the code that calls the table's own functions, compiled;
+#   _activate_vector(code, p, a): a[i] <- g(a[i]) over a vector;
+#   _activate_rows(code, p, Z, bias): Z[s, j] <- g(Z[s, j] + bias[j]) over a block of rows;
+#   _delta_into(propagate_error, code, p, z, a, back, d, e): d[i] <- back[i] g'(z[i]) and
+#     e[i] <- back[i] or d[i] (back may be d).
 # A loop that calls _activate or _derivative branches on the code at every element, which
-# keeps it scalar. ReLU is plain arithmetic, and so is the sigmoid with the kernels' own
-# exponential (above); in loops of their own (in _activate_inplace, _bias_activate and
-# _hidden_delta) they vectorise: a ReLU layer's bias and activation over 200 x 100 values
-# took 25 microseconds instead of 250. ReLU is the estimators' default activation and the
-# sigmoid the seeds', so these two have such loops; tanh calls libm, which is scalar
-# anyway without SVML.
+# keeps it scalar. So the two loops give each own_loop activation a loop of its own, which
+# vectorises: a ReLU layer's bias and activation over 200 x 100 values took 25 microseconds
+# instead of 250. The others share one loop through the chain (tanh, softplus and GELU call
+# libm, which is scalar anyway without SVML). The generated source is
+# kernels.DISPATCH_SOURCE.
 
 
-@kernel
-def _activate(code, z):
-    """g(z) of the elementwise activation with this code (functions.ACTIVATIONS)."""
-    if code == SIGMOID:
-        return _sigmoid(z)
-    if code == TANH:
-        return _tanh(z)
-    if code == RELU:
-        return _relu(z)
-    if code == IDENTITY:
-        return _identity(z)
-    if code == SILU:
-        return _silu(z)
-    if code == EXP:
-        return _exp(z)
-    raise ValueError("fastbp kernels: unknown elementwise activation code")
+def _dispatch_source():
+    """The source of the four dispatch functions, and the table's functions they call."""
+    namespace, calls = {"__name__": __name__}, {}
+    for name, act in ACTIVATIONS.items():
+        if act.derivative is None:                  # (softmax: written out below)
+            continue
+        code, p = ACTIVATION_CODES[name], (", p" if act.parameter else "")
+        namespace["g_%s" % name], namespace["d_%s" % name] = kernel(act.g), kernel(act.derivative)
+        calls[code] = ("g_%s({x}%s)" % (name, p), "d_%s({z}, {a}%s)" % (name, p), act.own_loop)
+
+    def chain(signature, which, x, z="z", a="a"):
+        lines = ["def %s:" % signature]
+        for code, call in calls.items():
+            lines += ["    if code == %d:" % code, "        return " + call[which].format(x=x, z=z, a=a)]
+        return lines + ["    raise ValueError('fastbp kernels: no such elementwise activation code')"]
+
+    def unswitched(signature, loops, body, which, general, x="x", z="z[i]", a="a[i]"):
+        """One loop nest per own_loop code, and one through the chain for the rest."""
+        lines, keyword = ["def %s:" % signature], "if"
+        inner = "    " * (len(loops) + 2)
+        nest = ["    " * (k + 2) + loop for k, loop in enumerate(loops)]
+        for code, call in calls.items():
+            if call[2]:
+                lines += ["    %s code == %d:" % (keyword, code)] + nest
+                lines += [inner + line.format(call=call[which].format(x=x, z=z, a=a)) for line in body]
+                keyword = "elif"
+        lines += ["    else:"] + nest
+        return lines + [inner + line.format(call=general) for line in body]
+
+    source = chain("_activate(code, p, x)", 0, "x") + chain("_derivative(code, p, z, a)", 1, "x")
+    source += unswitched("_activate_vector(code, p, a)", ["for i in range(a.size):"],
+                         ["x = a[i]", "a[i] = {call}"], 0, "_activate(code, p, x)")
+    source += unswitched("_activate_rows(code, p, Z, bias)",
+                         ["for s in range(Z.shape[0]):", "for j in range(Z.shape[1]):"],
+                         ["x = Z[s, j] + bias[j]", "Z[s, j] = {call}"], 0, "_activate(code, p, x)")
+    source += unswitched("_delta_into(propagate_error, code, p, z, a, back, d, e)", ["for i in range(a.size):"],
+                         ["v = back[i]", "d[i] = v * {call}", "e[i] = v if propagate_error else d[i]"], 1,
+                         "_derivative(code, p, z[i], a[i])")
+    return "\n".join(source) + "\n", namespace
 
 
-@kernel
-def _derivative(code, z, a):
-    """g'(z) from z and a = g(z), for the activation with this code."""
-    if code == SIGMOID:
-        return _sigmoid_d(z, a)
-    if code == TANH:
-        return _tanh_d(z, a)
-    if code == RELU:
-        return _relu_d(z, a)
-    if code == IDENTITY:
-        return _identity_d(z, a)
-    if code == SILU:
-        return _silu_d(z, a)
-    if code == EXP:
-        return _exp_d(z, a)
-    raise ValueError("fastbp kernels: no elementwise derivative for this activation code")
+DISPATCH_SOURCE, _namespace = _dispatch_source()
+exec(compile(DISPATCH_SOURCE, "<fastbp.kernels: the dispatch generated from functions.ACTIVATIONS>", "exec"),
+     _namespace)
+# Compiled into the kernels that call them, not cached on their own (Numba caches only
+# functions with a source file); the fingerprint covers what they are generated from.
+_activate, _derivative = (njit(error_model=ERRORS)(_namespace[f]) for f in ("_activate", "_derivative"))
+_namespace.update(_activate=_activate, _derivative=_derivative)
+_activate_vector, _activate_rows, _delta_into = (njit(error_model=ERRORS, fastmath=FASTMATH)(_namespace[f])
+                                                 for f in ("_activate_vector", "_activate_rows", "_delta_into"))
+
+
+@kernel(inline="always")
+def _codes(acts, l):
+    """Layer l's activation code and parameter."""
+    return acts[0][l], acts[1][l]
 
 
 @kernel
@@ -427,16 +458,12 @@ def _softmax_rows(Z):
 
 
 @kernel
-def _activate_inplace(code, a):
+def _activate_inplace(code, p, a):
     """a holds a layer's pre-activations z; replace them by g(z)."""
     if code == SOFTMAX:
         _softmax_rows(a.reshape((1, a.size)))
-    elif code == SIGMOID:                   # (see the note above _activate)
-        for j in range(a.size):
-            a[j] = _sigmoid(a[j])
     else:
-        for j in range(a.size):
-            a[j] = _activate(code, a[j])
+        _activate_vector(code, p, a)
 
 
 @kernel(inline="always")
@@ -479,7 +506,7 @@ def _sample_loss(loss, o, t, eps):
 
 
 @kernel
-def _output_delta(loss, code, z, o, t, d):
+def _output_delta(loss, code, p, z, o, t, d):
     """d <- dE/dz of the output layer (reference.output_delta), by the loss's kind of
     delta (functions.LOSSES); z: the layer's pre-activations, read where g' needs them."""
     kind = DELTA_OF[loss]
@@ -496,7 +523,7 @@ def _output_delta(loss, code, z, o, t, d):
             d[k] = o[k] * ((o[k] - t[k]) - s)
     else:
         for k in range(o.size):
-            d[k] = (o[k] - t[k]) * _derivative(code, z[k], o[k])
+            d[k] = (o[k] - t[k]) * _derivative(code, p, z[k], o[k])
 
 
 @kernel(fastmath=FASTMATH)
@@ -515,19 +542,10 @@ def _send_back_output(propagate_error, o, t, d, e):
 
 
 @kernel
-def _hidden_delta(propagate_error, code, z, a, back, d, e):
-    """From back = W^T e of the layer above: d <- back * g'(z), e <- back or d. (ReLU's
-    and the sigmoid's derivatives in a loop of their own: see the note above _activate.)"""
-    if code == RELU or code == SIGMOID:
-        for i in range(a.size):
-            v = back[i]
-            d[i] = v * (_relu_d(z[i], a[i]) if code == RELU else _sigmoid_d(z[i], a[i]))
-            e[i] = v if propagate_error else d[i]
-        return
-    for i in range(a.size):
-        v = back[i]                                      # back may be d itself
-        d[i] = v * _derivative(code, z[i], a[i])
-        e[i] = v if propagate_error else d[i]
+def _hidden_delta(propagate_error, code, p, z, a, back, d, e):
+    """From back = W^T e of the layer above: d <- back * g'(z), e <- back or d (back may
+    be d itself)."""
+    _delta_into(propagate_error, code, p, z, a, back, d, e)
 
 
 # Per-sample SGD updates the first layer, the largest, by a rank-1 step per sample:
@@ -644,10 +662,11 @@ def _layer_products(w, b, sizes, w_off, u_off, l, a, zero):
 @kernel(inline="always")
 def _finish_layer(acts, u_off, l, a, zs):
     """Layer l + 1's part of a holds its z: keep z in zs where g' needs it, then a <- g(z)."""
-    if NEEDS_Z[acts[l]]:
+    code, p = _codes(acts, l)
+    if NEEDS_Z[code]:
         for j in range(u_off[l], u_off[l + 1]):    # (an element loop: see "Compile time" above)
             zs[j] = a[j]
-    _activate_inplace(acts[l], a[u_off[l]:u_off[l + 1]])
+    _activate_inplace(code, p, a[u_off[l]:u_off[l + 1]])
 
 
 @kernel(fastmath=FASTMATH, inline="always")
@@ -660,7 +679,7 @@ def _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bi
     L = sizes.size - 1
     o = a[u_off[L - 1]:]
     sample = sw * _sample_loss(loss, o, t, eps)
-    _output_delta(loss, acts[L - 1], zs[u_off[L - 1]:], o, t, d[u_off[L - 1]:])
+    _output_delta(loss, *_codes(acts, L - 1), zs[u_off[L - 1]:], o, t, d[u_off[L - 1]:])
     _send_back_output(propagate_error, o, t, d[u_off[L - 1]:], e[u_off[L - 1]:])
     if weighted:
         _weigh(sw, d[u_off[L - 1]:], e[u_off[L - 1]:])
@@ -679,7 +698,7 @@ def _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bi
                 row[i] = wji * decay - g * a_in[i]
             if has_bias:
                 b[u_off[l] + j] -= g
-        _hidden_delta(propagate_error, acts[l - 1], zs[u_off[l - 1]:u_off[l]], a_in, back, back,
+        _hidden_delta(propagate_error, *_codes(acts, l - 1), zs[u_off[l - 1]:u_off[l]], a_in, back, back,
                       e[u_off[l - 1]:u_off[l]])
     return sample
 
@@ -939,31 +958,22 @@ def _flat(M):
 
 
 @kernel(fastmath=FASTMATH)
-def _bias_activate(Z, bias, code, keep):
+def _bias_activate(Z, bias, code, p, keep):
     """Z <- g(Z + bias), indexed in two dimensions (no views per row: for small layers
     their cost would dominate); keep <- Z + bias first, for an activation whose
     derivative needs z (keep may be Z itself when nothing needs it)."""
-    if code == SOFTMAX or code == SIGMOID:  # the bias, then g over the block (layers may be
-        for s in range(Z.shape[0]):         # narrow: the sigmoid in one flat loop)
-            for j in range(Z.shape[1]):
-                Z[s, j] += bias[j]
-        if code == SOFTMAX:
-            _softmax_rows(Z)
-        else:
-            _activate_inplace(code, _flat(Z))
-    elif code == RELU:                      # (see the note above _activate)
-        for s in range(Z.shape[0]):
-            for j in range(Z.shape[1]):
-                Z[s, j] = _relu(Z[s, j] + bias[j])
-    elif NEEDS_Z[code]:
+    if NEEDS_Z[code]:
         for s in range(Z.shape[0]):
             for j in range(Z.shape[1]):
                 keep[s, j] = Z[s, j] + bias[j]
-                Z[s, j] = _activate(code, keep[s, j])
-    else:
+                Z[s, j] = _activate(code, p, keep[s, j])
+    elif code == SOFTMAX:
         for s in range(Z.shape[0]):
             for j in range(Z.shape[1]):
-                Z[s, j] = _activate(code, Z[s, j] + bias[j])
+                Z[s, j] += bias[j]
+        _softmax_rows(Z)
+    else:
+        _activate_rows(code, p, Z, bias)
 
 
 @kernel(fastmath=FASTMATH)
@@ -1002,7 +1012,7 @@ def _forward_from_products(w, b, sizes, w_off, u_off, acts, r0, r1, A, Zs):
         Z = A[l][r0:r1]
         if l > 0:
             np.dot(A[l - 1][r0:r1], _matrix(w, w_off, sizes, l).T, Z)   # z = W a, for every row
-        _bias_activate(Z, b[u_off[l]:u_off[l + 1]], acts[l], Zs[l][r0:r1])
+        _bias_activate(Z, b[u_off[l]:u_off[l + 1]], *_codes(acts, l), Zs[l][r0:r1])
 
 
 @kernel(fastmath=FASTMATH)
@@ -1017,11 +1027,12 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, T
     O, DL, EL, ZL = A[L - 1][r0:r1], D[L - 1][r0:r1], E[L - 1][r0:r1], Zs[L - 1][r0:r1]
     for s in range(B):
         losses[s] = _sample_loss(loss, O[s], Tb[s], eps)
-    if acts[L - 1] == SOFTMAX and DELTA_OF[loss] == CHAIN:    # softmax's Jacobian: row by row
+    code, p = _codes(acts, L - 1)
+    if code == SOFTMAX and DELTA_OF[loss] == CHAIN:    # softmax's Jacobian: row by row
         for s in range(B):
-            _output_delta(loss, acts[L - 1], ZL[s], O[s], Tb[s], DL[s])
+            _output_delta(loss, code, p, ZL[s], O[s], Tb[s], DL[s])
     else:
-        _output_delta(loss, acts[L - 1], _flat(ZL), _flat(O), _flat(Tb), _flat(DL))
+        _output_delta(loss, code, p, _flat(ZL), _flat(O), _flat(Tb), _flat(DL))
     _send_back_output(propagate_error, _flat(O), _flat(Tb), _flat(DL), _flat(EL))
     if Sb.size > 0:
         for s in range(B):
@@ -1030,7 +1041,8 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, T
     for l in range(L - 1, 0, -1):
         back = D[l - 1][r0:r1]
         np.dot(E[l][r0:r1], _matrix(w, w_off, sizes, l), back)    # W^T e, for every row
-        _hidden_delta(propagate_error, acts[l - 1], _flat(Zs[l - 1][r0:r1]), _flat(A[l - 1][r0:r1]), _flat(back),
+        _hidden_delta(propagate_error, *_codes(acts, l - 1), _flat(Zs[l - 1][r0:r1]), _flat(A[l - 1][r0:r1]),
+                      _flat(back),
                       _flat(back), _flat(E[l - 1][r0:r1]))
 
 
@@ -1107,8 +1119,26 @@ def draw_batches(u, m, out):
 # make float32 math float64).
 SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP = (
     RULE_CODES[name] for name in ("sgd", "momentum", "nesterov", "adam", "rmsprop"))
-H_LR, H_L2, H_TINY, H_MOMENTUM, H_BETA1, H_BETA2, H_EPSILON, H_RHO, H_CLIP = (
-    HYPER_SLOTS[name] for name in ("lr", "l2", "tiny", "momentum", "beta1", "beta2", "epsilon", "rho", "clip"))
+H_LR, H_TINY, H_MOMENTUM, H_BETA1, H_BETA2, H_EPSILON, H_RHO, H_CLIP, H_MAX_NORM = (
+    HYPER_SLOTS[name] for name in ("lr", "tiny", "momentum", "beta1", "beta2", "epsilon", "rho", "clip", "max_norm"))
+# the penalties' strengths: hyper[H_PENALTIES:H_PENALTIES + N_PENALTIES], in PENALTIES' order
+H_PENALTIES, N_PENALTIES = HYPER_SLOTS[next(iter(PENALTIES))], len(PENALTIES)
+assert [HYPER_SLOTS[name] - H_PENALTIES for name in PENALTIES] == list(range(N_PENALTIES))
+
+
+def _penalty_source():
+    """_penalty(w, strengths): sum over functions.PENALTIES of strength * f'(w), generated
+    from the table (so a new penalty is its table entry and a HYPER_SLOTS name)."""
+    terms = ["strengths[%d] * penalty_%s(w)" % (k, name) for k, name in enumerate(PENALTIES)]
+    return "def _penalty(w, strengths):\n    return " + " + ".join(terms) + "\n"
+
+
+PENALTY_SOURCE = _penalty_source()
+_penalty_namespace = {"__name__": __name__}
+_penalty_namespace.update({"penalty_%s" % name: kernel(p.gradient) for name, p in PENALTIES.items()})
+exec(compile(PENALTY_SOURCE, "<fastbp.kernels: the penalty generated from functions.PENALTIES>", "exec"),
+     _penalty_namespace)
+_penalty = njit(error_model=ERRORS, fastmath=FASTMATH)(_penalty_namespace["_penalty"])
 
 
 @kernel(fastmath=FASTMATH)
@@ -1122,61 +1152,61 @@ def _flush(v, tiny):
 
 
 @kernel(fastmath=FASTMATH)
-def _sgd(p, g, state, gscale, l2, hyper, t):
+def _sgd(p, g, state, gscale, strengths, hyper, t):
     lr, tiny = hyper[H_LR], hyper[H_TINY]
     for k in range(p.size):
-        p[k] = _flush(p[k] - lr * (g[k] * gscale + l2 * p[k]), tiny)
+        p[k] = _flush(p[k] - lr * (g[k] * gscale + _penalty(p[k], strengths)), tiny)
 
 
 @kernel(fastmath=FASTMATH)
-def _momentum(p, g, state, gscale, l2, hyper, t, nesterov):
+def _momentum(p, g, state, gscale, strengths, hyper, t, nesterov):
     lr, tiny, mu = hyper[H_LR], hyper[H_TINY], hyper[H_MOMENTUM]
     v = state[0]
     for k in range(p.size):
-        gk = g[k] * gscale + l2 * p[k]
+        gk = g[k] * gscale + _penalty(p[k], strengths)
         v[k] = _flush(mu * v[k] - lr * gk, tiny)
         p[k] = _flush(p[k] + (mu * v[k] - lr * gk if nesterov else v[k]), tiny)
 
 
 @kernel(fastmath=FASTMATH)
-def _adam(p, g, state, gscale, l2, hyper, t):
+def _adam(p, g, state, gscale, strengths, hyper, t):
     lr, tiny, beta1, beta2, epsilon = hyper[H_LR], hyper[H_TINY], hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPSILON]
     one = lr / lr
     c1, c2 = one - beta1, one - beta2
     lr_t = _cast(hyper, lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))   # bias correction
     m, s = state[0], state[1]
     for k in range(p.size):
-        gk = g[k] * gscale + l2 * p[k]
+        gk = g[k] * gscale + _penalty(p[k], strengths)
         m[k] = _flush(beta1 * m[k] + c1 * gk, tiny)
         s[k] = _flush(beta2 * s[k] + c2 * gk * gk, tiny)
         p[k] = _flush(p[k] - lr_t * m[k] / (np.sqrt(s[k]) + epsilon), tiny)
 
 
 @kernel(fastmath=FASTMATH)
-def _rmsprop(p, g, state, gscale, l2, hyper, t):
+def _rmsprop(p, g, state, gscale, strengths, hyper, t):
     lr, tiny, rho, epsilon = hyper[H_LR], hyper[H_TINY], hyper[H_RHO], hyper[H_EPSILON]
     c = lr / lr - rho
     s = state[0]
     for k in range(p.size):
-        gk = g[k] * gscale + l2 * p[k]
+        gk = g[k] * gscale + _penalty(p[k], strengths)
         s[k] = _flush(rho * s[k] + c * gk * gk, tiny)
         p[k] = _flush(p[k] - lr * gk / (np.sqrt(s[k]) + epsilon), tiny)
 
 
 @kernel(fastmath=FASTMATH)
-def _update(rule, p, g, state, gscale, l2, hyper, t):
+def _update(rule, p, g, state, gscale, strengths, hyper, t):
     """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
-    l2 * p (the penalty's gradient: l2 is zero for biases). Subnormal results are flushed."""
+    the penalties' gradient (_penalty; strengths are zeros for biases). Subnormal results are flushed."""
     if rule == SGD:
-        _sgd(p, g, state, gscale, l2, hyper, t)
+        _sgd(p, g, state, gscale, strengths, hyper, t)
     elif rule == MOMENTUM:
-        _momentum(p, g, state, gscale, l2, hyper, t, False)
+        _momentum(p, g, state, gscale, strengths, hyper, t, False)
     elif rule == NESTEROV:
-        _momentum(p, g, state, gscale, l2, hyper, t, True)
+        _momentum(p, g, state, gscale, strengths, hyper, t, True)
     elif rule == ADAM:
-        _adam(p, g, state, gscale, l2, hyper, t)
+        _adam(p, g, state, gscale, strengths, hyper, t)
     elif rule == RMSPROP:
-        _rmsprop(p, g, state, gscale, l2, hyper, t)
+        _rmsprop(p, g, state, gscale, strengths, hyper, t)
     else:
         raise ValueError("fastbp kernels: unknown optimizer rule code")
 
@@ -1201,14 +1231,42 @@ def _squared_norm(g):
 def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, batch):
     """One step of the rule on the flat parameters from the gradients dw, db summed over a
     batch of `batch` samples (their mean is that over batch; with sample weights, batch is
-    their total), as reference.step after its gradients: clip, add the L2 penalty, update.
-    t is the step's number, from 1."""
-    l2, clip = hyper[H_L2], hyper[H_CLIP]
+    their total), as reference.step after its gradients: clip, add the penalties'
+    gradients, update. t is the step's number, from 1. (max_norm: see _max_norm_rows.)"""
+    clip = hyper[H_CLIP]
+    strengths = hyper[H_PENALTIES:H_PENALTIES + N_PENALTIES]
     norm = np.sqrt(_squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)) / batch if clip > 0 else 0.0
     gscale = _cast(hyper, (clip / norm if norm > clip else 1.0) / batch)   # the mean, clipped
-    _update(rule, w, dw, state_w, gscale, l2, hyper, t)
+    _update(rule, w, dw, state_w, gscale, strengths, hyper, t)
     if has_bias:
-        _update(rule, b, db, state_b, gscale, l2 - l2, hyper, t)
+        _update(rule, b, db, state_b, gscale, strengths * 0, hyper, t)
+
+
+@kernel(fastmath=FASTMATH)
+def _max_norm_rows(w, sizes, w_off, c, first_transposed):
+    """Each hidden unit's incoming weights (the rows of every layer's W but the output's)
+    scaled down to norm c where they are longer (reference.max_norm_rows). With
+    first_transposed, the first layer's W is held as W^T (CSR epochs): its units are
+    columns there."""
+    for l in range(sizes.size - 2):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        if l == 0 and first_transposed:
+            for j in range(n_out):
+                total = c - c
+                for i in range(n_in):
+                    total += w[i * n_out + j] * w[i * n_out + j]
+                norm = np.sqrt(total)
+                if norm > c:
+                    for i in range(n_in):
+                        w[i * n_out + j] *= c / norm
+            continue
+        for j in range(n_out):
+            row = _row(w, w_off[l], j, n_in)
+            norm = np.sqrt(_squared_norm(row))
+            if norm > c:
+                scale = c / norm
+                for i in range(n_in):
+                    row[i] *= scale
 
 
 # The dense mini-batch step on several threads. Each batch is cut into `chunks` ranges of
@@ -1354,6 +1412,8 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
         total += losses[:B].sum()
         t += 1
         optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight)
+        if hyper[H_MAX_NORM] > 0:
+            _max_norm_rows(w, sizes, w_off, hyper[H_MAX_NORM], indptr is not None)
     if indptr is not None:
         transpose_block(w, n0, n1)
         for k in range(state_w.shape[0]):

@@ -11,7 +11,7 @@ import numpy as np
 from numba.typed import List
 from numpy.typing import ArrayLike
 
-from . import info, kernels, reference, training
+from . import functions, info, kernels, reference, training
 from .checks import check_finite, choice, is_sparse, keywords, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULE_CODES, Optimizer
@@ -51,7 +51,7 @@ INITIALISERS = {
 }
 
 
-def check_definition(sizes, activation, output, loss, bias, init, propagate, dtype):
+def check_definition(sizes, activation, output, loss, bias, init, propagate, dtype, activation_parameters=None):
     """A network's definition, every argument checked as Network checks it: a dict of
     sizes (ints), hidden (one activation per hidden layer), bias (bool) and dtype
     (np.dtype); io checks a file's description with it before allocating anything."""
@@ -77,6 +77,7 @@ def check_definition(sizes, activation, output, loss, bias, init, propagate, dty
     if not isinstance(bias, (bool, np.bool_)) and bias not in (0, 1):
         raise ValueError("bias must be True or False, got %r" % (bias,))
     return {"sizes": sizes, "hidden": list(hidden), "bias": bool(bias),
+            "activation_parameters": functions.activation_parameters(list(hidden) + [output], activation_parameters),
             "propagate": choice("propagate", propagate, PROPAGATE),
             "dtype": np.dtype(choice("dtype", _dtype_name(dtype), DTYPES))}
 
@@ -162,10 +163,16 @@ class Network:
     def __init__(self, sizes: Sequence[int], activation: Union[str, Sequence[str]] = "sigmoid",
                  output: str = "sigmoid", loss: str = "mse", bias: bool = True, init: str = "normal",
                  propagate: str = "delta", seed: Union[int, np.random.Generator, None] = None,
-                 dtype: Union[str, np.dtype, type] = "float64") -> None:
-        d = check_definition(sizes, activation, output, loss, bias, init, propagate, dtype)
+                 dtype: Union[str, np.dtype, type] = "float64",
+                 activation_parameters: Optional[dict] = None) -> None:
+        d = check_definition(sizes, activation, output, loss, bias, init, propagate, dtype, activation_parameters)
         self.sizes, self.propagate, self.dtype = d["sizes"], d["propagate"], d["dtype"]
         self.activations = d["hidden"] + [output]
+        self.activation_parameters = d["activation_parameters"]
+        # each layer's activation as the reference takes it: a name, or (name, parameter)
+        self._reference_activations = [
+            name if functions.ACTIVATIONS[name].parameter is None
+            else (name, functions.parameter_of(name, self.activation_parameters)) for name in self.activations]
         self.output, self.loss_name, self.bias, self.init = output, loss, d["bias"], init
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
@@ -178,7 +185,9 @@ class Network:
         self._sizes = np.array(self.sizes, dtype=np.int64)
         self._w_off = np.concatenate([[0], np.cumsum(fan)]).astype(np.int64)
         self._u_off = np.concatenate([[0], np.cumsum(self.sizes[1:])]).astype(np.int64)
-        self._acts = np.array([ACTIVATION_CODES[a] for a in self.activations], dtype=np.int64)
+        self._acts = (np.array([ACTIVATION_CODES[a] for a in self.activations], dtype=np.int64),   # the kernels'
+                      np.array([functions.parameter_of(a, self.activation_parameters) or 0.0
+                                for a in self.activations], dtype=self.dtype))
         try:
             self._w = np.empty(self._w_off[-1], self.dtype)
             self._b = np.zeros(self._u_off[-1], self.dtype)
@@ -263,13 +272,16 @@ class Network:
         """Whether every parameter is finite."""
         return bool(np.isfinite(self._w).all() and np.isfinite(self._b).all())
 
-    def uses_per_sample_kernel(self, batch_size, optimizer, clip, backend):
+    def uses_per_sample_kernel(self, batch_size, optimizer, clip, backend, l1=0.0, max_norm=None):
         """Whether these settings train with the blocked per-sample kernel (kernels.sgd_epoch):
-        plain SGD, one sample a step, no clipping; every other case runs batch_epoch."""
-        return backend == "numba" and batch_size == 1 and optimizer.rule == "sgd" and not clip
+        plain SGD, one sample a step, no clipping, no penalty but L2 and no max-norm (its
+        blocks of pending steps hold only for a linear shrink); every other case runs
+        batch_epoch."""
+        return (backend == "numba" and batch_size == 1 and optimizer.rule == "sgd" and not clip and not l1
+                and not max_norm)
 
     def train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip=None, backend="numba", threads=1,
-                    sample_weight=None):
+                    sample_weight=None, l1=0.0, max_norm=None):
         """Train on the samples X[order] (X, T checked), in batches of batch_size, with the
         optimizer (bound to this network) at learning rate lr; returns their summed loss,
         each taken before its step (times its weight: sample_weight, checked, over X's
@@ -283,9 +295,9 @@ class Network:
             weights, biases = self._params()
             state = self._reference_state(optimizer) if optimizer.state["w"].shape[0] else None
             with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
-                return reference.train_epoch(weights, biases, self.activations, self.loss_name, X, T, order,
+                return reference.train_epoch(weights, biases, self._reference_activations, self.loss_name, X, T, order,
                                              batch_size, lr, l2, self.propagate, optimizer, state, clip,
-                                             sample_weight)
+                                             sample_weight, l1, max_norm)
         kind = self.dtype.type
         S = self._weights_or_none(sample_weight)
         net = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias)
@@ -293,7 +305,7 @@ class Network:
         threads = 1 if sparse else max(1, threads)         # (sparse rows: the serial kernels)
         if threads > 1:
             numba.set_num_threads(threads)
-        if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend):
+        if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend, l1, max_norm):
             step = (kind(lr), kind(1.0 - lr * l2), self._eps(), np.finfo(self.dtype).tiny)
             if sparse:
                 with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 6):
@@ -303,7 +315,7 @@ class Network:
                     total = kernels.sgd_epoch(*net, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
-        hyper = optimizer.hyper(lr, l2, clip, self.dtype)
+        hyper = optimizer.hyper(lr, l2, clip, self.dtype, l1, max_norm)
         rows = (np.empty((0, self.sizes[0]), self.dtype),) + _csr(X) if sparse else (X,) + self._no_csr
         with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 15), blas_on_one_thread():
             total, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, order, batch_size, RULE_CODES[optimizer.rule],
@@ -328,9 +340,10 @@ class Network:
         return per_w + per_b
 
     def __repr__(self):
-        return ("Network(%s, activation=%r, output=%r, loss=%r, bias=%r, propagate=%r, dtype=%r)"
+        parameters = ", activation_parameters=%r" % self.activation_parameters if self.activation_parameters else ""
+        return ("Network(%s, activation=%r, output=%r, loss=%r, bias=%r, propagate=%r, dtype=%r%s)"
                 % (self.sizes, self.activations[:-1], self.output, self.loss_name, self.bias,
-                   self.propagate, str(self.dtype)))
+                   self.propagate, str(self.dtype), parameters))
 
     # ------------------------------------------------------------ input checks
     def check_inputs(self, X, name="X", backend="numba"):
@@ -419,7 +432,7 @@ class Network:
         """Every layer's outputs [A1, ..., AL], each (m, n_l), for X already checked
         (check_inputs)."""
         if choice("backend", backend, BACKENDS) == "numpy":
-            return reference.forward(*self._params(), self.activations, X)[1:]
+            return reference.forward(*self._params(), self._reference_activations, X)[1:]
         with kernels.first_call(kernels.forward_batch, "batched forward pass", 2):
             A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
             self._forward_kernel(X, A, A)                            # (no z kept: inference)
@@ -482,8 +495,8 @@ class Network:
         sample_weight (checked), each row's error terms are times its weight."""
         if choice("backend", backend, BACKENDS) == "numpy":
             weights, biases = self._params()
-            Z, A = reference.layers(weights, biases, self.activations, X)
-            return A[1:], reference.backward(weights, A, T, self.activations, self.loss_name, propagate, Z,
+            Z, A = reference.layers(weights, biases, self._reference_activations, X)
+            return A[1:], reference.backward(weights, A, T, self._reference_activations, self.loss_name, propagate, Z,
                                              sample_weight)
         A, Z, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(4))
         self._forward_kernel(X, A, Z)
@@ -529,7 +542,7 @@ class Network:
             return
         definition = {"sizes": self.sizes, "activation": self.activations[:-1], "output": self.output,
                       "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate,
-                      "dtype": str(self.dtype)}
+                      "dtype": str(self.dtype), "activation_parameters": self.activation_parameters}
         try:
             with kernels.refusing_compiles():
                 warm_up_twin(definition, batch_size)
@@ -556,7 +569,7 @@ class Network:
         history.
 
         settings are a fastbp.RunConfig's, checked before anything changes: epochs=1,
-        lr=None, batch_size=1, shuffle=True, l2=0.0, optimizer='sgd', schedule=None,
+        lr=None, batch_size=1, shuffle=True, l2=0.0, l1=0.0, max_norm=None, optimizer='sgd', schedule=None,
         clip=None, validation_fraction=None, n_iter_no_change=None, tol=1e-4,
         target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
         backend='numba'. sample_weight, validation, progress and callback are not
@@ -574,8 +587,13 @@ class Network:
         'reduce_on_plateau'), a (name, {settings}) pair, or a fastbp.optimizers.Schedule.
         clip caps the norm of each step's gradient (all layers together).
 
-        l2 is an L2 penalty on the weights (not the biases): each step minimises
-        mean(E over the batch) + (l2 / 2) * sum of squared weights, whatever the batch size.
+        l2 and l1 are penalties on the weights (not the biases): each step minimises
+        mean(E over the batch) + (l2 / 2) * sum of squared weights + l1 * sum of their
+        absolute values (a subgradient: 0 at 0), whatever the batch size. max_norm=c, after
+        each step, scales every hidden unit's incoming weights (a row of W, no bias) down to
+        norm c where they are longer (Srivastava et al., 2014). l1 and max_norm train
+        per-sample SGD with the mini-batch kernel at batch size 1 (the per-sample kernel's
+        blocked steps hold for L2's linear shrink only): the same steps, slower.
 
         sample_weight (one weight >= 0 per sample) makes the objective the weighted mean
         sum_i s_i E_i / sum_i s_i: a batch's step takes the weighted mean of its

@@ -7,8 +7,8 @@ code (an unknown code is an error). This module also holds the per-parameter sta
 (velocities, moments) in the network's flat layout and the step count, so that a
 checkpoint can save and restore all of it.
 
-Rules (g is the gradient of the batch's mean loss plus l2 * w for weights, after
-clipping; t counts steps from 1):
+Rules (g is the gradient of the batch's mean loss after clipping, plus the weight
+penalties' gradients (functions.PENALTIES) for weights; t counts steps from 1):
   sgd        w <- w - lr g
   momentum   v <- mu v - lr g;  w <- w + v                    (scikit-learn's form)
   nesterov   v <- mu v - lr g;  w <- w + mu v - lr g
@@ -24,6 +24,7 @@ import numpy as np
 
 from . import reference
 from .checks import keywords, number, positive_int
+from .functions import PENALTIES
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,10 @@ RULES = {     # the order gives the kernels' codes
 }
 RULE_CODES = {name: code for code, name in enumerate(RULES)}
 N_STATE = {name: len(rule.state) for name, rule in RULES.items()}   # state arrays per parameter
-# The kernels' hyperparameter vector: these slots, then every HYPERPARAMETERS entry.
-HYPER_SLOTS = {name: slot for slot, name in enumerate(("lr", "l2", "clip", "tiny") + tuple(HYPERPARAMETERS))}
+# The kernels' hyperparameter vector: lr, the PENALTIES' strengths (contiguous, in the
+# table's order), these slots, then every HYPERPARAMETERS entry. max_norm 0 is none.
+HYPER_SLOTS = {name: slot for slot, name in enumerate(
+    ("lr",) + tuple(PENALTIES) + ("clip", "tiny", "max_norm") + tuple(HYPERPARAMETERS))}
 
 
 class Optimizer:
@@ -122,9 +125,10 @@ class Optimizer:
             self.state = {p: np.zeros(shape, net.dtype) for p, shape in self._shapes(net).items()}
         return self
 
-    def hyper(self, lr, l2, clip, dtype):
+    def hyper(self, lr, l2, clip, dtype, l1=0.0, max_norm=None):
         """The kernels' hyperparameter vector (HYPER_SLOTS), in the network's dtype."""
-        values = {"lr": lr, "l2": l2, "clip": clip or 0.0, "tiny": np.finfo(dtype).tiny}
+        values = {"lr": lr, "l2": l2, "l1": l1, "clip": clip or 0.0, "tiny": np.finfo(dtype).tiny,
+                  "max_norm": max_norm or 0.0}
         values.update({name: getattr(self, name) for name in HYPERPARAMETERS})
         return np.array([values[name] for name in HYPER_SLOTS], dtype)
 

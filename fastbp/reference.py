@@ -15,7 +15,14 @@ import math
 
 import numpy as np
 
+from . import functions
 from .functions import ACTIVATIONS, LOSSES, mean_loss
+
+
+def named(activation):
+    """An activation as (name, parameter): each entry of ``activations`` below is a name
+    (its parameter, if it has one, at the table's default) or a (name, parameter) pair."""
+    return (activation, None) if isinstance(activation, str) else tuple(activation)
 
 
 def layers(weights, biases, activations, X):
@@ -27,7 +34,8 @@ def layers(weights, biases, activations, X):
         if biases is not None:
             z = z + biases[l]                            # ... + b_j
         Z.append(z)
-        A.append(ACTIVATIONS[activations[l]].g(z))       # a_j = g(z_j)
+        name, parameter = named(activations[l])
+        A.append(functions.activate(name, z, parameter))  # a_j = g(z_j)
     return Z, A
 
 
@@ -36,9 +44,10 @@ def forward(weights, biases, activations, X):
     return layers(weights, biases, activations, X)[1]
 
 
-def derivative(name, z, a):
-    """g'(z) of the activation `name`, from z and a = g(z) (most read only a)."""
-    return ACTIVATIONS[name].derivative(z, a)
+def derivative(activation, z, a):
+    """g'(z) of the activation, from z and a = g(z) (most read only a)."""
+    name, parameter = named(activation)
+    return functions.derivative(name, z, a, parameter)
 
 
 def loss(weights, biases, activations, loss_name, X, T):
@@ -55,7 +64,7 @@ def output_delta(O, T, output, loss_name, Z=None):
     if kind != "chain":
         raise ValueError("loss %r: unknown output delta %r" % (loss_name, kind))
     E = O - T                                            # dE/do for E = 1/2 sum (t - o)^2
-    if output == "softmax":                              # softmax's Jacobian is not diagonal:
+    if named(output)[0] == "softmax":                    # softmax's Jacobian is not diagonal:
         return O * (E - np.sum(O * E, axis=1, keepdims=True))   # do_k/dz_j = o_k (1[j=k] - o_j)
     return E * derivative(output, Z, O)                  # (o - t) g'(z)
 
@@ -73,7 +82,7 @@ def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None, s
     """
     L = len(weights)
     if Z is None:
-        if any(ACTIVATIONS[name].needs_z for name in activations):
+        if any(ACTIVATIONS[named(a)[0]].needs_z for a in activations):
             raise ValueError("activations %s need the pre-activations: pass Z from "
                              "reference.layers" % list(activations))
         Z = [None] * L
@@ -149,13 +158,22 @@ def rmsprop(p, g, s, lr, opt, t):
     p -= lr * g / (np.sqrt(v) + opt.epsilon)             # w <- w - lr g / (sqrt(s) + eps)
 
 
+def max_norm_rows(W, c):
+    """Each row of W (a unit's incoming weights) scaled down to norm c where its norm is
+    above c (Srivastava et al., 2014), in place."""
+    norms = np.sqrt(np.sum(W * W, axis=1))
+    W *= np.where(norms > c, c / np.where(norms > c, norms, 1.0), 1.0)[:, None]
+
+
 def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="delta",
-         optimizer=None, state=None, clip=None, sample_weight=None, total=None):
+         optimizer=None, state=None, clip=None, sample_weight=None, total=None, l1=0.0, max_norm=None):
     """One gradient-descent step on the batch (X, T), in place. Returns the per-sample
     losses of the batch before the step (times the sample weights, if given).
 
-    The step minimises mean(E) + (l2 / 2) * sum ||W||^2: weights are penalised, biases
-    are not, and the penalty does not scale with the batch size. With sample weights s,
+    The step minimises mean(E) + (l2 / 2) * sum ||W||^2 + l1 * sum |W| (functions.
+    PENALTIES): weights are penalised, biases are not, and the penalties do not scale with
+    the batch size. max_norm, if given, then scales each hidden unit's incoming weights
+    down to that norm where they are longer (not the output layer's; no biases). With sample weights s,
     mean(E) is sum_i s_i E_i / total (total: the batch's sum of s, unless given; train_epoch
     gives 1 for per-sample steps). clip, if given, caps the
     norm of the loss's gradient (all layers together) before the penalty is added.
@@ -175,18 +193,22 @@ def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="d
     update, t = (sgd, 1) if optimizer is None else (optimizer.entry.update, optimizer.t + 1)
     L = len(weights)
     for l, (dW, db) in enumerate(per_layer):
-        if l2:
-            dW = dW + l2 * weights[l]                    # the penalty's gradient, weights only
+        if l2 or l1:                                     # the penalties' gradients, weights only
+            dW = dW + functions.penalty_gradient(weights[l], {"l2": l2, "l1": l1})
         update(weights[l], dW, state[l] if state else (), lr, optimizer, t)
         if biases is not None:
             update(biases[l], db, state[L + l] if state else (), lr, optimizer, t)
+    if max_norm:
+        for W in weights[:-1]:                           # the hidden units' incoming weights
+            max_norm_rows(W, max_norm)
     if optimizer is not None:
         optimizer.t = t
     return losses
 
 
 def train_epoch(weights, biases, activations, loss_name, X, T, order, batch_size,
-                lr, l2=0.0, propagate="delta", optimizer=None, state=None, clip=None, sample_weight=None):
+                lr, l2=0.0, propagate="delta", optimizer=None, state=None, clip=None, sample_weight=None,
+                l1=0.0, max_norm=None):
     """One epoch over the samples X[order], in batches of batch_size (the last one may be
     smaller): batch_size=1 is per-sample SGD, batch_size=len(order) full-batch descent.
     Returns the sum over samples of the per-sample loss, each taken before its step.
@@ -205,5 +227,5 @@ def train_epoch(weights, biases, activations, loss_name, X, T, order, batch_size
         X_rows = X[rows].toarray() if hasattr(X, "toarray") else X[rows]   # sparse rows, as dense
         total += float(np.sum(step(weights, biases, activations, loss_name, X_rows, T[rows],
                                    lr, l2, propagate, optimizer, state, clip, s,
-                                   1.0 if s is not None and batch_size == 1 else None)))
+                                   1.0 if s is not None and batch_size == 1 else None, l1, max_norm)))
     return total

@@ -23,8 +23,9 @@ BACKENDS = ("numba", "numpy")
 STOPPED = (None, "epochs", "no improvement", "target loss")
 # the settings a checkpoint records under "run" (the optimizer and the schedule are saved
 # with their state, the validation fraction beside it)
-RUN_KEYS = ("epochs", "batch_size", "shuffle", "l2", "clip", "n_iter_no_change", "tol",
+RUN_KEYS = ("epochs", "batch_size", "shuffle", "l2", "l1", "max_norm", "clip", "n_iter_no_change", "tol",
             "target_loss", "diagnostics", "backend", "checkpoint_every")
+ADDED_RUN_KEYS = {"l1": 0.0, "max_norm": None}     # (checkpoints before 0.2.0 lack them: these)
 
 
 @dataclass
@@ -37,6 +38,8 @@ class RunConfig:
     batch_size: Optional[int] = 1
     shuffle: bool = True
     l2: float = 0.0
+    l1: float = 0.0
+    max_norm: Optional[float] = None
     optimizer: Any = "sgd"               # a RULES name or an Optimizer
     schedule: Any = None                 # None, a name, (name, {settings}) or a Schedule
     clip: Optional[float] = None
@@ -55,6 +58,8 @@ class RunConfig:
         self.batch_size = None if self.batch_size is None else positive_int("batch_size", self.batch_size)
         self.shuffle = flag("shuffle", self.shuffle)
         self.l2 = number("l2", self.l2)
+        self.l1 = number("l1", self.l1)
+        self.max_norm = None if self.max_norm is None else number("max_norm", self.max_norm, low_open=True)
         if not isinstance(self.optimizer, Optimizer):
             if not isinstance(self.optimizer, str):
                 raise TypeError("optimizer must be a name (%s) or a fastbp.Optimizer, got %r"
@@ -188,7 +193,8 @@ def _restore(description, net, arrays):
         raise ValueError("schedule must be [name, {settings}], got %r" % (d["schedule"],))
     schedule = make_schedule(tuple(d["schedule"]))
     schedule.set_state(d["schedule_state"])
-    config = RunConfig(**_exact_keys("run", d["run"], RUN_KEYS), optimizer=optimizer, schedule=schedule,
+    run = dict(ADDED_RUN_KEYS, **d["run"]) if isinstance(d["run"], dict) else d["run"]
+    config = RunConfig(**_exact_keys("run", run, RUN_KEYS), optimizer=optimizer, schedule=schedule,
                        validation_fraction=d["validation_fraction"])
     counters = _exact_keys("state", d["state"], ("epoch", "best_loss", "best_epoch", "bad_epochs", "stopped"))
     epoch = positive_int("state epoch", counters["epoch"], minimum=0)

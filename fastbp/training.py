@@ -369,7 +369,8 @@ class EpochPlan:
             net, batch_size, optimizer, config, progress)
         slice_len = max(batch_size, (m // 100) // batch_size * batch_size)
         self.chooser, self.load = None, None
-        per_sample = net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend)
+        per_sample = net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend, config.l1,
+                                                config.max_norm)
         if per_sample and not sparse:
             slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
             slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
@@ -392,7 +393,7 @@ class EpochPlan:
             threads = chooser.threads() if chooser else self.load.threads() if self.load else 1
             began = time.perf_counter()
             total += self.net.train_epoch(X, T, part, self.batch_size, lr, config.l2, self.optimizer,
-                                          config.clip, config.backend, threads, S)
+                                          config.clip, config.backend, threads, S, config.l1, config.max_norm)
             if chooser:
                 chooser.took(len(part), time.perf_counter() - began)
             weight += len(part) if S is None else float(S[part].sum())

@@ -1,6 +1,7 @@
 """No stale kernels: Numba's cache is keyed on kernels.py alone, so the code the kernels
-compile in from other modules is fingerprinted there (kernels.COMPILED_AGAINST). And where
-no cache can be written, the kernels still run."""
+compile in from other modules is fingerprinted (kernels.FINGERPRINT) and added to the
+stamp each cache entry is checked against. And where no cache can be written, the
+kernels still run."""
 import os
 import subprocess
 import sys
@@ -13,17 +14,27 @@ import fastbp.functions
 from fastbp import kernels
 
 
-def test_the_kernels_record_what_they_compile_in():
-    assert kernels.dependencies() == kernels.COMPILED_AGAINST, (
-        "functions.py or a table of codes changed, but the kernels' cache would not see it: "
-        "set kernels.COMPILED_AGAINST = %r (editing kernels.py invalidates the cache)"
-        % kernels.dependencies())
-
-
 def test_every_function_the_kernels_compile_in_is_fingerprinted():
-    compiled = {f.py_func for f in vars(kernels).values() if hasattr(f, "py_func")}
+    namespaces = list(vars(kernels).values()) + list(kernels._namespace.values())   # (and the dispatch's)
+    compiled = {f.py_func for f in namespaces if hasattr(f, "py_func")}
     from_functions = {f for f in compiled if f.__module__ == fastbp.functions.__name__}
     assert from_functions and from_functions <= set(kernels.COMPILED_IN)
+    assert kernels.FINGERPRINT == kernels.dependencies()
+
+
+def test_a_changed_fingerprint_recompiles_the_kernels(tmp_path):
+    """A cache entry written under one fingerprint is not loaded under another: the run
+    compiles (a miss), and the next run with the same fingerprint loads it (a hit). (Each
+    run's functions.py "changes" by the word it appends to the source that is fingerprinted.)"""
+    code = ("import inspect, sys; source = inspect.getsource; "
+            "inspect.getsource = lambda f: source(f) + sys.argv[1]; "
+            "import numpy as np, fastbp; from fastbp import kernels; "
+            "fastbp.Network([3, 2], seed=0).predict(np.ones((2, 3))); s = kernels.predict_batch.stats; "
+            "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    seen = [subprocess.run([sys.executable, "-c", code, fingerprint], env=env, capture_output=True, text=True,
+                           timeout=300).stdout.split() for fingerprint in ("one", "one", "two", "two", "one")]
+    assert seen == [["0", "1"], ["1", "0"], ["0", "1"], ["1", "0"], ["0", "1"]]
 
 
 def test_a_change_changes_the_fingerprint(monkeypatch):

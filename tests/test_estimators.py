@@ -248,3 +248,21 @@ def test_ctrl_c_in_fit_keeps_the_model_trained_so_far(digits, early_stopping):
         assert len(clf.validation_scores_) == 3
         best = int(np.argmax(clf.validation_scores_))
         assert clf.history_["best_epoch"] == best + 1
+
+
+def test_every_hidden_activation_of_the_table_fits(digits):
+    """activation= takes fastbp's own activations too; to_sklearn names what scikit-learn lacks."""
+    from fastbp.estimators import ACTIVATION_NAMES
+    from fastbp.functions import HIDDEN_ACTIVATIONS
+    assert set(HIDDEN_ACTIVATIONS) <= set(ACTIVATION_NAMES) and ACTIVATION_NAMES["logistic"] == "sigmoid"
+    X, y = digits
+    for activation in ("leaky_relu", "elu", "softplus", "gelu", "hard_sigmoid", "silu"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = MLPClassifier((16,), activation=activation, max_iter=40, learning_rate_init=0.01,
+                                random_state=0).fit(X[:300] / 16, y[:300])
+        assert clf.net_.activations[0] == activation and clf.score(X[:300] / 16, y[:300]) > 0.8, activation
+        with pytest.raises(ValueError, match="scikit-learn's MLP has no activation %r" % activation):
+            clf.to_sklearn()
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        MLPClassifier(activation="swish").fit(X[:50], y[:50])

@@ -40,6 +40,17 @@ def test_every_network_exports(spec, dtype, tmp_path):
             np.testing.assert_allclose(outputs, net.predict(X), rtol=1e-6, atol=1e-6, err_msg=runtime)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_activations_parameter_is_exported(dtype, tmp_path):
+    net = fastbp.Network([3, 6, 5, 2], activation=["leaky_relu", "elu"], output="identity", seed=2, dtype=dtype,
+                         activation_parameters={"negative_slope": 0.3, "alpha": 1.7})
+    X = np.random.default_rng(0).normal(0.0, 3.0, (40, 3)).astype(dtype)
+    path = fastbp.export_onnx(net, tmp_path / "net.onnx")
+    for runtime, run in sessions(path).items():
+        outputs, = run(X)
+        np.testing.assert_allclose(outputs, net.predict(X), rtol=1e-6, atol=1e-6, err_msg=runtime)
+
+
 def test_the_file_pins_its_opset_and_ir_version(tmp_path):
     net = fastbp.Network([3, 4, 2], seed=0)
     model = onnx.load(str(fastbp.export_onnx(net, tmp_path / "net.onnx")))

@@ -178,6 +178,9 @@ def checkpoint(tmp_path, **train):
     (lambda m: m["training"]["run"].update(batch_size=0), "batch_size must be an integer >= 1"),
     (lambda m: m["training"].update(optimizer_t=-5), "optimizer_t must be an integer >= 0"),
     (lambda m: m["training"]["run"].pop("l2"), "run must hold exactly"),
+    (lambda m: m["training"]["run"].update(l1=-1.0), "l1 must be a finite number >= 0"),
+    (lambda m: m["training"]["run"].update(max_norm=0), "max_norm must be a finite number > 0"),
+    (lambda m: m.update(activation_parameters={"alpha": 2.0}), "'alpha' is elu's parameter"),
     (lambda m: m["training"].pop("history"), "the training description must hold exactly"),
     (lambda m: m["training"]["state"].update(stopped="bored"), "unknown state stopped 'bored'"),
     (lambda m: m["training"]["state"].update(best_epoch=99), "best_epoch 99 is after the epochs done"),
@@ -215,6 +218,23 @@ def test_an_earlier_format_still_loads(tmp_path):
     meta["sha256"] = io._digest({k: v for k, v in arrays.items() if k != "metadata"})
     back = fastbp.load(rewrite(path, arrays, meta, resign=False))
     np.testing.assert_array_equal(back.weights[0], net.weights[0])
+
+
+def test_files_from_before_the_new_settings_still_load(tmp_path):
+    """A model without activation_parameters and a checkpoint without l1 and max_norm
+    (written before 0.2.0) load with their defaults, and the checkpoint resumes."""
+    net, path = model(tmp_path, activation="leaky_relu")
+    arrays, meta = split(path)
+    del meta["activation_parameters"]
+    back = fastbp.load(rewrite(path, arrays, meta))
+    assert back.activation_parameters == {"negative_slope": 0.01}
+    np.testing.assert_array_equal(back.predict(np.ones((2, 3))), net.predict(np.ones((2, 3))))
+    path, X, y = checkpoint(tmp_path, optimizer="adam", lr=0.01)
+    arrays, meta = split(path)
+    for key in ("l1", "max_norm"):
+        del meta["training"]["run"][key]
+    resumed, history = fastbp.resume(rewrite(path, arrays, meta), X, y, epochs=3)
+    assert len(history["loss"]) == 3
 
 
 def test_evaluate_reports_a_bad_file_without_a_traceback(tmp_path):

@@ -25,7 +25,16 @@ def data():
     (dict(sizes=[4, 3, 2], activation="swish"), "unknown activation 'swish'"),
     (dict(sizes=[4, 3, 3, 2], activation=["tanh"]), "activation lists 1 names but sizes"),
     (dict(sizes=[4, 3, 2], activation="softmax"), "unknown activation 'softmax'"),
-    (dict(sizes=[4, 3, 2], output="gelu"), "unknown output 'gelu'"),
+    (dict(sizes=[4, 3, 2], output="swish"), "unknown output 'swish'"),
+    (dict(sizes=[4, 3, 2], activation="leaky_relu", activation_parameters={"slope": 0.1}),
+     "unknown parameter 'slope'; the activations' parameters are 'negative_slope' \\(leaky_relu\\)"),
+    (dict(sizes=[4, 3, 2], activation_parameters={"alpha": 0.5}), "'alpha' is elu's parameter, and no layer uses elu"),
+    (dict(sizes=[4, 3, 2], activation="leaky_relu", activation_parameters={"negative_slope": -0.1}),
+     "'negative_slope' must be finite and >= 0, got -0.1"),
+    (dict(sizes=[4, 3, 2], activation="elu", activation_parameters={"alpha": float("nan")}),
+     "'alpha' must be finite and > 0"),
+    (dict(sizes=[4, 3, 2], activation="elu", activation_parameters={"alpha": "big"}), "'alpha' must be a number"),
+    (dict(sizes=[4, 3, 2], activation="elu", activation_parameters=[("alpha", 1.0)]), "must be a dict"),
     (dict(sizes=[4, 3, 2], loss="hinge"), "unknown loss 'hinge'"),
     (dict(sizes=[4, 3, 2], output="sigmoid", loss="cross_entropy"), "needs a softmax output"),
     (dict(sizes=[4, 3, 2], output="softmax", loss="binary_cross_entropy"), "needs a sigmoid output"),
@@ -227,3 +236,36 @@ def test_a_misspelt_setting_is_named_as_the_user_called_it(net, data):
     with pytest.raises(TypeError, match=r"^fastbp.distributed.train\(\) got an unexpected keyword argument "
                                         r"'batchsize'; did you mean 'batch_size'\?"):
         train_on_dask(net, X, T, batchsize=2)              # (before any cluster is started)
+
+
+def test_an_activations_parameter_is_used_checked_and_saved(tmp_path, data):
+    """A leaky slope of 0.2 in the reference and the kernels alike, in training too, and
+    in the saved file; the default (0.01) gives other outputs."""
+    X, T = data
+    X = X - 0.5
+    made = [fastbp.Network([4, 6, 5, 2], activation=["leaky_relu", "elu"], seed=3, activation_parameters=p)
+            for p in ({"negative_slope": 0.2, "alpha": 0.5}, None)]
+    net, default = made
+    assert net.activation_parameters == {"negative_slope": 0.2, "alpha": 0.5}
+    assert default.activation_parameters == {"negative_slope": 0.01, "alpha": 1.0}
+    W, b = net.weights, net.biases
+    z1 = X @ W[0].T + b[0]
+    a1 = np.where(z1 > 0, z1, 0.2 * z1)
+    z2 = a1 @ W[1].T + b[1]
+    a2 = np.where(z2 > 0, z2, 0.5 * np.expm1(z2))
+    want = 1 / (1 + np.exp(-(a2 @ W[2].T + b[2])))
+    for backend in ("numpy", "numba"):
+        np.testing.assert_allclose(net.predict(X, backend=backend), want, rtol=1e-12)
+    assert np.abs(default.predict(X) - want).max() > 1e-4
+    trained = []
+    for backend in ("numpy", "numba"):
+        twin = fastbp.Network([4, 6, 5, 2], activation=["leaky_relu", "elu"], seed=3,
+                              activation_parameters={"negative_slope": 0.2, "alpha": 0.5})
+        twin.train(X, T, epochs=3, lr=0.5, batch_size=1, backend=backend)
+        trained.append(twin)
+    for a, c in zip(trained[0].weights, trained[1].weights):
+        np.testing.assert_allclose(c, a, rtol=1e-10, atol=1e-12)
+    loaded = fastbp.load(net.save(tmp_path / "net.npz"))
+    assert loaded.activation_parameters == net.activation_parameters
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+    assert "activation_parameters={'negative_slope': 0.2, 'alpha': 0.5}" in repr(net)
