@@ -57,11 +57,12 @@ OPTIMIZER_NETWORKS = [
     ([30, 40, 2], "tanh", "identity", "mse"),
 ]
 RULE_NAMES = tuple(RULES)
-# the weight penalties (functions.PENALTIES) and the max-norm constraint as training
-# settings: none, each penalty on its own, and all of them at once (max_norm 0.9 is below
-# the norm of these networks' rows at the start, so that it acts)
-REGULARISERS = {"none": {}, **{name: {name: 0.01} for name in PENALTIES},
-                "all": dict({name: 0.005 for name in PENALTIES}, max_norm=0.9)}
+# the regularisers as training settings: the weight penalties (functions.PENALTIES), the
+# max-norm constraint, dropout and input noise, each on its own and all at once (max_norm
+# 0.9 is below the norm of these networks' rows at the start, so that it acts)
+_EACH = {"max_norm": 0.9, "dropout": 0.2, "input_noise": 0.1, **{name: 0.01 for name in PENALTIES}}
+REGULARISERS = {"none": {}, **{name: {name: value} for name, value in _EACH.items()},
+                "all": dict(_EACH, **{name: 0.005 for name in PENALTIES})}
 
 
 def case_id(network):

@@ -170,6 +170,17 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
     return net, history, accuracies, interrupted
 
 
+def _rates(text):
+    """--dropout: one rate, or a comma-separated list of them."""
+    try:
+        rates = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("give a rate, or one per hidden layer, separated by commas") from None
+    if not rates:
+        raise argparse.ArgumentTypeError("give a rate, or one per hidden layer, separated by commas")
+    return rates[0] if len(rates) == 1 else rates
+
+
 def _setting(key):
     return lambda net, config, state: getattr(config, key)
 
@@ -188,8 +199,8 @@ RESUMED = {
     "lr": lambda net, config, state: state.optimizer.lr,
     "momentum": lambda net, config, state: state.optimizer.momentum,
     "schedule": lambda net, config, state: state.schedule.name,
-    **{key: _setting(key) for key in ("batch_size", "l2", "l1", "max_norm", "clip", "n_iter_no_change", "tol",
-                                      "target_loss",
+    **{key: _setting(key) for key in ("batch_size", "l2", "l1", "max_norm", "dropout", "input_noise", "clip",
+                                      "n_iter_no_change", "tol", "target_loss",
                                       "checkpoint_every", "backend", "validation_fraction")},
 }
 
@@ -198,6 +209,7 @@ def run_config(args):
     """The RunConfig of train's options."""
     return RunConfig(
         epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, l1=args.l1, max_norm=args.max_norm,
+        dropout=args.dropout, input_noise=args.input_noise,
         backend=args.backend,
         optimizer=Optimizer(args.optimizer, momentum=args.momentum,
                             lr=default_lr(args.optimizer) if args.lr is None else args.lr),
@@ -491,6 +503,10 @@ def build_parser():
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights (default 0)")
     p.add_argument("--max-norm", type=float, help="after each step, scale each hidden unit's incoming "
                    "weights down to this norm where they are longer (default: none)")
+    p.add_argument("--dropout", type=_rates, help="dropout rate of the hidden layers while training: one, or "
+                   "a comma-separated list with one per hidden layer (default: none)")
+    p.add_argument("--input-noise", type=float, default=0.0,
+                   help="standard deviation of Gaussian noise added to training inputs (default 0)")
     p.add_argument("--validation-fraction", type=float,
                    help="hold out this fraction of the training set; end with its best epoch")
     p.add_argument("--n-iter-no-change", type=int,

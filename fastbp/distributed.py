@@ -257,6 +257,11 @@ def train(net, X, Y, client=None, epochs=1, sync_every=1, validation=None, progr
         raise TypeError("fastbp.distributed.train takes no sample_weight (not supported yet); "
                         "fastbp.Network.train and the estimators take it")
     train_options.pop("sample_weight", None)
+    for name in ("dropout", "input_noise"):
+        if train_options.get(name):
+            raise ValueError("fastbp.distributed.train: %s is not supported yet (each worker would draw from "
+                             "its own copy of the generator); fastbp.Network.train and the estimators take it"
+                             % name)
     keywords("fastbp.distributed.train()", train_options,
              [k for k in RUN_SETTINGS if k not in ("epochs", "diagnostics")],
              ("client", "epochs", "sync_every", "validation", "progress", "callback"))

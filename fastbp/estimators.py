@@ -170,7 +170,7 @@ class _MLP:
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None,
-                 diagnostics=False):
+                 diagnostics=False, dropout=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -198,6 +198,7 @@ class _MLP:
         self.target_loss = target_loss
         self.init = init
         self.callback = callback
+        self.dropout = dropout
         self.diagnostics = diagnostics
 
     # ------------------------------------------------------------ scikit-learn's conventions
@@ -256,6 +257,8 @@ class _MLP:
             raise ValueError("hidden_layer_sizes must be positive integers, got %r" % (self.hidden_layer_sizes,))
         choice("activation", self.activation, tuple(ACTIVATION_NAMES))
         choice("solver", self.solver, ("adam", "sgd", "lbfgs"))
+        if self.solver == "lbfgs" and self.dropout:
+            raise ValueError("dropout needs a stochastic solver ('adam' or 'sgd'), not 'lbfgs'")
         positive_int("max_fun", self.max_fun)
         choice("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
         if self.batch_size != "auto":
@@ -345,7 +348,7 @@ class _MLP:
             schedule=Continued(self._schedule_, len(self.loss_curve_)), clip=self.clip,
             validation_fraction=self.validation_fraction if validate else None,
             n_iter_no_change=patience, tol=self.tol, target_loss=self.target_loss,
-            diagnostics=self.diagnostics)
+            diagnostics=self.diagnostics, dropout=self.dropout)
         diverged = None
         try:
             history = training.train(net, X, T, config, callback=self._after_epoch, sample_weight=S)
@@ -571,7 +574,9 @@ class MLPClassifier(_MLP):
     once an epoch's training loss is below it), init (fastbp.INITIALISERS), callback
     (called as callback(net, history) after every epoch) and diagnostics (False, as
     scikit-learn computes none: True adds each epoch's training accuracy, mean |error
-    term| and gradient norm per layer, on up to 2048 training samples, to history_).
+    term| and gradient norm per layer, on up to 2048 training samples, to history_) and
+    dropout (None, a rate, or one per hidden layer: inverted dropout while fitting, drawn
+    from the network's generator; stochastic solvers only).
 
     Fitted attributes: net_ (the fastbp.Network), classes_, coefs_, intercepts_,
     n_features_in_, n_outputs_, n_layers_, out_activation_, loss_curve_, best_loss_,
@@ -585,7 +590,7 @@ class MLPClassifier(_MLP):
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, class_weight=None, clip=None, target_loss=None,
-                 init="glorot", callback=None, diagnostics=False):
+                 init="glorot", callback=None, diagnostics=False, dropout=None):
         _MLP.__init__(self, **_shared(locals()))
         self.class_weight = class_weight
 
@@ -727,7 +732,7 @@ class MLPRegressor(_MLP):
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, clip=None, target_loss=None, init="glorot", callback=None,
-                 diagnostics=False):
+                 diagnostics=False, dropout=None):
         _MLP.__init__(self, **_shared(locals()))
         self.loss = loss
 

@@ -185,9 +185,12 @@ class Network:
         self._sizes = np.array(self.sizes, dtype=np.int64)
         self._w_off = np.concatenate([[0], np.cumsum(fan)]).astype(np.int64)
         self._u_off = np.concatenate([[0], np.cumsum(self.sizes[1:])]).astype(np.int64)
-        self._acts = (np.array([ACTIVATION_CODES[a] for a in self.activations], dtype=np.int64),   # the kernels'
+        # the kernels' (kernels.py, "the dispatch"): codes, parameters, and no dropout or noise
+        self._acts = (np.array([ACTIVATION_CODES[a] for a in self.activations], dtype=np.int64),
                       np.array([functions.parameter_of(a, self.activation_parameters) or 0.0
-                                for a in self.activations], dtype=self.dtype))
+                                for a in self.activations], dtype=self.dtype),
+                      np.zeros(len(self.activations), self.dtype), np.empty((0, 0), self.dtype),
+                      np.empty((0, 0), self.dtype))
         try:
             self._w = np.empty(self._w_off[-1], self.dtype)
             self._b = np.zeros(self._u_off[-1], self.dtype)
@@ -272,23 +275,50 @@ class Network:
         """Whether every parameter is finite."""
         return bool(np.isfinite(self._w).all() and np.isfinite(self._b).all())
 
-    def uses_per_sample_kernel(self, batch_size, optimizer, clip, backend, l1=0.0, max_norm=None):
+    def uses_per_sample_kernel(self, batch_size, optimizer, clip, backend, l1=0.0, max_norm=None, dropout=None,
+                               input_noise=0.0):
         """Whether these settings train with the blocked per-sample kernel (kernels.sgd_epoch):
-        plain SGD, one sample a step, no clipping, no penalty but L2 and no max-norm (its
-        blocks of pending steps hold only for a linear shrink); every other case runs
-        batch_epoch."""
+        plain SGD, one sample a step, no clipping, no penalty but L2, no max-norm (its
+        blocks of pending steps hold only for a linear shrink), no dropout and no input
+        noise; every other case runs batch_epoch."""
         return (backend == "numba" and batch_size == 1 and optimizer.rule == "sgd" and not clip and not l1
-                and not max_norm)
+                and not max_norm and not any(dropout or ()) and not input_noise)
+
+    def dropout_rates(self, dropout):
+        """dropout (None, a rate, or one rate per hidden layer) as one rate per hidden
+        layer, each in [0, 1) and rounded to the network's dtype (as the kernels hold it),
+        or a clear error."""
+        n_hidden = self.n_layers - 1
+        if dropout is None:
+            return [0.0] * n_hidden
+        rates = [dropout] * n_hidden if isinstance(dropout, numbers.Real) else list(dropout)
+        if len(rates) != n_hidden:
+            raise ValueError("dropout gives %d rates, but the network %s has %d hidden layers"
+                             % (len(rates), self.sizes, n_hidden))
+        if any(r > 0 for r in (number("dropout", r, 0.0, 1.0) for r in rates)) and self.propagate == "error":
+            raise ValueError("dropout needs propagate='delta' (the error rule sends back no derivative to mask)")
+        return [float(self.dtype.type(r)) for r in rates]
+
+    def _training_acts(self, rows, rates, input_noise):
+        """The kernels' acts with buffers for dropout masks and input noise of `rows` rows."""
+        codes, parameters = self._acts[:2]
+        masks = np.ones((rows, self._u_off[-2]), self.dtype) if any(rates) else np.empty((0, 0), self.dtype)
+        noise = np.empty((rows, self.sizes[0]), self.dtype) if input_noise else np.empty((0, 0), self.dtype)
+        return codes, parameters, np.array(rates + [0.0], self.dtype), masks, noise
 
     def train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip=None, backend="numba", threads=1,
-                    sample_weight=None, l1=0.0, max_norm=None):
+                    sample_weight=None, l1=0.0, max_norm=None, dropout=None, input_noise=0.0):
         """Train on the samples X[order] (X, T checked), in batches of batch_size, with the
         optimizer (bound to this network) at learning rate lr; returns their summed loss,
         each taken before its step (times its weight: sample_weight, checked, over X's
         rows, as reference.train_epoch weighs). One compiled call (kernels.sgd_epoch for
         plain per-sample SGD, else kernels.batch_epoch) or the NumPy reference's
         train_epoch; threads is the kernel's thread count (threads.py: it never changes
-        the result)."""
+        the result). dropout: a rate per hidden layer (dropout_rates), input_noise a
+        standard deviation; both drawn from the network's generator."""
+        rates = self.dropout_rates(dropout)
+        if input_noise and is_sparse(X):
+            raise ValueError("input_noise needs dense X (noise would fill a sparse matrix)")
         if sample_weight is not None and batch_size == 1:
             order = order[sample_weight[order] != 0]          # weight 0: no step at all
         if backend == "numpy":
@@ -297,7 +327,7 @@ class Network:
             with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
                 return reference.train_epoch(weights, biases, self._reference_activations, self.loss_name, X, T, order,
                                              batch_size, lr, l2, self.propagate, optimizer, state, clip,
-                                             sample_weight, l1, max_norm)
+                                             sample_weight, l1, max_norm, rates, input_noise, self._rng)
         kind = self.dtype.type
         S = self._weights_or_none(sample_weight)
         net = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias)
@@ -305,7 +335,7 @@ class Network:
         threads = 1 if sparse else max(1, threads)         # (sparse rows: the serial kernels)
         if threads > 1:
             numba.set_num_threads(threads)
-        if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend, l1, max_norm):
+        if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend, l1, max_norm, rates, input_noise):
             step = (kind(lr), kind(1.0 - lr * l2), self._eps(), np.finfo(self.dtype).tiny)
             if sparse:
                 with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 6):
@@ -315,13 +345,53 @@ class Network:
                     total = kernels.sgd_epoch(*net, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
-        hyper = optimizer.hyper(lr, l2, clip, self.dtype, l1, max_norm)
+        hyper = optimizer.hyper(lr, l2, clip, self.dtype, l1, max_norm, input_noise)
         rows = (np.empty((0, self.sizes[0]), self.dtype),) + _csr(X) if sparse else (X,) + self._no_csr
+        parts, draws = [order], [self._no_draws]
+        if any(rates) or input_noise:
+            bs = min(batch_size, order.size)
+            net = net[:5] + (self._training_acts(bs, rates, input_noise),) + net[6:]
+            parts, draws = self._draw_regularisers(order, bs, rates, input_noise, S)
+        total = 0.0
         with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 15), blas_on_one_thread():
-            total, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, order, batch_size, RULE_CODES[optimizer.rule],
-                                                     hyper, optimizer.state["w"], optimizer.state["b"], optimizer.t,
-                                                     self._eps(), batch_chunks(), threads)
+            for part, (U, N) in zip(parts, draws):
+                loss, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, part, batch_size,
+                                                        RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
+                                                        optimizer.state["b"], optimizer.t, self._eps(),
+                                                        batch_chunks(), threads, U, N)
+                total += loss
         return total
+
+    _no_draws = (np.empty((0, 0), np.uint32), np.empty((0, 0)))    # (U, N) of _draw_regularisers
+
+    def _draw_regularisers(self, order, bs, rates, input_noise, S, budget=1 << 22):
+        """The order cut into parts of whole batches, each with its draws (U, N) for
+        kernels.batch_epoch: for every batch that takes a step (weight > 0), the normals of
+        its input noise, then the uniforms of its dropout masks, drawn in that order from
+        the network's generator as reference.train_epoch draws them; each part's draws
+        hold about `budget` numbers at most."""
+        drawn = sum(self.sizes[l + 1] for l, p in enumerate(rates) if p > 0)
+        width = drawn + (self.sizes[0] if input_noise else 0)
+        per_part = max(1, budget // (bs * max(1, width))) * bs
+        parts, draws = [], []
+        for first in range(0, order.size, per_part):
+            part = order[first:first + per_part]
+            batches = [part[i:i + bs] for i in range(0, part.size, bs)]
+            if S.size > 0:
+                batches = [rows for rows in batches if S[rows].sum() > 0]     # (no weight: no step)
+            n = sum(rows.size for rows in batches)
+            U = np.empty((n, 2 * (-(-drawn // 2))), np.uint32)
+            N = np.empty((n, self.sizes[0]) if input_noise else (0, 0))
+            at = 0
+            for rows in batches:
+                if input_noise:
+                    N[at:at + rows.size] = self._rng.standard_normal((rows.size, self.sizes[0]))
+                if drawn:
+                    U[at:at + rows.size] = reference.dropout_draws(self._rng, rows.size, drawn)
+                at += rows.size
+            parts.append(part)
+            draws.append((U, N))
+        return parts, draws
 
     _no_csr = (None, None, None)      # what batch_epoch takes for the CSR arrays of dense X
 
@@ -569,7 +639,8 @@ class Network:
         history.
 
         settings are a fastbp.RunConfig's, checked before anything changes: epochs=1,
-        lr=None, batch_size=1, shuffle=True, l2=0.0, l1=0.0, max_norm=None, optimizer='sgd', schedule=None,
+        lr=None, batch_size=1, shuffle=True, l2=0.0, l1=0.0, max_norm=None, dropout=None, input_noise=0.0,
+        optimizer='sgd', schedule=None,
         clip=None, validation_fraction=None, n_iter_no_change=None, tol=1e-4,
         target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
         backend='numba'. sample_weight, validation, progress and callback are not
@@ -591,9 +662,15 @@ class Network:
         mean(E over the batch) + (l2 / 2) * sum of squared weights + l1 * sum of their
         absolute values (a subgradient: 0 at 0), whatever the batch size. max_norm=c, after
         each step, scales every hidden unit's incoming weights (a row of W, no bias) down to
-        norm c where they are longer (Srivastava et al., 2014). l1 and max_norm train
-        per-sample SGD with the mini-batch kernel at batch size 1 (the per-sample kernel's
-        blocked steps hold for L2's linear shrink only): the same steps, slower.
+        norm c where they are longer (Srivastava et al., 2014). dropout (a rate in [0, 1),
+        or one per hidden layer) drops each hidden unit's output with that probability
+        while training and scales the kept ones by 1 / (1 - rate) (inverted dropout:
+        predict is unchanged); input_noise adds N(0, input_noise^2) noise to every input of
+        every training row. Masks and noise are drawn from the network's generator, so a
+        seed reproduces the run and a checkpoint resumes it. l1, max_norm, dropout and
+        input_noise train per-sample SGD with the mini-batch kernel at batch size 1 (the
+        per-sample kernel's blocked steps hold for L2's linear shrink only): the same
+        steps, slower.
 
         sample_weight (one weight >= 0 per sample) makes the objective the weighted mean
         sum_i s_i E_i / sum_i s_i: a batch's step takes the weighted mean of its

@@ -57,9 +57,10 @@ RULES = {     # the order gives the kernels' codes
 RULE_CODES = {name: code for code, name in enumerate(RULES)}
 N_STATE = {name: len(rule.state) for name, rule in RULES.items()}   # state arrays per parameter
 # The kernels' hyperparameter vector: lr, the PENALTIES' strengths (contiguous, in the
-# table's order), these slots, then every HYPERPARAMETERS entry. max_norm 0 is none.
+# table's order), these slots, then every HYPERPARAMETERS entry. max_norm 0 is none;
+# input_noise is the standard deviation of the noise added to training inputs.
 HYPER_SLOTS = {name: slot for slot, name in enumerate(
-    ("lr",) + tuple(PENALTIES) + ("clip", "tiny", "max_norm") + tuple(HYPERPARAMETERS))}
+    ("lr",) + tuple(PENALTIES) + ("clip", "tiny", "max_norm", "input_noise") + tuple(HYPERPARAMETERS))}
 
 
 class Optimizer:
@@ -125,10 +126,10 @@ class Optimizer:
             self.state = {p: np.zeros(shape, net.dtype) for p, shape in self._shapes(net).items()}
         return self
 
-    def hyper(self, lr, l2, clip, dtype, l1=0.0, max_norm=None):
+    def hyper(self, lr, l2, clip, dtype, l1=0.0, max_norm=None, input_noise=0.0):
         """The kernels' hyperparameter vector (HYPER_SLOTS), in the network's dtype."""
         values = {"lr": lr, "l2": l2, "l1": l1, "clip": clip or 0.0, "tiny": np.finfo(dtype).tiny,
-                  "max_norm": max_norm or 0.0}
+                  "max_norm": max_norm or 0.0, "input_noise": input_noise}
         values.update({name: getattr(self, name) for name in HYPERPARAMETERS})
         return np.array([values[name] for name in HYPER_SLOTS], dtype)
 

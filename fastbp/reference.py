@@ -25,9 +25,10 @@ def named(activation):
     return (activation, None) if isinstance(activation, str) else tuple(activation)
 
 
-def layers(weights, biases, activations, X):
+def layers(weights, biases, activations, X, masks=None):
     """(Z, A): every layer's pre-activations [Z1, ..., ZL] and outputs [A0 = X, A1, ..., AL]
-    for a batch X of shape (m, n_in)."""
+    for a batch X of shape (m, n_in). masks: training's dropout, one (m, n_l) array (or
+    None) per hidden layer (dropout_masks)."""
     Z, A = [], [X]
     for l, W in enumerate(weights):
         z = A[-1] @ W.T                                  # z_j = sum_i w_ji a_i
@@ -35,8 +36,32 @@ def layers(weights, biases, activations, X):
             z = z + biases[l]                            # ... + b_j
         Z.append(z)
         name, parameter = named(activations[l])
-        A.append(functions.activate(name, z, parameter))  # a_j = g(z_j)
+        a = functions.activate(name, z, parameter)       # a_j = g(z_j)
+        if masks is not None and l < len(masks) and masks[l] is not None:
+            a = a * masks[l]                             # dropout: a_j = m_j g(z_j)
+        A.append(a)
     return Z, A
+
+
+def dropout_masks(rng, m, sizes, rates, dtype):
+    """One batch's inverted-dropout masks: for each hidden layer with rate p > 0, an (m, n)
+    array of 0 (dropped, where a uniform draw is below p) and 1 / (1 - p) (kept); None
+    for the others. A unit is dropped when its 32-bit uniform number (dropout_draws) is
+    below p 2^32; drawn row by row, layer by layer, as the kernels draw them."""
+    drawn = [l for l, p in enumerate(rates) if p > 0]
+    U = dropout_draws(rng, m, sum(sizes[l + 1] for l in drawn))
+    masks, first = [None] * len(rates), 0
+    for l in drawn:
+        u = U[:, first:first + sizes[l + 1]]
+        masks[l] = np.where(u < rates[l] * 2.0 ** 32, 0.0, 1.0 / (1.0 - rates[l])).astype(dtype)
+        first += sizes[l + 1]
+    return masks
+
+
+def dropout_draws(rng, m, n):
+    """(m, n rounded up to even) uniform 32-bit integers, two from each of the generator's
+    64-bit outputs (its raw stream: half the steps of as many floats)."""
+    return rng.bit_generator.random_raw((m, -(-n // 2))).view(np.uint32)
 
 
 def forward(weights, biases, activations, X):
@@ -69,7 +94,7 @@ def output_delta(O, T, output, loss_name, Z=None):
     return E * derivative(output, Z, O)                  # (o - t) g'(z)
 
 
-def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None, sample_weight=None):
+def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None, sample_weight=None, masks=None):
     """Error terms [delta_1, ..., delta_L], each (m, n_l), from the forward pass A (and Z,
     from layers(), which an activation that needs_z reads); with sample weights s, those
     of s_i E_i (every layer's terms scale with s_i, as the output's).
@@ -79,6 +104,8 @@ def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None, s
     propagate="error" (seed 000, "Make Your Own Neural Network"): the raw error is sent
     back instead, error_h = error_next @ W_next (W^T e, from e_out = o - t), and each
     layer's error term is its own raw error times its derivative: delta_h = error_h * g'(a_h).
+    masks: the forward pass's dropout masks (layers()); a masked layer's output is
+    a = m g(z), so its error term is back * m * g'(z) (delta propagation only).
     """
     L = len(weights)
     if Z is None:
@@ -94,7 +121,12 @@ def backward(weights, A, T, activations, loss_name, propagate="delta", Z=None, s
         sent = sent * sample_weight[:, None]
     for l in range(L - 1, 0, -1):
         back = sent @ weights[l]                         # W^T (delta or error) of the layer above
-        deltas[l - 1] = back * derivative(activations[l - 1], Z[l - 1], A[l])
+        M = None if masks is None or l - 1 >= len(masks) else masks[l - 1]
+        if M is None:
+            deltas[l - 1] = back * derivative(activations[l - 1], Z[l - 1], A[l])
+        else:                                            # dropout: a = m g(z), g(z) = a / m where kept
+            g = np.divide(A[l], M, out=np.zeros_like(A[l]), where=M != 0)
+            deltas[l - 1] = np.where(M != 0, back * M * derivative(activations[l - 1], Z[l - 1], g), 0.0)
         sent = back if propagate == "error" else deltas[l - 1]
     return deltas
 
@@ -166,14 +198,16 @@ def max_norm_rows(W, c):
 
 
 def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="delta",
-         optimizer=None, state=None, clip=None, sample_weight=None, total=None, l1=0.0, max_norm=None):
+         optimizer=None, state=None, clip=None, sample_weight=None, total=None, l1=0.0, max_norm=None,
+         noise=None, masks=None):
     """One gradient-descent step on the batch (X, T), in place. Returns the per-sample
     losses of the batch before the step (times the sample weights, if given).
 
     The step minimises mean(E) + (l2 / 2) * sum ||W||^2 + l1 * sum |W| (functions.
     PENALTIES): weights are penalised, biases are not, and the penalties do not scale with
     the batch size. max_norm, if given, then scales each hidden unit's incoming weights
-    down to that norm where they are longer (not the output layer's; no biases). With sample weights s,
+    down to that norm where they are longer (not the output layer's; no biases). noise is
+    added to X (input noise) and masks drop hidden units (dropout_masks), for this step. With sample weights s,
     mean(E) is sum_i s_i E_i / total (total: the batch's sum of s, unless given; train_epoch
     gives 1 for per-sample steps). clip, if given, caps the
     norm of the loss's gradient (all layers together) before the penalty is added.
@@ -181,9 +215,11 @@ def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="d
     arrays for each parameter, weights first: [W_1, ..., W_L, b_1, ..., b_L]. optimizer.t
     counts the step.
     """
-    Z, A = layers(weights, biases, activations, X)
+    if noise is not None:
+        X = X + noise                                    # input noise: x + std * N(0, 1)
+    Z, A = layers(weights, biases, activations, X, masks)
     losses = LOSSES[loss_name].per_sample(A[-1], T)
-    deltas = backward(weights, A, T, activations, loss_name, propagate, Z, sample_weight)   # before any update
+    deltas = backward(weights, A, T, activations, loss_name, propagate, Z, sample_weight, masks)   # before any update
     if sample_weight is not None:
         losses = losses * sample_weight
         total = sample_weight.sum() if total is None else total
@@ -208,7 +244,7 @@ def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="d
 
 def train_epoch(weights, biases, activations, loss_name, X, T, order, batch_size,
                 lr, l2=0.0, propagate="delta", optimizer=None, state=None, clip=None, sample_weight=None,
-                l1=0.0, max_norm=None):
+                l1=0.0, max_norm=None, dropout=None, input_noise=0.0, rng=None):
     """One epoch over the samples X[order], in batches of batch_size (the last one may be
     smaller): batch_size=1 is per-sample SGD, batch_size=len(order) full-batch descent.
     Returns the sum over samples of the per-sample loss, each taken before its step.
@@ -217,7 +253,9 @@ def train_epoch(weights, biases, activations, loss_name, X, T, order, batch_size
     gradient sum_i s_i grad E_i / sum_i s_i, and a batch of total weight 0 takes none
     (scikit-learn's rule); a per-sample step takes s_i grad E_i (over one sample, the
     weighted mean would be the sample's own gradient whatever its weight). The loss
-    returned is sum_i s_i E_i."""
+    returned is sum_i s_i E_i. dropout (a rate per hidden layer) and input_noise (a
+    standard deviation) draw, for each batch that takes a step, its noise and then its
+    masks from rng, as the kernels do."""
     total = 0.0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -225,7 +263,13 @@ def train_epoch(weights, biases, activations, loss_name, X, T, order, batch_size
         if s is not None and not s.sum() > 0:
             continue                                     # no weight: no step
         X_rows = X[rows].toarray() if hasattr(X, "toarray") else X[rows]   # sparse rows, as dense
+        noise = input_noise * rng.standard_normal(X_rows.shape).astype(X_rows.dtype) if input_noise else None
+        masks = None
+        if dropout is not None and any(p > 0 for p in dropout):
+            sizes = [weights[0].shape[1]] + [W.shape[0] for W in weights]
+            masks = dropout_masks(rng, len(rows), sizes, dropout, X_rows.dtype)
         total += float(np.sum(step(weights, biases, activations, loss_name, X_rows, T[rows],
                                    lr, l2, propagate, optimizer, state, clip, s,
-                                   1.0 if s is not None and batch_size == 1 else None, l1, max_norm)))
+                                   1.0 if s is not None and batch_size == 1 else None, l1, max_norm,
+                                   noise, masks)))
     return total

@@ -23,9 +23,10 @@ BACKENDS = ("numba", "numpy")
 STOPPED = (None, "epochs", "no improvement", "target loss")
 # the settings a checkpoint records under "run" (the optimizer and the schedule are saved
 # with their state, the validation fraction beside it)
-RUN_KEYS = ("epochs", "batch_size", "shuffle", "l2", "l1", "max_norm", "clip", "n_iter_no_change", "tol",
-            "target_loss", "diagnostics", "backend", "checkpoint_every")
-ADDED_RUN_KEYS = {"l1": 0.0, "max_norm": None}     # (checkpoints before 0.2.0 lack them: these)
+RUN_KEYS = ("epochs", "batch_size", "shuffle", "l2", "l1", "max_norm", "dropout", "input_noise", "clip",
+            "n_iter_no_change", "tol", "target_loss", "diagnostics", "backend", "checkpoint_every")
+# (checkpoints before 0.2.0 lack these: their defaults)
+ADDED_RUN_KEYS = {"l1": 0.0, "max_norm": None, "dropout": None, "input_noise": 0.0}
 
 
 @dataclass
@@ -40,6 +41,8 @@ class RunConfig:
     l2: float = 0.0
     l1: float = 0.0
     max_norm: Optional[float] = None
+    dropout: Any = None                  # None, a rate in [0, 1), or one per hidden layer
+    input_noise: float = 0.0
     optimizer: Any = "sgd"               # a RULES name or an Optimizer
     schedule: Any = None                 # None, a name, (name, {settings}) or a Schedule
     clip: Optional[float] = None
@@ -60,6 +63,12 @@ class RunConfig:
         self.l2 = number("l2", self.l2)
         self.l1 = number("l1", self.l1)
         self.max_norm = None if self.max_norm is None else number("max_norm", self.max_norm, low_open=True)
+        if self.dropout is not None:
+            if isinstance(self.dropout, (list, tuple)):
+                self.dropout = [number("dropout", r, 0.0, 1.0) for r in self.dropout]
+            else:
+                self.dropout = number("dropout", self.dropout, 0.0, 1.0)
+        self.input_noise = number("input_noise", self.input_noise)
         if not isinstance(self.optimizer, Optimizer):
             if not isinstance(self.optimizer, str):
                 raise TypeError("optimizer must be a name (%s) or a fastbp.Optimizer, got %r"

@@ -219,6 +219,9 @@ def _train(net, X, Y, config, validation, progress, callback, sample_weight):
     S = net.check_sample_weight(sample_weight, m)
     if isinstance(config.optimizer, Optimizer):
         config.optimizer.check_fits(net)
+    net.dropout_rates(config.dropout)                      # (raises for rates that do not fit net)
+    if config.input_noise and is_sparse(X):
+        raise ValueError("input_noise needs dense X (noise would fill a sparse matrix)")
     check_progress(progress, callback)
     X_val = T_val = S_val = val_rows = None
     if validation is not None and config.validation_fraction is not None:
@@ -370,7 +373,8 @@ class EpochPlan:
         slice_len = max(batch_size, (m // 100) // batch_size * batch_size)
         self.chooser, self.load = None, None
         per_sample = net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend, config.l1,
-                                                config.max_norm)
+                                                config.max_norm, net.dropout_rates(config.dropout),
+                                                config.input_noise)
         if per_sample and not sparse:
             slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
             slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
@@ -393,7 +397,8 @@ class EpochPlan:
             threads = chooser.threads() if chooser else self.load.threads() if self.load else 1
             began = time.perf_counter()
             total += self.net.train_epoch(X, T, part, self.batch_size, lr, config.l2, self.optimizer,
-                                          config.clip, config.backend, threads, S, config.l1, config.max_norm)
+                                          config.clip, config.backend, threads, S, config.l1, config.max_norm,
+                                          config.dropout, config.input_noise)
             if chooser:
                 chooser.took(len(part), time.perf_counter() - began)
             weight += len(part) if S is None else float(S[part].sum())

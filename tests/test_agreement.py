@@ -32,9 +32,11 @@ def trained_pair(spec, batch_size, dtype, bias, propagate, regularise, weighted=
 def test_training_agrees(spec, mode, dtype):
     # (in order, the batched kernel reads each batch's rows where they are, ungathered; with
     # the error rule, ELU's deep net diverged in order at this lr, in both backends)
-    # (the regularisers of fastbp.cases: penalties and max-norm)
+    # (the regularisers of fastbp.cases: penalties, max-norm, dropout, input noise; "all"
+    # trains per-sample SGD in the mini-batch kernel, so "l2" keeps the per-sample one's)
     for bias, propagate, regularise, weighted, shuffle in [(True, "delta", "none", False, False),
                                                            (False, "error", "l2", False, True),
+                                                           (True, "delta", "l2", True, True),
                                                            (True, "delta", "all", True, True)]:
         (ref, h_ref), (fast, h_fast) = trained_pair(spec, MODES[mode], dtype, bias, propagate,
                                                     REGULARISERS[regularise], weighted, shuffle=shuffle)

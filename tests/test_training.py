@@ -165,7 +165,9 @@ def run_to_the_end(tmp_path, interrupt_after=None, **settings):
     dict(optimizer="nesterov", lr=0.01, schedule=("step", {"step_size": 3, "gamma": 0.5}), l2=1e-3, clip=1.0),
     dict(optimizer="sgd", lr=0.05),
     dict(optimizer="momentum", lr=0.02, l1=1e-3, l2=1e-3, max_norm=1.5),
-], ids=["adam-plateau-validation", "nesterov-step-l2-clip", "sgd-per-sample-kernel", "momentum-l1-max-norm"])
+    dict(optimizer="adam", lr=0.01, dropout=0.3, input_noise=0.05),
+], ids=["adam-plateau-validation", "nesterov-step-l2-clip", "sgd-per-sample-kernel", "momentum-l1-max-norm",
+        "adam-dropout-noise"])
 def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, settings):
     if settings["optimizer"] == "sgd":
         settings = dict(settings)

@@ -5,6 +5,7 @@ import numba
 import fastbp
 from fastbp import kernels
 from fastbp.bench import SPARSE_MODES, sparse_data
+from fastbp.cases import REGULARISERS
 
 from .common import (
     BACKENDS,
@@ -142,16 +143,21 @@ class FullBatchStep(_Kernel):
         return speedup(self.run)
 
 
-class Functions:
+class _EpochPerCase:
+    """asv's timing for cases of one epoch each: once per sample, 1-3 samples, no warm-up
+    (setup warms the kernels)."""
+    number = 1
+    repeat = (1, 3, 30.0)
+    warmup_time = 0.0
+    timeout = 300
+
+
+class Functions(_EpochPerCase):
     """Every activation, and every output with each loss it pairs with (fastbp.cases, from
     the tables in functions.py): a mini-batch epoch (batches of 64, 4096 samples) on a
     64-48-8 network, so that a new table entry is benchmarked as soon as it exists."""
     params = [FUNCTIONS, DTYPES]
     param_names = ["function", "dtype"]
-    number = 1
-    repeat = (1, 3, 30.0)
-    warmup_time = 0.0
-    timeout = 300
 
     def setup(self, function, dtype):
         self.net, self.X, self.Y = make_function_case(function, dtype, SAMPLES["batched"])
@@ -159,6 +165,35 @@ class Functions:
 
     def time_mini_batch_epoch(self, function, dtype):
         self.net.train(self.X, self.Y, epochs=1, lr=0.001, batch_size=64, diagnostics=False)
+
+
+class Regularisers(_EpochPerCase):
+    """A mini-batch Adam epoch (batches of 64, 4096 samples) on 784-200-10, ReLU, softmax,
+    cross-entropy, with each regulariser of fastbp.cases (penalties, max-norm, dropout,
+    input noise), and track_cost_: its epoch over the plain one's, interleaved."""
+    params = [list(REGULARISERS), DTYPES]
+    param_names = ["regulariser", "dtype"]
+
+    def setup(self, regulariser, dtype):
+        self.net, self.X, self.Y = make("784-200-10-relu-softmax-ce", dtype, SAMPLES["batched"])
+        warm(self.net, 64)
+        for name in ("none", regulariser):        # (each regulariser's kernel path compiled outside)
+            self.epoch(name)
+
+    def epoch(self, regulariser):
+        self.net.train(self.X, self.Y, epochs=1, batch_size=64, optimizer="adam", diagnostics=False,
+                       **REGULARISERS[regulariser])
+
+    def time_regularised_epoch(self, regulariser, dtype):
+        self.epoch(regulariser)
+
+    def track_cost_over_plain(self, regulariser, dtype):
+        ratios = []
+        for _ in range(3):
+            plain = median_seconds(lambda: self.epoch("none"), 1)
+            ratios.append(median_seconds(lambda: self.epoch(regulariser), 1) / plain)
+        return sorted(ratios)[1]
+    track_cost_over_plain.unit = "x the plain epoch"
 
 
 class SparseInput:
