@@ -173,6 +173,21 @@ def test_train_refuses_what_it_would_ignore_or_fail_on_later(options, message, t
     assert ".tmp" not in captured.err
 
 
+def test_train_takes_the_regularisers_and_a_resume_keeps_them(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = ["train"] + TINY + ["--hidden", "8,6", "--checkpoint", "reg.npz", "--resume", "--l1", "0.001",
+                              "--max-norm", "2", "--dropout", "0.2,0.1", "--input-noise", "0.05"]
+    assert cli.main(run + ["--epochs", "1"]) == 0
+    config = load_checkpoint("reg.npz")[1]
+    assert (config.l1, config.max_norm, config.dropout, config.input_noise) == (0.001, 2.0, [0.2, 0.1], 0.05)
+    assert cli.main(run + ["--epochs", "2"]) == 0
+    changed = [o if o != "0.2,0.1" else "0.3" for o in run]
+    assert cli.main(changed + ["--epochs", "3"]) == 2
+    assert "--dropout 0.3 (the checkpoint's: 0.2,0.1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train"] + TINY + ["--dropout", "a,b"])
+
+
 def test_train_momentum_is_taken_by_the_rules_that_use_it(capsys):
     assert cli.main(["train"] + TINY + ["--optimizer", "nesterov", "--momentum", "0.5"]) == 0
 

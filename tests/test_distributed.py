@@ -53,6 +53,7 @@ SETTINGS = [
     dict(batch_size=1),
     dict(batch_size=16, optimizer="adam", lr=0.01, schedule="inverse_scaling", l2=1e-3),
     dict(batch_size=32, optimizer="momentum", lr=0.05, clip=1.0, n_iter_no_change=2, tol=0.05),
+    dict(batch_size=16, optimizer="sgd", lr=0.05, l1=1e-3, l2=1e-3, max_norm=1.0),
 ]
 
 
@@ -61,7 +62,7 @@ def _train_here(net, X, y, validation, settings):
     return net, history
 
 
-@pytest.mark.parametrize("settings", SETTINGS, ids=["per-sample", "adam", "momentum-stopping"])
+@pytest.mark.parametrize("settings", SETTINGS, ids=["per-sample", "adam", "momentum-stopping", "l1-l2-max-norm"])
 def test_one_worker_is_net_train_bit_for_bit(one_worker, settings):
     """net.train runs in the worker's process too, so that both use the same compiled code:
     a per-sample kernel compiled in a process rounds differently (about 1e-9 relative) from
