@@ -133,6 +133,8 @@ def dependencies():
     import hashlib
     import inspect
     parts = [inspect.getsource(f) for f in COMPILED_IN]
+    parts += ["%s=%r" % (name, f.__globals__[name]) for f in COMPILED_IN for name in f.__code__.co_names
+              if isinstance(f.__globals__.get(name), (int, float))]   # the numbers they read (GELU's)
     parts += [repr(sorted(table.items())) for table in (ACTIVATION_CODES, LOSS_CODES, RULE_CODES, HYPER_SLOTS)]
     parts += [repr(NEEDS_Z.tolist()), repr(DELTA_OF.tolist()), repr(DELTA_KINDS)]
     parts += [repr([(a.parameter is not None, a.own_loop) for a in ACTIVATIONS.values()])]
@@ -381,15 +383,16 @@ def threading_info():
 #   _masked_delta(code, p, Z, A, back, E, masks, r0, first): the same for a block of rows
 #     under dropout masks (see "dropout and input noise").
 # A loop that calls _activate or _derivative branches on the code at every element, which
-# keeps it scalar. So the two loops give each own_loop activation a loop of its own, which
-# vectorises: a ReLU layer's bias and activation over 200 x 100 values took 25 microseconds
+# keeps it scalar. So the generated loops give each own_loop activation a loop of its own,
+# which vectorises: a ReLU layer's bias and activation over 200 x 100 values took 25 microseconds
 # instead of 250. The others share one loop through the chain (tanh, softplus and GELU call
 # libm, which is scalar anyway without SVML). The generated source is
 # kernels.DISPATCH_SOURCE.
 
 
 def _dispatch_source():
-    """The source of the four dispatch functions, and the table's functions they call."""
+    """The source of the dispatch functions above, and the namespace of the table's
+    compiled functions they call."""
     namespace, calls = {"__name__": __name__}, {}
     for name, act in ACTIVATIONS.items():
         if act.derivative is None:                  # (softmax: written out below)

@@ -295,7 +295,8 @@ class Network:
         if len(rates) != n_hidden:
             raise ValueError("dropout gives %d rates, but the network %s has %d hidden layers"
                              % (len(rates), self.sizes, n_hidden))
-        if any(r > 0 for r in (number("dropout", r, 0.0, 1.0) for r in rates)) and self.propagate == "error":
+        rates = [number("dropout", r, 0.0, 1.0) for r in rates]
+        if any(rates) and self.propagate == "error":
             raise ValueError("dropout needs propagate='delta' (the error rule sends back no derivative to mask)")
         return [float(self.dtype.type(r)) for r in rates]
 

@@ -64,8 +64,8 @@ class RunConfig:
         self.l1 = number("l1", self.l1)
         self.max_norm = None if self.max_norm is None else number("max_norm", self.max_norm, low_open=True)
         if self.dropout is not None:
-            if isinstance(self.dropout, (list, tuple)):
-                self.dropout = [number("dropout", r, 0.0, 1.0) for r in self.dropout]
+            if hasattr(self.dropout, "__len__") and not isinstance(self.dropout, (str, bytes)):
+                self.dropout = [number("dropout", r, 0.0, 1.0) for r in self.dropout]   # (a list, an array)
             else:
                 self.dropout = number("dropout", self.dropout, 0.0, 1.0)
         self.input_noise = number("input_noise", self.input_noise)

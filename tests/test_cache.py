@@ -41,6 +41,9 @@ def test_a_change_changes_the_fingerprint(monkeypatch):
     before = kernels.dependencies()
     monkeypatch.setitem(kernels.RULE_CODES, "sgd", 99)
     assert kernels.dependencies() != before
+    monkeypatch.undo()
+    monkeypatch.setattr(fastbp.functions, "GELU_C", 0.05)     # a constant a compiled function reads
+    assert kernels.dependencies() != before
 
 
 def unwritable_install(tmp_path):

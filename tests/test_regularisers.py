@@ -60,6 +60,13 @@ def test_bad_settings_are_clear_errors_that_change_nothing(settings, message):
     assert all(np.array_equal(a, b) for a, b in zip(net.weights, before)) and net.rng.bit_generator.state == state
 
 
+def test_every_rate_is_checked_where_the_kernels_take_them():
+    net, X, T = problem([6, 8, 8, 3], "relu", "softmax", "cross_entropy", 20, seed=1)
+    with pytest.raises(ValueError, match="dropout must be a finite number >= 0 and < 1, got 1.5"):
+        net.dropout_rates([0.2, 1.5])
+    assert net.dropout_rates(None) == [0.0, 0.0] and net.dropout_rates(0.5) == [0.5, 0.5]
+
+
 def test_combinations_that_cannot_work_are_refused():
     net, X, T = problem([6, 8, 3], "relu", "softmax", "cross_entropy", 20, seed=1, propagate="error")
     with pytest.raises(ValueError, match="dropout needs propagate='delta'"):
