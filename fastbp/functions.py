@@ -242,18 +242,23 @@ def parameter_of(name, parameters):
     return None if p is None else parameters.get(p.name, p.default)
 
 
+def _parameter_argument(act, parameter):
+    """What g and g' take after their arrays: nothing, or the parameter (its default if None)."""
+    if act.parameter is None:
+        return ()
+    return (act.parameter.default if parameter is None else parameter,)
+
+
 def activate(name, z, parameter=None):
     """g(z) of the activation `name` (with its parameter, if it has one)."""
-    a = ACTIVATIONS[name]
-    return a.g(z) if a.parameter is None else a.g(z, a.parameter.default if parameter is None else parameter)
+    act = ACTIVATIONS[name]
+    return act.g(z, *_parameter_argument(act, parameter))
 
 
 def derivative(name, z, a, parameter=None):
     """g'(z) of the activation `name`, from z and a = g(z) (most read only a)."""
     act = ACTIVATIONS[name]
-    if act.parameter is None:
-        return act.derivative(z, a)
-    return act.derivative(z, a, act.parameter.default if parameter is None else parameter)
+    return act.derivative(z, a, *_parameter_argument(act, parameter))
 
 
 # ---------------------------------------------------------------- losses
