@@ -446,7 +446,7 @@ def _pieces(w, b, sizes, w_off, u_off, acts, X, T, order, batch_size, A, Zs, D, 
         elif piece == 3:
             kernels.gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db)
         else:
-            kernels.optimizer_step(kernels.SGD, w, b, dw, db, True, hyper, state_w, state_b, 1, 1.0 * batch_size)
+            kernels.optimizer_step(kernels.SGD, w, b, dw, db, True, hyper, state_w, state_b, 1, 1.0 * batch_size, False)
 
 
 PIECES = ("gather", "forward", "delta propagation", "gradient", "update")
@@ -779,6 +779,10 @@ def main(argv=None):
                         help="also time epochs on sparse rows (CSR) against the same rows dense: "
                              "N_IN features at densities 0.1%%, 1%%, 10%% (N_IN-100-10 ReLU/softmax, "
                              "float32, per-sample SGD and batch-200 Adam, --samples rows)")
+    parser.add_argument("--trainers", action="store_true",
+                        help="also time the classical trainers against their peers: Levenberg-Marquardt "
+                             "against pyrenn, RPROP against FANN 2.2 (libfann-dev), scaled conjugate gradient "
+                             "against scikit-learn's lbfgs (fastbp.bench_trainers)")
     parser.add_argument("--peer-samples", type=int, default=12000,
                         help="samples the peers are timed on, scaled to --samples (default 12000)")
     args = parser.parse_args(argv)
@@ -911,6 +915,10 @@ def main(argv=None):
         print("%-8s %-16s %9s %9s %15s" % ("density", "mode", "dense s", "sparse s", "dense / sparse"))
         for density, mode, dense, sparse, ratio in rows:
             print("%-8g %-16s %9.3f %9.3f %14.1fx" % (density, mode, dense, sparse, ratio))
+    if args.trainers:
+        from .bench_trainers import report
+        print()
+        figures["trainers"] = report(args.repeats)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

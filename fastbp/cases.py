@@ -57,6 +57,24 @@ OPTIMIZER_NETWORKS = [
     ([30, 40, 2], "tanh", "identity", "mse"),
 ]
 RULE_NAMES = tuple(RULES)
+# the rules with a formula (an elementwise update) and the methods with a step of their own
+FORMULA_RULES = tuple(name for name, rule in RULES.items() if rule.step is None)
+METHOD_RULES = tuple(name for name, rule in RULES.items() if rule.step is not None)
+# every formula rule in every training mode it takes (a full-batch rule: full batch only)
+RULE_MODES = [(rule, mode) for rule in FORMULA_RULES for mode, size in MODES.items()
+              if size is None or not RULES[rule].full_batch]
+RULE_CASES = [(network, rule, mode) for network in OPTIMIZER_NETWORKS for rule, mode in RULE_MODES]
+# the full-batch rules' benchmarks, rule -> (network, samples): the Jacobian's methods (LM,
+# BR) on a small regression network, the others on a digits-sized classifier
+FULL_BATCH_CASES = {rule: (([13, 20, 1], "tanh", "identity", "mse"), 400) if RULES[rule].jacobian
+                    else (([64, 32, 10], "tanh", "softmax", "cross_entropy"), 2048)
+                    for rule in RULE_NAMES if RULES[rule].full_batch}
+# the methods' tests (methods.py): networks with the squared error Levenberg-Marquardt needs
+METHOD_NETWORKS = [
+    ([3, 5, 2], "tanh", "identity", "mse"),
+    ([4, 5, 3, 2], ["sigmoid", "relu"], "sigmoid", "mse"),
+    ([5, 4, 3], "tanh", "softmax", "mse"),
+]
 # the regularisers as training settings: the weight penalties (functions.PENALTIES), the
 # max-norm constraint, dropout and input noise, each on its own and all at once (max_norm
 # 0.9 is below the norm of these networks' rows at the start, so that it acts)

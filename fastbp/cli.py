@@ -208,8 +208,8 @@ RESUMED = {
 def run_config(args):
     """The RunConfig of train's options."""
     return RunConfig(
-        epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, l1=args.l1, max_norm=args.max_norm,
-        dropout=args.dropout, input_noise=args.input_noise,
+        epochs=args.epochs, batch_size="auto" if args.batch_size is None else args.batch_size, l2=args.l2,
+        l1=args.l1, max_norm=args.max_norm, dropout=args.dropout, input_noise=args.input_noise,
         backend=args.backend,
         optimizer=Optimizer(args.optimizer, momentum=args.momentum,
                             lr=default_lr(args.optimizer) if args.lr is None else args.lr),
@@ -497,8 +497,9 @@ def build_parser():
     p.add_argument("--clip", type=float, help="cap each step's gradient norm")
     p.add_argument("--epochs", type=int, default=1, help="epochs to train (default 1); with "
                    "--resume, the run's new total")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="samples per step: 1 is per-sample SGD (default), larger mini-batches")
+    p.add_argument("--batch-size", type=int,
+                   help="samples per step: 1 is per-sample SGD (the default), larger mini-batches; the "
+                   "full-batch rules (rprop, irprop+) take the whole set and no --batch-size")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights (default 0)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights (default 0)")
     p.add_argument("--max-norm", type=float, help="after each step, scale each hidden unit's incoming "

@@ -25,7 +25,7 @@ import numpy as np
 from . import training
 from .checks import is_sparse, keywords
 from .io import check_writable, hash_array
-from .optimizers import make_optimizer, make_schedule
+from .optimizers import RULES, Optimizer, make_optimizer, make_schedule
 from .run import RUN_SETTINGS, RunConfig, RunState, load_checkpoint, save_checkpoint
 from .threads import available_cpus
 
@@ -278,6 +278,11 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
         raise TypeError("fastbp.distributed trains on dense X (NumPy or Dask arrays); sparse X is "
                         "not supported yet (fastbp.Network.train and the estimators take it)")
     config = config.replace(diagnostics=False)           # (the rows are on the workers)
+    rule = config.optimizer.rule if isinstance(config.optimizer, Optimizer) else config.optimizer
+    if RULES[rule].full_batch:
+        raise ValueError("fastbp.distributed.train: optimizer %r steps on the whole training set, which no "
+                         "worker holds (an average of the shards' sign steps is not %s); fastbp.Network.train "
+                         "takes it" % (rule, rule))
     if sync_every > 1 and (validation is not None or config.validation_fraction is not None
                            or config.n_iter_no_change is not None):
         raise ValueError("validation and n_iter_no_change act after each round, so they need "

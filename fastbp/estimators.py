@@ -24,6 +24,12 @@ Differences from scikit-learn's MLP, all deliberate:
     the best epoch's weights;
   - a float32 X trains in float32 (twice the speed), anything else in float64;
   - solver='lbfgs' minimises the same objective as scikit-learn's (tests compare the two);
+  - solver= also takes fastbp's full-batch rules: 'rprop' (iRPROP-) and 'irprop+', with
+    learning_rate_init as the initial step size, 'lm' (Levenberg-Marquardt), 'br' (Bayesian
+    regularisation, which sets its own weight penalty: alpha is not used) and 'scg' (scaled
+    conjugate gradient). Like 'lbfgs' they take the whole set at every step and ignore
+    batch_size. 'lm' and 'br' minimise the squared error: the classifier then trains its
+    softmax (or sigmoid) outputs on the squared error, as MATLAB's patternnet allows;
   - activation= also takes fastbp's other hidden activations ('silu', 'leaky_relu', 'elu',
     'softplus', 'gelu', 'hard_sigmoid', at their parameters' defaults); to_sklearn then
     refuses, as scikit-learn has no such activation.
@@ -41,7 +47,7 @@ from . import training
 from .checks import check_finite, choice, is_sparse, number, positive_int
 from .functions import HIDDEN_ACTIVATIONS, mean_loss
 from .network import Network, check_sample_weight
-from .optimizers import Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
+from .optimizers import RULES, Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
 from .threads import blas_on_one_thread
 from .training import r2
@@ -50,6 +56,9 @@ from .training import r2
 # of fastbp's table, at its parameter's default
 ACTIVATION_NAMES = {"logistic": "sigmoid", **{name: name for name in HIDDEN_ACTIVATIONS}}
 SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+# solver=: scikit-learn's, and fastbp's full-batch rules (optimizers.RULES)
+FULL_BATCH_RULES = tuple(name for name, rule in RULES.items() if rule.full_batch)
+SOLVERS = ("adam", "sgd", "lbfgs") + FULL_BATCH_RULES
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -256,7 +265,7 @@ class _MLP:
         if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
             raise ValueError("hidden_layer_sizes must be positive integers, got %r" % (self.hidden_layer_sizes,))
         choice("activation", self.activation, tuple(ACTIVATION_NAMES))
-        choice("solver", self.solver, ("adam", "sgd", "lbfgs"))
+        choice("solver", self.solver, SOLVERS)
         if self.solver == "lbfgs" and self.dropout:
             raise ValueError("dropout needs a stochastic solver ('adam' or 'sgd'), not 'lbfgs'")
         positive_int("max_fun", self.max_fun)
@@ -273,7 +282,15 @@ class _MLP:
             number(name, getattr(self, name))
         return hidden
 
+    def _training_loss(self):
+        """The problem's loss, or the squared error for 'lm' and 'br' (with the classifier's
+        softmax or sigmoid outputs: MATLAB's patternnet)."""
+        needed = RULES[self.solver].loss if self.solver in RULES else None
+        return needed or self._loss
+
     def _optimizer(self):
+        if self.solver in FULL_BATCH_RULES:
+            return Optimizer(self.solver, lr=self.learning_rate_init)
         if self.solver == "adam":
             return Optimizer("adam", lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
                              epsilon=self.epsilon)
@@ -321,7 +338,7 @@ class _MLP:
             sizes = [X.shape[1]] + hidden + [T.shape[1]]
             draws = _sklearn_draws(self.random_state, sizes, self.activation) if self.init == "sklearn" else None
             self.net_ = Network(sizes, activation=ACTIVATION_NAMES[self.activation], output=self._out_activation,
-                                loss=self._loss, init="glorot" if self.init == "sklearn" else self.init,
+                                loss=self._training_loss(), init="glorot" if self.init == "sklearn" else self.init,
                                 seed=_seed(self.random_state), dtype=X.dtype)
             if self.init == "sklearn":
                 self._sklearn_weights(draws)
@@ -339,12 +356,16 @@ class _MLP:
         if self.solver == "lbfgs":
             return self._fit_lbfgs(X, T, S)
         batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else min(self.batch_size, X.shape[0])
+        if self.solver in FULL_BATCH_RULES:
+            batch_size = X.shape[0]                   # (as lbfgs: the whole set at every step)
         mean_weight = 1.0 if S is None else float(S.mean())
         validate = self.early_stopping and not incremental
         patience = None if incremental or self.n_iter_no_change == np.inf else self.n_iter_no_change
         config = RunConfig(
-            epochs=1 if incremental else self.max_iter, batch_size=batch_size,
-            shuffle=self.shuffle, l2=self.alpha / (batch_size * mean_weight), optimizer=self._solver,
+            epochs=1 if incremental else self.max_iter,
+            batch_size=None if self.solver in FULL_BATCH_RULES else batch_size,
+            shuffle=self.shuffle, l2=0.0 if self.solver == "br" else self.alpha / (batch_size * mean_weight),
+            optimizer=self._solver,
             schedule=Continued(self._schedule_, len(self.loss_curve_)), clip=self.clip,
             validation_fraction=self.validation_fraction if validate else None,
             n_iter_no_change=patience, tol=self.tol, target_loss=self.target_loss,

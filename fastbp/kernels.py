@@ -1120,6 +1120,43 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, T
 
 
 @kernel(fastmath=FASTMATH)
+def jacobian_block(w, b, sizes, w_off, u_off, acts, has_bias, Xb, eps, J):
+    """J[s * K + k] <- d o_k / d theta for each row s of Xb and output unit k (theta: the
+    weights, then the biases if has_bias, flat; reference.jacobian): the forward pass
+    once, then one backward pass per output unit, mse's error o - t made the unit vector
+    e_k, and each row's outer products. Returns the block's outputs. (Its buffers are
+    made in here, as predict_batch's.)"""
+    B = Xb.shape[0]
+    L = sizes.size - 1
+    K = sizes[L]
+    n_w = w_off[L]
+    A, Zs, D, E = layer_buffers(sizes, B, w), layer_buffers(sizes, B, w), layer_buffers(sizes, B, w), \
+        layer_buffers(sizes, B, w)
+    Tb = np.empty((B, K), w.dtype)
+    losses = np.empty(B)
+    forward_batch(w, b, sizes, w_off, u_off, acts, Xb, A, Zs, 0)
+    O = A[L - 1]
+    for k in range(K):
+        for s in range(B):
+            for j in range(K):
+                Tb[s, j] = O[s, j] - (1.0 if j == k else 0.0)
+        backward_batch(w, sizes, w_off, u_off, acts, MSE, False, A, Zs, Tb, Tb[0, :0], D, E, losses, eps, 0)
+        for s in range(B):
+            row = J[s * K + k]
+            for l in range(L):
+                n_in = sizes[l]
+                a_in = Xb[s] if l == 0 else A[l - 1][s]
+                d = D[l][s]
+                for j in range(sizes[l + 1]):
+                    base = w_off[l] + j * n_in
+                    for i in range(n_in):
+                        row[base + i] = d[j] * a_in[i]
+                    if has_bias:
+                        row[n_w + u_off[l] + j] = d[j]
+    return O
+
+
+@kernel(fastmath=FASTMATH)
 def gradient_batch(sizes, w_off, u_off, Xb, A, D, dw, db):
     """dw, db <- the batch's summed gradient: dW = D^T A_in, db = the sum of D's rows. The
     mean is that times 1/B, which optimizer_step applies inside its update (a pass over
@@ -1190,11 +1227,13 @@ def draw_batches(u, m, out):
 # smallest normal number), state the rule's arrays over the flat parameters (state[k] is
 # the k-th), t the step's number. Every scalar comes in p's dtype (a Python 1 - beta would
 # make float32 math float64).
-SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP = (
-    RULE_CODES[name] for name in ("sgd", "momentum", "nesterov", "adam", "rmsprop"))
+SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP, RPROP, IRPROP_PLUS = (
+    RULE_CODES[name] for name in ("sgd", "momentum", "nesterov", "adam", "rmsprop", "rprop", "irprop+"))
 H_LR, H_TINY, H_MOMENTUM, H_BETA1, H_BETA2, H_EPSILON, H_RHO, H_CLIP, H_MAX_NORM, H_INPUT_NOISE = (
     HYPER_SLOTS[name] for name in ("lr", "tiny", "momentum", "beta1", "beta2", "epsilon", "rho", "clip", "max_norm",
                                    "input_noise"))
+H_ETA_MINUS, H_ETA_PLUS, H_STEP_MIN, H_STEP_MAX = (
+    HYPER_SLOTS[name] for name in ("eta_minus", "eta_plus", "step_min", "step_max"))
 # the penalties' strengths: hyper[H_PENALTIES:H_PENALTIES + N_PENALTIES], in PENALTIES' order
 H_PENALTIES, N_PENALTIES = HYPER_SLOTS[next(iter(PENALTIES))], len(PENALTIES)
 assert [HYPER_SLOTS[name] - H_PENALTIES for name in PENALTIES] == list(range(N_PENALTIES))
@@ -1268,9 +1307,37 @@ def _rmsprop(p, g, state, gscale, strengths, hyper, t):
 
 
 @kernel(fastmath=FASTMATH)
-def _update(rule, p, g, state, gscale, strengths, hyper, t):
+def _rprop(p, g, state, gscale, strengths, hyper, t, backtrack, rose):
+    """iRPROP-, or with backtrack iRPROP+ (rose: the batch's loss is above the last
+    step's). A NaN or inf gradient passes into the parameter, so that divergence is seen."""
+    tiny, eta_minus, eta_plus = hyper[H_TINY], hyper[H_ETA_MINUS], hyper[H_ETA_PLUS]
+    low, high = hyper[H_STEP_MIN], hyper[H_STEP_MAX]
+    prev, size = state[0], state[1]
+    for k in range(p.size):
+        gk = g[k] * gscale + _penalty(p[k], strengths)
+        d = hyper[H_LR] if t == 1 else size[k]
+        flipped = gk * prev[k] < 0
+        if gk * prev[k] > 0:
+            d *= eta_plus
+        elif flipped:
+            d *= eta_minus
+            gk = gk - gk
+        size[k] = _flush(min(max(d, low), high), tiny)
+        move = (size[k] if gk > 0 else -size[k] if gk < 0 else gk - gk) if np.isfinite(gk) else gk
+        if backtrack:
+            change = state[2]
+            change[k] = (-change[k] if rose else change[k] - change[k]) if flipped else -move
+            p[k] = _flush(p[k] + change[k], tiny)
+        else:
+            p[k] = _flush(p[k] - move, tiny)
+        prev[k] = gk
+
+
+@kernel(fastmath=FASTMATH)
+def _update(rule, p, g, state, gscale, strengths, hyper, t, rose):
     """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
-    the penalties' gradient (_penalty; strengths are zeros for biases). Subnormal results are flushed."""
+    the penalties' gradient (_penalty; strengths are zeros for biases). rose: whether the
+    batch's loss is above the last step's (iRPROP+ reads it). Subnormal results are flushed."""
     if rule == SGD:
         _sgd(p, g, state, gscale, strengths, hyper, t)
     elif rule == MOMENTUM:
@@ -1281,6 +1348,10 @@ def _update(rule, p, g, state, gscale, strengths, hyper, t):
         _adam(p, g, state, gscale, strengths, hyper, t)
     elif rule == RMSPROP:
         _rmsprop(p, g, state, gscale, strengths, hyper, t)
+    elif rule == RPROP:
+        _rprop(p, g, state, gscale, strengths, hyper, t, False, rose)
+    elif rule == IRPROP_PLUS:
+        _rprop(p, g, state, gscale, strengths, hyper, t, True, rose)
     else:
         raise ValueError("fastbp kernels: unknown optimizer rule code")
 
@@ -1302,18 +1373,19 @@ def _squared_norm(g):
 
 
 @kernel(fastmath=FASTMATH)
-def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, batch):
+def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, batch, rose=False):
     """One step of the rule on the flat parameters from the gradients dw, db summed over a
     batch of `batch` samples (their mean is that over batch; with sample weights, batch is
     their total), as reference.step after its gradients: clip, add the penalties'
-    gradients, update. t is the step's number, from 1. (max_norm: see _max_norm_rows.)"""
+    gradients, update. t is the step's number, from 1; rose, whether the batch's mean
+    loss is above the last step's. (max_norm: see _max_norm_rows.)"""
     clip = hyper[H_CLIP]
     strengths = hyper[H_PENALTIES:H_PENALTIES + N_PENALTIES]
     norm = np.sqrt(_squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)) / batch if clip > 0 else 0.0
     gscale = _cast(hyper, (clip / norm if norm > clip else 1.0) / batch)   # the mean, clipped
-    _update(rule, w, dw, state_w, gscale, strengths, hyper, t)
+    _update(rule, w, dw, state_w, gscale, strengths, hyper, t, rose)
     if has_bias:
-        _update(rule, b, db, state_b, gscale, strengths * 0, hyper, t)
+        _update(rule, b, db, state_b, gscale, strengths * 0, hyper, t, rose)
 
 
 @kernel(fastmath=FASTMATH)
@@ -1416,7 +1488,7 @@ def _in_parallel(step, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X
 @kernel(fastmath=FASTMATH)
 def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
                 X, data, indices, indptr, T, S, order, batch_size, rule, hyper, state_w, state_b, t0, eps,
-                chunks, threads, U, N):
+                chunks, threads, U, N, last):
     """Mini-batch (or full-batch) gradient descent over X[order] in one call: each step
     takes the mean gradient of batch_size samples and applies the optimizer's rule
     (optimizer_step), the steps numbered from t0 + 1. The summed loss is each batch's
@@ -1431,7 +1503,9 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     it; 1: no parallel region is entered); sparse ones on one thread. U and N: the
     uniform and normal draws for dropout masks and input noise of the stepping batches, in
     their order (see "dropout and input noise"; acts holds the masks' and the noise's
-    buffers, of batch_size rows). Returns (the summed loss, the last step's number)."""
+    buffers, of batch_size rows). last: [the mean loss of the last step's batch], read
+    and written (iRPROP+ compares each batch's with it). Returns (the summed loss, the
+    last step's number)."""
     bs = min(batch_size, order.size)
     n0, n1 = sizes[0], sizes[1]
     A, D, E = layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w), layer_buffers(sizes, bs, w)
@@ -1494,9 +1568,12 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
                 _in_parallel(1, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
                              Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
             _gradient_above(sizes, w_off, u_off, B, A, D, dw, db, 1)
-        total += losses[:B].sum()
+        batch_loss = losses[:B].sum()
+        total += batch_loss
         t += 1
-        optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight)
+        rose = batch_loss / total_weight > last[0]
+        last[0] = batch_loss / total_weight
+        optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
         if hyper[H_MAX_NORM] > 0:
             _max_norm_rows(w, sizes, w_off, hyper[H_MAX_NORM], indptr is not None)
     if indptr is not None:

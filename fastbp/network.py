@@ -10,6 +10,7 @@ import numba
 import numpy as np
 from numba.typed import List
 from numpy.typing import ArrayLike
+from scipy import linalg
 
 from . import functions, info, kernels, reference, training
 from .checks import check_finite, choice, is_sparse, keywords, number, positive_int
@@ -24,30 +25,48 @@ STEP_CHUNK = 1 << 20          # train_steps: samples per compiled call
 DTYPES = ("float64", "float32")
 
 
-def _normal(rng, n_in, n_out):          # seed 000: N(0, n_in^-1/2)
-    return rng.normal(0.0, n_in ** -0.5, (n_out, n_in))
+# One layer's initial weights (n_out, n_in) and, if it has biases, their values (None:
+# zeros), drawn from rng.
+
+def _normal(rng, n_in, n_out, bias):            # seed 000: N(0, n_in^-1/2)
+    return rng.normal(0.0, n_in ** -0.5, (n_out, n_in)), None
 
 
-def _glorot(rng, n_in, n_out):          # Glorot & Bengio (2010), uniform
+def _glorot(rng, n_in, n_out, bias):            # Glorot & Bengio (2010), uniform
     limit = np.sqrt(6.0 / (n_in + n_out))
-    return rng.uniform(-limit, limit, (n_out, n_in))
+    return rng.uniform(-limit, limit, (n_out, n_in)), None
 
 
-def _he(rng, n_in, n_out):              # He et al. (2015), normal, for ReLU layers
-    return rng.normal(0.0, np.sqrt(2.0 / n_in), (n_out, n_in))
+def _he(rng, n_in, n_out, bias):                # He et al. (2015), normal, for ReLU layers
+    return rng.normal(0.0, np.sqrt(2.0 / n_in), (n_out, n_in)), None
 
 
-def _standard_normal(rng, n_in, n_out):  # seed 001: N(0, 1), its biases too
-    return rng.normal(0.0, 1.0, (n_out, n_in))
+def _standard_normal(rng, n_in, n_out, bias):   # seed 001: N(0, 1), its biases too
+    W = rng.normal(0.0, 1.0, (n_out, n_in))
+    return W, rng.normal(0.0, 1.0, n_out) if bias else None
 
 
-# name -> (weights of one layer, whether biases are drawn from N(0, 1) rather than 0)
+def _nguyen_widrow(rng, n_in, n_out, bias):     # Nguyen & Widrow (1990), MATLAB's initnw: inputs in [-1, 1]
+    beta = 0.7 * n_out ** (1.0 / n_in)
+    W = rng.uniform(-1.0, 1.0, (n_out, n_in))
+    W *= beta / np.sqrt(np.sum(W * W, axis=1, keepdims=True))   # each unit's weights: norm beta
+    b = beta * np.linspace(-1.0, 1.0, n_out) * np.sign(W[:, 0]) if n_out > 1 else np.zeros(1)
+    return W, b if bias else None                               # biases spread evenly over [-beta, beta]
+
+
+def _uniform(rng, n_in, n_out, bias):           # initnw's layers without a bounded active range: U(-1, 1)
+    W = rng.uniform(-1.0, 1.0, (n_out, n_in))
+    return W, rng.uniform(-1.0, 1.0, n_out) if bias else None
+
+
+# name -> (a hidden layer's draw, the output layer's)
 INITIALISERS = {
-    "normal": (_normal, False),
-    "glorot": (_glorot, False),
-    "xavier": (_glorot, False),
-    "he": (_he, False),
-    "standard_normal": (_standard_normal, True),
+    "normal": (_normal, _normal),
+    "glorot": (_glorot, _glorot),
+    "xavier": (_glorot, _glorot),
+    "he": (_he, _he),
+    "standard_normal": (_standard_normal, _standard_normal),
+    "nguyen_widrow": (_nguyen_widrow, _uniform),
 }
 
 
@@ -149,8 +168,12 @@ class Network:
         Whether layers have biases (seed 000 has none).
     init : str
         'normal' (N(0, n_in^-1/2), seed 000), 'glorot'/'xavier' (uniform),
-        'he' (normal, sqrt(2/n_in)), 'standard_normal' (N(0, 1), biases too: seed 001).
-        Other initialisers start biases at zero.
+        'he' (normal, sqrt(2/n_in)), 'standard_normal' (N(0, 1), biases too: seed 001),
+        'nguyen_widrow' (MATLAB's initnw, FANN's init_weights, for inputs scaled to
+        [-1, 1]: each hidden unit's incoming weights uniform, scaled to the norm
+        beta = 0.7 H^(1/n) for H units of n inputs, and its biases spread evenly over
+        [-beta, beta]; the output layer's weights and biases U(-1, 1)). Other
+        initialisers start biases at zero.
     propagate : str
         'delta' sends each layer's error term back (W^T delta: the true gradient);
         'error' sends the raw error back (W^T e), as seed 000's book network does.
@@ -198,11 +221,12 @@ class Network:
             raise ValueError("sizes %s: its %d parameters (%.3g GiB in %s) do not fit in memory"
                              % (self.sizes, n_params, n_params * self.dtype.itemsize / 2 ** 30,
                                 self.dtype)) from None
-        draw, draw_biases = INITIALISERS[init]
+        hidden_layer, output_layer = INITIALISERS[init]
         for l, (n_in, n_out) in enumerate(zip(self.sizes, self.sizes[1:])):
-            self._layer_view(self._w, "w", l)[...] = draw(self._rng, n_in, n_out)
-            if self.bias and draw_biases:
-                self._layer_view(self._b, "b", l)[...] = self._rng.normal(0.0, 1.0, n_out)
+            W, b = (output_layer if l == self.n_layers - 1 else hidden_layer)(self._rng, n_in, n_out, self.bias)
+            self._layer_view(self._w, "w", l)[...] = W
+            if b is not None:
+                self._layer_view(self._b, "b", l)[...] = b
 
     # ------------------------------------------------------------ parameters
     def _layer_view(self, flat, kind, l):
@@ -266,6 +290,18 @@ class Network:
         """A copy of every parameter, for restore."""
         return self._w.copy(), self._b.copy()
 
+    def parameter_vector(self):
+        """Every trainable parameter as one float64 vector: each W[l] by rows, then each
+        b[l] (if the network has biases): the order of jacobian's columns."""
+        return np.concatenate([self._w] + ([self._b] if self.bias else [])).astype(np.float64)
+
+    def set_parameter_vector(self, theta):
+        """Set every trainable parameter from a parameter_vector()-shaped vector."""
+        n_w = self._w.size
+        self._w[...] = theta[:n_w]
+        if self.bias:
+            self._b[...] = theta[n_w:]
+
     def restore(self, snapshot):
         """Set every parameter from a snapshot (or a checkpoint's best weights)."""
         w, b = snapshot
@@ -317,6 +353,9 @@ class Network:
         train_epoch; threads is the kernel's thread count (threads.py: it never changes
         the result). dropout: a rate per hidden layer (dropout_rates), input_noise a
         standard deviation; both drawn from the network's generator."""
+        if optimizer.entry.step is not None:                  # a method with its own step (methods.py)
+            with np.errstate(over="ignore", invalid="ignore"):   # (divergence is checked after)
+                return optimizer.entry.step(self, X, T, sample_weight, optimizer, l2, backend)
         rates = self.dropout_rates(dropout)
         if input_noise and is_sparse(X):
             raise ValueError("input_noise needs dense X (noise would fill a sparse matrix)")
@@ -353,14 +392,15 @@ class Network:
             bs = min(batch_size, order.size)
             net = net[:5] + (self._training_acts(bs, rates, input_noise),) + net[6:]
             parts, draws = self._draw_regularisers(order, bs, rates, input_noise, S)
-        total = 0.0
+        total, last = 0.0, np.array([optimizer.last_loss])
         with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 15), blas_on_one_thread():
             for part, (U, N) in zip(parts, draws):
                 loss, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, part, batch_size,
                                                         RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
                                                         optimizer.state["b"], optimizer.t, self._eps(),
-                                                        batch_chunks(), threads, U, N)
+                                                        batch_chunks(), threads, U, N, last)
                 total += loss
+        optimizer.last_loss = float(last[0])
         return total
 
     _no_draws = (np.empty((0, 0), np.uint32), np.empty((0, 0)))    # (U, N) of _draw_regularisers
@@ -551,6 +591,76 @@ class Network:
         return self.pass_gradients(X, *self.backprop(X, T, "delta", backend, S), backend,
                                    None if S is None else float(S.sum()))
 
+    def jacobian(self, X: ArrayLike, Y: Optional[ArrayLike] = None, backend: str = "numba") -> np.ndarray:
+        """The Jacobian of the outputs for the samples X: an (m, n_out, P) array with
+        J[s, k, p] = d o_k(x_s) / d theta_p, theta = parameter_vector() (each W[l] by
+        rows, then each b[l]). Given targets Y, that of the errors e = t - o instead
+        (its negative), as Levenberg-Marquardt takes it. m n_out P numbers: for large
+        sets, jacobian_products accumulates J^T J without holding J."""
+        X = self.check_inputs(X, backend=backend)
+        if Y is not None:
+            self.check_targets(Y, X.shape[0])
+        if is_sparse(X):
+            X = X.toarray()
+        J = np.concatenate([block.copy() for block, _ in self._jacobian_blocks(X, backend)]).reshape(
+            X.shape[0], self.sizes[-1], -1)
+        return -J if Y is not None else J
+
+    def _jacobian_blocks(self, X, backend, block=None):
+        """Yield (J rows, outputs) for blocks of X's rows: J's row s * n_out + k is
+        d o_k / d theta for the block's sample s, in the network's dtype."""
+        K, P = self.sizes[-1], self.parameter_vector().size
+        block = block or max(1, min(X.shape[0], (1 << 22) // (K * P)))     # J's block: 4M numbers at most
+        if backend == "numpy":
+            weights, biases = self._params()
+            for r0 in range(0, X.shape[0], block):
+                Xb = X[r0:r0 + block]
+                J = reference.jacobian(weights, biases, self._reference_activations, Xb)
+                yield J.reshape(-1, P), reference.forward(weights, biases, self._reference_activations, Xb)[-1]
+            return
+        J = np.empty((min(block, X.shape[0]) * K, P), self.dtype)
+        for r0 in range(0, X.shape[0], block):
+            Xb = np.ascontiguousarray(X[r0:r0 + block])
+            B = Xb.shape[0]
+            with kernels.first_call(kernels.jacobian_block, "Jacobian kernel", 10):
+                O = kernels.jacobian_block(self._w, self._b, self._sizes, self._w_off, self._u_off, self._acts,
+                                           self.bias, Xb, self._eps(), J[:B * K])
+            yield J[:B * K], O
+
+    def jacobian_products(self, X, T, S, backend):
+        """(J^T S J, J^T S r, r^T S r) in float64 for the residuals r = o - t of the
+        checked (X, T), S the sample weights (None: ones), accumulated over blocks of
+        samples: memory O(P^2), never O(m P)."""
+        P = self.parameter_vector().size
+        JtJ, Jtr, sse = np.zeros((P, P), order="F"), np.zeros(P), 0.0
+        if is_sparse(X):
+            X = X.toarray()
+        r0 = 0
+        for J, O in self._jacobian_blocks(X, backend):
+            B = O.shape[0]
+            J = J.astype(np.float64, copy=False)
+            r = (O.astype(np.float64) - T[r0:r0 + B]).reshape(-1)
+            if S is not None:                                # J^T S J = (S^1/2 J)^T (S^1/2 J), ...
+                root = np.sqrt(np.repeat(S[r0:r0 + B].astype(np.float64), self.sizes[-1]))
+                J, r = J * root[:, None], r * root
+            # J^T J's upper triangle by BLAS's syrk, half a general product's work (J.T is
+            # the Fortran-ordered matrix it takes, no copy)
+            JtJ = linalg.blas.dsyrk(1.0, J.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=True)
+            Jtr += J.T @ r
+            sse += float(r @ r)
+            r0 += B
+        full = JtJ + JtJ.T                                   # (syrk left the lower triangle at 0)
+        full.flat[::P + 1] = JtJ.flat[::P + 1]
+        return full, Jtr, sse
+
+    def loss_gradient(self, X, T, S, backend):
+        """The gradient of the (weighted) mean loss at the checked (X, T), as one float64
+        vector in parameter_vector()'s order."""
+        dW, db = self.pass_gradients(X, *self.backprop(X, T, "delta", backend, S), backend,
+                                     None if S is None else float(S.sum()))
+        return np.concatenate([g.ravel() for g in dW] + ([g.ravel() for g in db] if db is not None else [])).astype(
+            np.float64)
+
     def deltas(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba") -> list:
         """Each layer's error terms dE/dz for the samples X: a list of (m, n_l) arrays, by
         this network's ``propagate`` rule. Their mean absolute size per layer shows
@@ -640,7 +750,7 @@ class Network:
         history.
 
         settings are a fastbp.RunConfig's, checked before anything changes: epochs=1,
-        lr=None, batch_size=1, shuffle=True, l2=0.0, l1=0.0, max_norm=None, dropout=None, input_noise=0.0,
+        lr=None, batch_size='auto', shuffle=True, l2=0.0, l1=0.0, max_norm=None, dropout=None, input_noise=0.0,
         optimizer='sgd', schedule=None,
         clip=None, validation_fraction=None, n_iter_no_change=None, tol=1e-4,
         target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
@@ -648,13 +758,17 @@ class Network:
         settings: data and hooks.
 
         batch_size=1 is per-sample SGD (seeds 000, 002, 004), 1 < batch_size < m mini-batch
-        SGD (seed 001), batch_size=None or >= m full-batch gradient descent (seed 003). A
+        SGD (seed 001), batch_size=None or >= m full-batch gradient descent (seed 003);
+        'auto' is 1, or None for the full-batch rules (RPROP), which refuse any other. A
         step uses the mean gradient over its batch. With shuffle, the samples are visited
         in a new order each epoch, drawn from the network's seed.
 
-        optimizer: 'sgd', 'momentum', 'nesterov', 'adam', 'rmsprop' (optimizers.RULES) or a
-        fastbp.Optimizer (which keeps its state from call to call); lr, if given, sets its
-        learning rate (default 0.1, Adam's 0.001, RMSprop's 0.01). schedule scales lr from
+        optimizer: 'sgd', 'momentum', 'nesterov', 'adam', 'rmsprop', 'rprop' (iRPROP-),
+        'irprop+', 'lm' (Levenberg-Marquardt), 'br' (Bayesian regularisation), 'scg'
+        (scaled conjugate gradient) (optimizers.RULES; the last five full batch, lm and br
+        on the squared error only) or a fastbp.Optimizer (which keeps its state from call
+        to call); lr, if given, sets its learning rate (default 0.1, Adam's 0.001,
+        RMSprop's and RPROP's 0.01: RPROP's initial step size; lm, br and scg have none). schedule scales lr from
         epoch to epoch: None (constant), a name ('inverse_scaling', 'step', 'exponential',
         'reduce_on_plateau'), a (name, {settings}) pair, or a fastbp.optimizers.Schedule.
         clip caps the norm of each step's gradient (all layers together).

@@ -15,14 +15,27 @@ penalties' gradients (functions.PENALTIES) for weights; t counts steps from 1):
   adam       m <- b1 m + (1 - b1) g;  s <- b2 s + (1 - b2) g^2;
              w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(s) + eps)
   rmsprop    s <- rho s + (1 - rho) g^2;  w <- w - lr g / (sqrt(s) + eps)   (Hinton, 2012)
+  rprop      iRPROP- (Igel and Huesken, 2000; torch.optim.Rprop): each parameter's own step
+             size d (lr at the first step) grows by eta_plus while g keeps its sign and
+             shrinks by eta_minus when it flips (g then counts as 0), within
+             [step_min, step_max];  w <- w - sign(g) d.  Full batch.
+  irprop+    iRPROP+: as rprop, and where g flips sign while the batch's loss rose above
+             the last step's, the last change is taken back (weight backtracking). Full batch.
+Methods with a step of their own (methods.py; full batch):
+  lm         Levenberg-Marquardt (MATLAB's trainlm): (J^T J + mu I) dx = -J^T e, mu down by
+             mu_dec after a step that lowers the sum of squared errors, up by mu_inc (and
+             the step retried) after one that does not; the run stops once mu > mu_max
+  br         Bayesian regularisation (MacKay; trainbr): lm on beta E_D + alpha E_W, alpha
+             and beta re-estimated after each step from gamma = P - 2 alpha tr(H^-1)
+  scg        Moller's scaled conjugate gradient (trainscg): sigma, lambda_init
 """
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from . import reference
+from . import methods, reference
 from .checks import keywords, number, positive_int
 from .functions import PENALTIES
 
@@ -31,11 +44,19 @@ from .functions import PENALTIES
 class Rule:
     """An update rule: its per-parameter state arrays (by name), the HYPERPARAMETERS it
     reads, its formula (a reference.py function) and the learning rate train gives it
-    by default."""
+    by default. A method with a step of its own (a linear solve, a line search: methods.py)
+    has no formula: its step trains one epoch, on the full batch."""
     state: Tuple[str, ...]
     hyper: Tuple[str, ...]
-    update: Callable
+    update: Optional[Callable]
     default_lr: float = 0.1
+    full_batch: bool = False     # every step takes the whole training set (batch_size=None)
+    step: Optional[Callable] = None      # methods.py's epoch, for a method; None for a formula
+    scalars: Optional[Callable] = None   # its scalar state's first values (Optimizer.scalars)
+    reports: Tuple[str, ...] = ()        # the scalars recorded in the history after each epoch
+    stop: Optional[Callable] = None      # why the run ends after an epoch (a STOPPED reason), or None
+    loss: Optional[str] = None           # the one loss it minimises, if it needs one
+    jacobian: bool = False               # it solves a P x P system from J^T J
 
 
 # name -> (default, its check). Every Optimizer has all of them; each rule reads its own.
@@ -45,7 +66,19 @@ HYPERPARAMETERS = {
     "beta2": (0.999, lambda v: number("beta2", v, 0.0, 1.0)),
     "epsilon": (1e-8, lambda v: number("epsilon", v, low_open=True)),
     "rho": (0.9, lambda v: number("rho", v, 0.0, 1.0)),
+    "eta_minus": (0.5, lambda v: number("eta_minus", v, 0.0, 1.0, low_open=True)),
+    "eta_plus": (1.2, lambda v: number("eta_plus", v, 1.0, low_open=True)),
+    "step_min": (1e-6, lambda v: number("step_min", v)),
+    "step_max": (50.0, lambda v: number("step_max", v, low_open=True)),
+    "mu": (0.001, lambda v: number("mu", v, low_open=True)),
+    "mu_dec": (0.1, lambda v: number("mu_dec", v, 0.0, 1.0, low_open=True)),
+    "mu_inc": (10.0, lambda v: number("mu_inc", v, 1.0, low_open=True)),
+    "mu_max": (1e10, lambda v: number("mu_max", v, low_open=True)),
+    "sigma": (5e-5, lambda v: number("sigma", v, low_open=True)),
+    "lambda_init": (5e-7, lambda v: number("lambda_init", v, low_open=True)),
 }
+_RPROP = ("eta_minus", "eta_plus", "step_min", "step_max")
+_LM = ("mu", "mu_dec", "mu_inc", "mu_max")
 
 RULES = {     # the order gives the kernels' codes
     "sgd": Rule((), (), reference.sgd),
@@ -53,6 +86,16 @@ RULES = {     # the order gives the kernels' codes
     "nesterov": Rule(("velocity",), ("momentum",), reference.nesterov),
     "adam": Rule(("m", "v"), ("beta1", "beta2", "epsilon"), reference.adam, default_lr=0.001),
     "rmsprop": Rule(("square_avg",), ("rho", "epsilon"), reference.rmsprop, default_lr=0.01),
+    "rprop": Rule(("prev_grad", "step_size"), _RPROP, reference.rprop, default_lr=0.01, full_batch=True),
+    "irprop+": Rule(("prev_grad", "step_size", "change"), _RPROP, reference.irprop_plus, default_lr=0.01,
+                    full_batch=True),
+    "lm": Rule((), _LM, None, full_batch=True, step=methods.levenberg_marquardt, scalars=methods.lm_scalars,
+               reports=("mu",), stop=methods.mu_stop, loss="mse", jacobian=True),
+    "br": Rule((), _LM, None, full_batch=True, step=methods.bayesian_regularisation, scalars=methods.br_scalars,
+               reports=("mu", "gamma", "alpha", "beta"), stop=methods.mu_stop, loss="mse", jacobian=True),
+    "scg": Rule(("direction", "descent"), ("sigma", "lambda_init"), None, full_batch=True,
+                step=methods.scaled_conjugate_gradient, scalars=methods.scg_scalars,
+                reports=("lambda", "gradients"), stop=methods.scg_stop),
 }
 RULE_CODES = {name: code for code, name in enumerate(RULES)}
 N_STATE = {name: len(rule.state) for name, rule in RULES.items()}   # state arrays per parameter
@@ -78,10 +121,23 @@ class Optimizer:
         too).
     rho : float
         RMSprop's decay rate of the mean square.
+    eta_minus, eta_plus, step_min, step_max : float
+        RPROP's factors by which a step size shrinks (0 < eta_minus < 1) and grows
+        (eta_plus > 1), and its bounds; lr is every step size at the first step
+        (torch.optim.Rprop's defaults: etas (0.5, 1.2), step sizes (1e-6, 50)).
+    mu, mu_dec, mu_inc, mu_max : float
+        Levenberg-Marquardt's (and Bayesian regularisation's) damping: its first value,
+        the factors after a good and a bad step, and the value past which the run stops
+        (MATLAB's trainlm defaults: 0.001, 0.1, 10, 1e10).
+    sigma, lambda_init : float
+        Scaled conjugate gradient's step for the second-order estimate and the first
+        value of its scale parameter (trainscg's defaults: 5e-5, 5e-7).
 
     ``state`` holds, once training has begun, the rule's per-parameter arrays over the
     network's flat buffers: ``state["w"]`` and ``state["b"]`` are each (N_STATE[rule], n)
-    arrays; ``t`` the steps taken so far.
+    arrays; ``t`` the steps taken so far; ``scalars`` its scalar state: ``last_loss``, the
+    mean loss of the last step's batch before that step (inf before the first), which
+    iRPROP+ compares the next with, and a method's own (mu; gamma, alpha, beta; lambda).
     """
 
     def __init__(self, rule: str = "sgd", lr: float = 0.1, **hyper: float) -> None:
@@ -92,8 +148,21 @@ class Optimizer:
         self.lr = number("lr", lr, low_open=True)
         for name, (default, check) in HYPERPARAMETERS.items():
             setattr(self, name, check(hyper.get(name, default)))
+        if self.step_min > self.step_max:
+            raise ValueError("step_min (%g) must not be above step_max (%g)" % (self.step_min, self.step_max))
         self.state = None
         self.t = 0
+        self.scalars = {"last_loss": float("inf")}
+        if self.entry.scalars is not None:
+            self.scalars.update(self.entry.scalars(self))
+
+    @property
+    def last_loss(self):
+        return self.scalars["last_loss"]
+
+    @last_loss.setter
+    def last_loss(self, value):
+        self.scalars["last_loss"] = value
 
     @property
     def entry(self):

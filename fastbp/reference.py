@@ -146,6 +146,21 @@ def gradients(A, deltas, total=None):
         yield np.dot(delta.T / m, a_in), delta.mean(axis=0) if total is None else delta.sum(axis=0) / m
 
 
+def jacobian(weights, biases, activations, X):
+    """The Jacobian of the outputs: J[s, k, p] = d o_k / d theta_p for each sample s,
+    theta the parameters flat in the network's order (each W[l] by rows, then each b[l]).
+    Output unit k's row is one backward pass: mse's output error o - t is the unit
+    vector e_k when t = o - e_k, so backward's error terms are then d o_k / d z."""
+    Z, A = layers(weights, biases, activations, X)
+    m, K = A[-1].shape
+    rows = []
+    for k in range(K):
+        D = backward(weights, A, A[-1] - np.eye(K)[k], activations, "mse", Z=Z)   # d o_k / d z, per layer
+        per_weight = [np.einsum("sj,si->sji", d, a).reshape(m, -1) for d, a in zip(D, A)]   # d o_k / d w_ji
+        rows.append(np.concatenate(per_weight + (D if biases is not None else []), axis=1))   # ... / d b_j
+    return np.stack(rows, axis=1)
+
+
 def clip_by_norm(layers, max_norm):
     """[(dW, db), ...] scaled by min(1, max_norm / ||g||), ||g|| the norm of all of them
     together (PyTorch's clip_grad_norm_; db is None without biases)."""
@@ -190,6 +205,30 @@ def rmsprop(p, g, s, lr, opt, t):
     p -= lr * g / (np.sqrt(v) + opt.epsilon)             # w <- w - lr g / (sqrt(s) + eps)
 
 
+def rprop(p, g, s, lr, opt, t, backtrack=False):
+    """iRPROP- (torch.optim.Rprop); with backtrack, iRPROP+. s: the last gradient (0
+    where it was set aside), each parameter's step size and (iRPROP+) its last change."""
+    prev, size = s[0], s[1]
+    if t == 1:
+        size[...] = lr                                   # every step size starts at lr
+    same, flipped = g * prev > 0, g * prev < 0
+    size[...] = np.clip(np.where(same, size * opt.eta_plus, np.where(flipped, size * opt.eta_minus, size)),
+                        opt.step_min, opt.step_max)      # grow while the sign holds, shrink when it flips
+    g = np.where(flipped, 0.0, g)                        # a flipped sign: no step now, none remembered
+    if not backtrack:
+        p -= np.sign(g) * size                           # w <- w - sign(g) d
+    else:
+        change = s[2]
+        undo = flipped & opt.rose                        # the loss rose: take the last change back
+        change[...] = np.where(undo, -change, np.where(flipped, 0.0, -np.sign(g) * size))
+        p += change
+    prev[...] = g
+
+
+def irprop_plus(p, g, s, lr, opt, t):
+    rprop(p, g, s, lr, opt, t, backtrack=True)
+
+
 def max_norm_rows(W, c):
     """Each row of W (a unit's incoming weights) scaled down to norm c where its norm is
     above c (Srivastava et al., 2014), in place."""
@@ -227,6 +266,9 @@ def step(weights, biases, activations, loss_name, X, T, lr, l2=0.0, propagate="d
     if clip:
         per_layer = clip_by_norm([(dW, db if biases is not None else None) for dW, db in per_layer], clip)
     update, t = (sgd, 1) if optimizer is None else (optimizer.entry.update, optimizer.t + 1)
+    if optimizer is not None:                            # (iRPROP+ compares the batch's loss with the last)
+        mean = float(np.sum(losses)) / (len(losses) if total is None else total)
+        optimizer.rose, optimizer.last_loss = mean > optimizer.last_loss, mean
     L = len(weights)
     for l, (dW, db) in enumerate(per_layer):
         if l2 or l1:                                     # the penalties' gradients, weights only

@@ -20,7 +20,7 @@ from .checks import choice, flag, number, positive_int
 from .optimizers import N_STATE, RULES, Optimizer, Schedule, make_schedule
 
 BACKENDS = ("numba", "numpy")
-STOPPED = (None, "epochs", "no improvement", "target loss")
+STOPPED = (None, "epochs", "no improvement", "target loss", "mu at mu_max", "zero gradient")
 # the settings a checkpoint records under "run" (the optimizer and the schedule are saved
 # with their state, the validation fraction beside it)
 RUN_KEYS = ("epochs", "batch_size", "shuffle", "l2", "l1", "max_norm", "dropout", "input_noise", "clip",
@@ -36,7 +36,7 @@ class RunConfig:
     optimizer's learning rate."""
     epochs: int = 1
     lr: Optional[float] = None
-    batch_size: Optional[int] = 1
+    batch_size: Any = "auto"             # 1, or None (the full batch) for a full-batch rule
     shuffle: bool = True
     l2: float = 0.0
     l1: float = 0.0
@@ -58,7 +58,6 @@ class RunConfig:
     def __post_init__(self):
         self.epochs = positive_int("epochs", self.epochs, minimum=0)
         self.lr = None if self.lr is None else number("lr", self.lr, low_open=True)
-        self.batch_size = None if self.batch_size is None else positive_int("batch_size", self.batch_size)
         self.shuffle = flag("shuffle", self.shuffle)
         self.l2 = number("l2", self.l2)
         self.l1 = number("l1", self.l1)
@@ -74,6 +73,21 @@ class RunConfig:
                 raise TypeError("optimizer must be a name (%s) or a fastbp.Optimizer, got %r"
                                 % (", ".join(RULES), self.optimizer))
             choice("optimizer", self.optimizer, tuple(RULES))
+        rule = self.optimizer.rule if isinstance(self.optimizer, Optimizer) else self.optimizer
+        full_batch = RULES[rule].full_batch
+        if isinstance(self.batch_size, str) and self.batch_size == "auto":
+            self.batch_size = None if full_batch else 1
+        elif self.batch_size is not None:
+            self.batch_size = positive_int("batch_size", self.batch_size)
+            if full_batch:
+                raise ValueError("optimizer %r steps on the whole training set: leave batch_size unset (or "
+                                 "None), got batch_size=%d" % (rule, self.batch_size))
+        if RULES[rule].step is not None:              # (methods.py: these are gradient steps' settings)
+            given = [name for name in ("l1", "max_norm", "dropout", "input_noise", "clip")
+                     + (("l2",) if rule == "br" else ()) if np.any(getattr(self, name) or 0)]
+            if given:
+                raise ValueError("optimizer %r takes no %s%s" % (
+                    rule, ", ".join(given), " (it sets its own regularisation)" if rule == "br" else ""))
         make_schedule(self.schedule)                 # raises for a bad name or settings
         self.clip = None if self.clip is None else number("clip", self.clip, low_open=True)
         if self.validation_fraction is not None:
@@ -136,6 +150,7 @@ def save_checkpoint(path, net, config, state):
     meta["training"] = {
         "run": {key: getattr(config, key) for key in RUN_KEYS}, "state": state.counters(),
         "history": state.history, "optimizer": state.optimizer.settings(), "optimizer_t": state.optimizer.t,
+        "optimizer_scalars": state.optimizer.scalars,
         "schedule": [state.schedule.name, state.schedule.settings()],
         "schedule_state": state.schedule.get_state(), "data_sha256": state.data_sha256,
         "validation_fraction": config.validation_fraction,
@@ -182,11 +197,12 @@ def _exact_keys(what, d, keys):
 def _restore(description, net, arrays):
     """The training description of a checkpoint as (RunConfig, RunState), every field
     checked; the optimizer bound to net with its saved state."""
-    keys = ("run", "state", "history", "optimizer", "optimizer_t", "schedule", "schedule_state",
-            "data_sha256", "validation_fraction", "explicit_validation", "validation_sha256")
+    keys = ("run", "state", "history", "optimizer", "optimizer_t", "optimizer_scalars", "schedule",
+            "schedule_state", "data_sha256", "validation_fraction", "explicit_validation", "validation_sha256")
     d = dict(description) if isinstance(description, dict) else description
     if isinstance(d, dict):
         d.setdefault("validation_sha256", None)            # (fastbp 0.1.0's checkpoints)
+        d.setdefault("optimizer_scalars", None)            # (before 0.2.0's RPROP and methods: the first)
     _exact_keys("the training description", d, keys)
     settings = d["optimizer"]
     if not isinstance(settings, dict) or not {"rule", "lr"} <= set(settings) <= set(Optimizer().settings()):
@@ -198,6 +214,15 @@ def _restore(description, net, arrays):
         if not np.isfinite(optimizer.state[p]).all():
             raise ValueError("the optimizer's state holds NaN or inf")
     optimizer.t = positive_int("optimizer_t", d["optimizer_t"], minimum=0)
+    scalars = d["optimizer_scalars"]
+    if scalars is not None:
+        if not isinstance(scalars, dict) or set(scalars) != set(optimizer.scalars):
+            raise ValueError("optimizer_scalars must hold exactly %s, got %r"
+                             % (", ".join(sorted(optimizer.scalars)), scalars))
+        for key, value in scalars.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or np.isnan(value):
+                raise ValueError("optimizer_scalars %r must be a number, got %r" % (key, value))
+        optimizer.scalars = {key: float(value) for key, value in scalars.items()}
     if not isinstance(d["schedule"], list) or len(d["schedule"]) != 2 or not isinstance(d["schedule"][1], dict):
         raise ValueError("schedule must be [name, {settings}], got %r" % (d["schedule"],))
     schedule = make_schedule(tuple(d["schedule"]))

@@ -221,15 +221,22 @@ _blas = None
 def blas_on_one_thread():
     """A context in which every BLAS library in the process (NumPy's and SciPy's, which
     Numba's np.dot calls) runs on one thread, as kernels.batch_epoch needs: its own
-    threads call BLAS. One threadpoolctl controller serves every call (a new one scans
-    the loaded libraries, about a millisecond); SciPy's BLAS is loaded before it is
-    made, so that it is among them."""
+    threads call BLAS."""
+    return blas_threads(1)
+
+
+def blas_threads(n):
+    """A context in which every BLAS library in the process runs on n threads (inside
+    a run that holds it to one: the full-batch methods' large products and solves). One
+    threadpoolctl controller serves every call (a new one scans the loaded libraries,
+    about a millisecond); SciPy's BLAS is loaded before it is made, so that it is among
+    them."""
     global _blas
     if _blas is None:
         import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that Numba calls)
         from threadpoolctl import ThreadpoolController
         _blas = ThreadpoolController()
-    return _blas.limit(limits=1, user_api="blas")
+    return _blas.limit(limits=n, user_api="blas")
 
 
 OTHERS_EVERY = 0.1     # seconds between two looks at the CPUs other processes keep busy

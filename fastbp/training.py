@@ -15,11 +15,11 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from . import kernels
+from . import kernels, methods
 from .checks import is_sparse
 from .functions import accuracy, labels_of, mean_loss
 from .io import check_writable, hash_array
-from .optimizers import Optimizer, make_optimizer, make_schedule
+from .optimizers import RULES, Optimizer, make_optimizer, make_schedule
 from .run import BACKENDS, RunConfig, RunState, load_checkpoint, save_checkpoint
 from .threads import batch_chooser, blas_on_one_thread, chooser_for
 
@@ -106,7 +106,7 @@ class Rollback:
 
     def __init__(self, net, optimizer, state=None):
         self.net, self.optimizer, self.state = net, optimizer, state
-        self.parameters, self.t = net.snapshot(), optimizer.t
+        self.parameters, self.t, self.scalars = net.snapshot(), optimizer.t, dict(optimizer.scalars)
         self.arrays = {p: a.copy() for p, a in optimizer.state.items()}
         if state is not None:
             self.rng = net.rng.bit_generator.state
@@ -116,7 +116,7 @@ class Rollback:
 
     def restore(self):
         self.net.restore(self.parameters)
-        self.optimizer.t = self.t
+        self.optimizer.t, self.optimizer.scalars = self.t, dict(self.scalars)
         for p, a in self.arrays.items():
             self.optimizer.state[p][...] = a
         if self.state is not None:
@@ -220,6 +220,13 @@ def _train(net, X, Y, config, validation, progress, callback, sample_weight):
     if isinstance(config.optimizer, Optimizer):
         config.optimizer.check_fits(net)
     net.dropout_rates(config.dropout)                      # (raises for rates that do not fit net)
+    entry = RULES[config.optimizer.rule if isinstance(config.optimizer, Optimizer) else config.optimizer]
+    if entry.loss is not None and net.loss_name != entry.loss:
+        raise ValueError("optimizer %r minimises the sum of squared errors: it needs loss=%r, not %r"
+                         % (config.optimizer if isinstance(config.optimizer, str) else config.optimizer.rule,
+                            entry.loss, net.loss_name))
+    if entry.jacobian:
+        methods.fits_in_memory(net.parameter_vector().size)
     if config.input_noise and is_sparse(X):
         raise ValueError("input_noise needs dense X (noise would fill a sparse matrix)")
     check_progress(progress, callback)
@@ -379,7 +386,7 @@ class EpochPlan:
             slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
             slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
             self.chooser = chooser_for(net.sizes, net.dtype)
-        elif not per_sample and not sparse and config.backend == "numba":
+        elif not per_sample and not sparse and config.backend == "numba" and optimizer.entry.step is None:
             self.load = batch_chooser()     # batched: threads from the load, slice by slice
             if progress is None:
                 rows = max(-(-m // BATCH_SLICES), -(-BATCH_SLICE_WORK // net.n_parameters[0]))
@@ -495,7 +502,11 @@ class Loop:
         history["seconds"].append(time.perf_counter() - start)
         history["loss"].append(mean_loss)
         history["lr"].append(lr)
+        for key in optimizer.entry.reports:             # (a method's scalars: mu, gamma, ...)
+            history.setdefault(key, []).append(optimizer.scalars[key])
         self._record(mean_loss)
+        if optimizer.entry.stop is not None and state.stopped is None:
+            state.stopped = optimizer.entry.stop(optimizer)
 
     def _record(self, mean_loss):
         diagnostic = (self.X[self.diagnostic_rows], self.T[self.diagnostic_rows]) if self.config.diagnostics else None

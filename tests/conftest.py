@@ -25,6 +25,7 @@ NEEDS = {
     "tests/test_bench.py::test_peer_table_has_fastbp_and_ratios": ("jax",),
     "tests/test_bench.py::test_the_peers_predict_the_same_probabilities": ("jax",),
     "tests/test_parity.py::test_feature_names_from_data_frames": ("pandas",),
+    "tests/test_methods.py::test_lm_follows_pyrenns_lm_from_the_same_start": ("pyrenn",),
 }
 
 

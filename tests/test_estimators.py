@@ -266,3 +266,26 @@ def test_every_hidden_activation_of_the_table_fits(digits):
             clf.to_sklearn()
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         MLPClassifier(activation="swish").fit(X[:50], y[:50])
+
+
+@pytest.mark.parametrize("solver", ["rprop", "irprop+"])
+def test_the_full_batch_rules_as_solvers(digits, solver):
+    """solver='rprop' or 'irprop+' fits by full-batch steps (one per epoch, batch_size
+    ignored, as lbfgs), learning_rate_init the first step size; the regressor too."""
+    X, y = digits
+    X = X / 16
+    clf = MLPClassifier(hidden_layer_sizes=(32,), solver=solver, learning_rate_init=0.01, max_iter=60,
+                        batch_size=50, random_state=0, n_iter_no_change=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.n_iter_ == 60 and clf.t_ == 60 * len(X)          # (t_ counts samples, as scikit-learn's)
+    assert clf.history_["loss"][-1] < 0.5 * clf.history_["loss"][0] and clf.score(X, y) > 0.9
+    assert clf.net_.weights[0].dtype == np.float64
+    reg = MLPRegressor(hidden_layer_sizes=(16,), solver=solver, max_iter=40, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y / 9.0)
+    assert reg.loss_curve_[-1] < 0.5 * reg.loss_curve_[0]
+    with pytest.raises(ValueError, match="unknown solver 'rprop-'; choose from .*'rprop', 'irprop\\+'"):
+        MLPClassifier(solver="rprop-").fit(X, y)

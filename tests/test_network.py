@@ -217,6 +217,23 @@ def test_initialisers():
     assert all((b == 0).all() for b in fastbp.Network([3, 3, 2, 1], seed=0).biases)
 
 
+def test_nguyen_widrow():
+    """Each hidden unit's incoming weights have the norm 0.7 H^(1/n) (H units, n inputs),
+    its biases lie evenly spaced over [-beta, beta] (signed as the unit's first weight);
+    the output layer is U(-1, 1)."""
+    net = fastbp.Network([4, 9, 5, 2], activation="tanh", output="identity", init="nguyen_widrow", seed=3)
+    for l, (n_in, H) in enumerate([(4, 9), (9, 5)]):
+        beta = 0.7 * H ** (1 / n_in)
+        W, b = net.weights[l], net.biases[l]
+        np.testing.assert_allclose(np.linalg.norm(W, axis=1), beta, rtol=1e-12)
+        np.testing.assert_allclose(np.sort(np.abs(b)), np.sort(np.abs(beta * np.linspace(-1, 1, H))), rtol=1e-12)
+        np.testing.assert_array_equal(np.sign(b) * np.sign(W[:, 0]), np.sign(np.linspace(-1, 1, H)))
+    W, b = net.weights[2], net.biases[2]
+    assert np.abs(W).max() <= 1 and np.abs(b).max() <= 1 and W.std() > 0.2 and (b != 0).all()
+    unbiased = fastbp.Network([4, 9, 2], init="nguyen_widrow", bias=False, seed=3)
+    assert unbiased.biases is None and not unbiased._b.any()
+
+
 def test_a_misspelt_setting_is_named_as_the_user_called_it(net, data):
     from fastbp.distributed import train as train_on_dask
     from fastbp.optimizers import make_schedule

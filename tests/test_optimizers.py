@@ -1,20 +1,21 @@
 """Optimizers, L2, clipping and schedules: the kernels agree with the reference, and both
 agree with a hand calculation on a one-weight network."""
 import math
+import re
 
 import numpy as np
 import pytest
 from conftest import make_problem
 
 import fastbp
-from fastbp.cases import DTYPES, OPTIMIZER_NETWORKS, REGULARISERS, RULE_NAMES, TOLERANCE, case_id
+from fastbp.cases import DTYPES, MODES, REGULARISERS, RULE_CASES, TOLERANCE, case_id
 from fastbp.optimizers import ExponentialDecay, InverseScaling, Optimizer, ReduceOnPlateau, StepDecay, make_schedule
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("batch_size", [1, 7, None], ids=["per-sample", "mini-batch", "full-batch"])
-@pytest.mark.parametrize("rule", RULE_NAMES)
-@pytest.mark.parametrize("spec", OPTIMIZER_NETWORKS, ids=case_id)
+@pytest.mark.parametrize("spec, rule, batch_size", [
+    pytest.param(spec, rule, MODES[mode], id="%s-%s-%s" % (case_id(spec), rule, mode))
+    for spec, rule, mode in RULE_CASES])
 def test_kernels_agree_with_the_reference(spec, rule, batch_size, dtype):
     for regularise, clip, schedule, bias in [("none", None, None, True), ("l2", 0.5, ("step", {"step_size": 2}), True),
                                              ("all", 0.05, "inverse_scaling", False)]:
@@ -82,6 +83,16 @@ BY_HAND = {
     # 2: o = 1.005, g = (0.01, 0.005); v = -0.018 - 0.001 = -0.019, w = 0.462 - 0.0171 - 0.001
     #    = 0.4439; v_b = -0.009 - 0.0005 = -0.0095, b = 0.081 - 0.00855 - 0.0005 = 0.07195
     "nesterov": (dict(optimizer=Optimizer("nesterov", lr=0.1, momentum=0.9)), 2, 0.4439, 0.07195),
+    # iRPROP-, step sizes from lr = 0.1. 1: w = 0.4, b = 0. 2: o = 0.8, g = (-0.4, -0.2), both
+    # signs flip: step sizes 0.05, no move, g set aside. 3: the same g, nothing to compare:
+    # w = 0.45, b = 0.05. 4: o = 0.95, g = (-0.1, -0.05), the sign holds: sizes 0.06,
+    # w = 0.51, b = 0.11
+    "rprop": (dict(optimizer="rprop", lr=0.1), 4, 0.51, 0.11),
+    # iRPROP+. 1: E = 0.005; w = 0.4, b = 0. 2: o = 0.8, E = 0.02 rose and the signs flip:
+    # the last change is taken back, w = 0.5, b = 0.1, sizes 0.05. 3: g = (0.2, 0.1),
+    # w = 0.45, b = 0.05. 4: o = 0.95, E = 0.00125 fell, the signs flip: sizes 0.025, no
+    # move. 5: w = 0.475, b = 0.075
+    "irprop+": (dict(optimizer="irprop+", lr=0.1), 5, 0.475, 0.075),
 }
 
 
@@ -188,3 +199,65 @@ def test_bad_optimizer_settings_are_clear_errors():
         Optimizer("adam", beta2=float("nan"))
     with pytest.raises(TypeError, match="optimizer must be a name"):
         fastbp.Network([2, 1]).train(np.zeros((1, 2)), np.zeros((1, 1)), optimizer=3)
+    for bad, message in [(dict(eta_minus=1.0), "eta_minus must be a finite number > 0 and < 1"),
+                         (dict(eta_plus=1.0), "eta_plus must be a finite number > 1"),
+                         (dict(step_max=0.0), "step_max must be a finite number > 0"),
+                         (dict(step_min=2.0, step_max=1.0), r"step_min \(2\) must not be above step_max \(1\)")]:
+        with pytest.raises(ValueError, match=message):
+            Optimizer("rprop", **bad)
+
+
+# ---------------------------------------------------------------- RPROP
+
+# torch.optim.Rprop(lr=0.01) with its defaults, 50 full-batch steps on a 3-4-2 tanh/identity
+# network, float64: the final weights, written down from PyTorch 2.13. Made by this, with
+# the same start (fastbp.Network(..., seed=5)) and data:
+#   Ws, bs = [torch.tensor(W, requires_grad=True) for W in net.weights], [... net.biases]
+#   opt = torch.optim.Rprop(Ws + bs, lr=0.01)
+#   50 times: opt.zero_grad(); o = torch.tanh(x @ Ws[0].T + bs[0]) @ Ws[1].T + bs[1]
+#             (0.5 * ((o - y) ** 2).sum(1).mean()).backward(); opt.step()
+TORCH_RPROP = {
+    "W1": [-1.1782789364572814, -4.5574057674102, 0.9907869690146371, 1.714051566460131, 0.2607424491704631,
+           -4.195695962223262, 0.42092290023542994, -0.9471838251288925, 1.3102363880615824, 2.9173567830238865,
+           -0.07675003141756567, -0.8736190984260416],
+    "W2": [-0.47659128407500817, 0.5024666678830176, 1.2815828794856914, -0.821541579941582, -0.2868616541482942,
+           -0.5037072263258896, 0.09946998040215421, -0.6236585923242862],
+    "b1": [-0.863332171825761, -0.7575920372418825, -0.1449102875070778, 0.3426268378682874],
+    "b2": [0.1166370591574577, -0.29169283499943255],
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_rprop_follows_torch_optim_rprop(backend):
+    net = fastbp.Network([3, 4, 2], activation="tanh", output="identity", seed=5)
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+    net.train(X, Y, epochs=50, optimizer="rprop", lr=0.01, backend=backend, diagnostics=False)
+    got = {"W1": net.weights[0], "W2": net.weights[1], "b1": net.biases[0], "b2": net.biases[1]}
+    for name, values in TORCH_RPROP.items():
+        np.testing.assert_allclose(got[name].ravel(), values, rtol=0, atol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_irprop_plus_takes_steps_back_where_the_loss_rose(backend):
+    """With a large first step the loss rises; iRPROP+ takes back the changes whose sign
+    flipped, and ends lower than iRPROP- from the same start."""
+    losses = {}
+    for rule in ("rprop", "irprop+"):
+        net, X, T = make_problem([6, 8, 3], "tanh", "identity", "mse", 60, seed=2)
+        h = net.train(X, T, epochs=40, optimizer=rule, lr=0.5, backend=backend, diagnostics=False)
+        losses[rule] = h["loss"]
+    assert any(b > a for a, b in zip(losses["irprop+"], losses["irprop+"][1:]))     # it rose somewhere
+    assert losses["irprop+"][:2] == losses["rprop"][:2]                             # the same first steps
+    assert losses["irprop+"] != losses["rprop"]                                     # then backtracking
+    assert losses["irprop+"][-1] < losses["rprop"][-1]
+
+
+def test_the_full_batch_rules_refuse_a_batch_size():
+    net = fastbp.Network([2, 1], seed=0)
+    for rule in ("rprop", "irprop+"):
+        with pytest.raises(ValueError, match="optimizer '%s' steps on the whole training set: leave batch_size "
+                           "unset" % re.escape(rule)):
+            net.train(np.zeros((4, 2)), np.zeros((4, 1)), optimizer=rule, batch_size=2)
+        h = net.train(np.zeros((4, 2)), np.zeros((4, 1)), optimizer=rule, batch_size=None, diagnostics=False)
+        assert len(h["loss"]) == 1

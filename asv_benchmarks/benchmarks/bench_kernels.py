@@ -5,7 +5,7 @@ import numba
 import fastbp
 from fastbp import kernels
 from fastbp.bench import SPARSE_MODES, sparse_data
-from fastbp.cases import REGULARISERS
+from fastbp.cases import FULL_BATCH_CASES, REGULARISERS, problem
 
 from .common import (
     BACKENDS,
@@ -194,6 +194,34 @@ class Regularisers(_EpochPerCase):
             ratios.append(median_seconds(lambda: self.epoch(regulariser), 1) / plain)
         return sorted(ratios)[1]
     track_cost_over_plain.unit = "x the plain epoch"
+
+
+class FullBatchRules(_EpochPerCase):
+    """Every full-batch rule of optimizers.RULES (RPROP, iRPROP+, and the methods with a
+    step of their own: Levenberg-Marquardt, Bayesian regularisation, scaled conjugate
+    gradient) on its case (fastbp.cases.FULL_BATCH_CASES), float64: the first epoch of a
+    run (its setup included), by each backend, and track_speedup_."""
+    params = [list(FULL_BATCH_CASES), BACKENDS]
+    param_names = ["rule", "backend"]
+
+    def setup(self, rule, *backend):
+        network, m = FULL_BATCH_CASES[rule]
+        self.net, self.X, self.Y = problem(*network, m, seed=0)
+        self.rule = rule
+        for name in BACKENDS:
+            self.run(name)                       # (compiled outside the timing)
+
+    def run(self, backend):
+        self.net.train(self.X, self.Y, epochs=1, optimizer=self.rule, backend=backend, diagnostics=False)
+
+    def time_epoch(self, rule, backend):
+        self.run(backend)
+
+    def track_speedup_epoch(self, rule):
+        return speedup(self.run)
+    track_speedup_epoch.params = [list(FULL_BATCH_CASES)]        # (it runs both backends itself)
+    track_speedup_epoch.param_names = ["rule"]
+    track_speedup_epoch.unit = "x vs NumPy"
 
 
 class SparseInput:

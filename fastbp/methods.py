@@ -1,0 +1,254 @@
+"""The full-batch methods with a step of their own: Levenberg-Marquardt, Bayesian
+regularisation and scaled conjugate gradient (optimizers.RULES names them, with their
+settings; ``Network.train_epoch`` hands them the epoch).
+
+Each is one function: one epoch is one step of the method, on the whole training set,
+taken in float64 whatever the network's dtype. What a method needs of the network comes
+through four of its operations, each by either backend (the NumPy reference or the
+kernels, which tests hold together): the flat parameters (``parameter_vector``,
+``set_parameter_vector``), the products of the Jacobian (``jacobian_products``: J^T J,
+J^T r and r^T r of the residuals r = o - t, accumulated over blocks of samples), the
+outputs, and the mean loss's gradient (``loss_gradient``). Their scalar state (mu; gamma,
+alpha, beta; lambda) lives in ``Optimizer.scalars`` and goes into every checkpoint.
+
+Sample weights s weigh each sample's squared errors (J^T S J, J^T S r); the error sums
+E_D are sum_i s_i ||o_i - t_i||^2, twice the summed mean-squared-error loss.
+"""
+import math
+import os
+
+import numpy as np
+from scipy import linalg
+
+from .functions import mean_loss
+from .threads import available_cpus, blas_threads
+
+MU_FLOOR = 1e-20            # mu never falls below this (trainlm's floor)
+BLAS_THREADS_FROM = 1000    # parameters: from this many, the P x P products and solves use every core
+
+
+def lm_scalars(optimizer):
+    return {"mu": optimizer.mu}
+
+
+def br_scalars(optimizer):
+    """gamma: the effective number of parameters (0 before the first estimate); alpha
+    and beta as Foresee and Hagan (1997) start them: the first step is plain LM."""
+    return {"mu": optimizer.mu, "gamma": 0.0, "alpha": 0.0, "beta": 1.0}
+
+
+def scg_scalars(optimizer):
+    """lambda and lambda_bar: the scale parameter and its raise; delta: the curvature
+    along the direction, kept after a failed step; success: whether the last step was
+    taken (1) or not (0); gradients: the gradient evaluations so far."""
+    return {"lambda": optimizer.lambda_init, "lambda_bar": 0.0, "delta": 0.0, "success": 1.0, "gradients": 0.0}
+
+
+def mu_stop(optimizer):
+    """Why a Levenberg-Marquardt run ends, or None."""
+    return "mu at mu_max" if optimizer.scalars["mu"] > optimizer.mu_max else None
+
+
+def scg_stop(optimizer):
+    return "zero gradient" if optimizer.t > 0 and not np.any(optimizer.state["w"][1]) \
+        and not np.any(optimizer.state["b"][1]) else None
+
+
+# ---------------------------------------------------------------- Levenberg-Marquardt
+
+def _penalised(net, l2, total):
+    """The diagonal that l2 adds to J^T J on the sum-of-squares scale (F = E_D + M l2
+    ||W||^2, M the total weight: twice M times the mean loss plus its (l2 / 2) ||W||^2):
+    M l2 on the weights, 0 on the biases."""
+    n_w = net.n_parameters[0]
+    d = np.zeros(net.parameter_vector().size)
+    d[:n_w] = total * l2
+    return d
+
+
+def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
+    """One Levenberg-Marquardt epoch (MATLAB's trainlm): the products of the Jacobian
+    at the weights w, then dx from (J^T J + D + mu I) dx = -(J^T r + D w) (D: l2's
+    diagonal, or Bayesian regularisation's alpha), tried at w + dx; a step that lowers F
+    is kept and mu falls by mu_dec, one that does not is undone and retried with mu
+    raised by mu_inc, until one is kept or mu passes mu_max (no step; the run stops).
+    Returns the epoch's summed loss at w (E_D / 2)."""
+    scalars = optimizer.scalars
+    total = X.shape[0] if S is None else float(S.sum())
+    with blas_threads(available_cpus() if net.parameter_vector().size >= BLAS_THREADS_FROM else 1):
+        w = net.parameter_vector()
+        JtJ, Jtr, sse = net.jacobian_products(X, T, S, backend)
+        if bayesian:
+            alpha, beta = scalars["alpha"], scalars["beta"]
+            H, g, D = beta * JtJ, beta * Jtr + alpha * w, np.full(w.size, alpha)
+            objective = lambda e_d, v: beta * e_d + alpha * float(v @ v)   # noqa: E731
+        else:
+            D = _penalised(net, l2, total)
+            H, g = JtJ, Jtr + D * w
+            objective = lambda e_d, v: e_d + float(v @ (D * v))             # noqa: E731
+        before = objective(sse, w)
+        mu, kept = scalars["mu"], None
+        while mu <= optimizer.mu_max:
+            A = H + np.diag(D + mu)
+            try:
+                dx = -linalg.cho_solve(linalg.cho_factor(A, check_finite=False), g, check_finite=False)
+            except linalg.LinAlgError:              # not positive definite at this mu: damp more
+                mu *= optimizer.mu_inc
+                continue
+            net.set_parameter_vector(w + dx)
+            after = objective(squared_errors(net, X, T, S, backend), w + dx)
+            if after < before:                      # (NaN is never lower: the step is refused)
+                kept = w + dx
+                mu = max(mu * optimizer.mu_dec, MU_FLOOR)
+                break
+            mu *= optimizer.mu_inc
+        if kept is None:
+            net.set_parameter_vector(w)             # no step lowered F: the weights stay
+        scalars["mu"] = mu
+        if bayesian and kept is not None:
+            _reestimate(scalars, JtJ, kept, squared_errors(net, X, T, S, backend), X.shape[0] * T.shape[1])
+    optimizer.t += 1
+    return sse / 2.0
+
+
+def bayesian_regularisation(net, X, T, S, optimizer, l2, backend):
+    """One epoch of Bayesian regularisation (MacKay, 1992; Foresee and Hagan, 1997;
+    MATLAB's trainbr): a Levenberg-Marquardt step on F = beta E_D + alpha E_W (E_W the
+    sum of every squared parameter, biases included), then gamma = P - alpha tr((beta J^T J
+    + alpha I)^-1) (that is P - 2 alpha tr(H^-1), H = 2 beta J^T J + 2 alpha I),
+    alpha = gamma / (2 E_W) and beta = (N - gamma) / (2 E_D), N the number of errors."""
+    return levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=True)
+
+
+def _reestimate(scalars, JtJ, w, e_d, n_errors):
+    alpha, beta = scalars["alpha"], scalars["beta"]
+    P = w.size
+    if alpha > 0:
+        inverse = linalg.cho_solve(linalg.cho_factor(beta * JtJ + alpha * np.eye(P)), np.eye(P))
+        gamma = P - alpha * float(np.trace(inverse))
+    else:
+        gamma = float(P)                            # (alpha 0: every parameter counts)
+    e_w = float(w @ w)
+    scalars["gamma"] = gamma
+    scalars["alpha"] = gamma / (2.0 * e_w) if e_w > 0 else 1.0
+    scalars["beta"] = max(n_errors - gamma, 1.0) / (2.0 * e_d) if e_d > 0 else beta
+
+
+def squared_errors(net, X, T, S, backend):
+    """E_D: sum_i s_i ||o_i - t_i||^2 at the network's weights."""
+    R = net.outputs(X, backend).astype(np.float64) - T
+    per_sample = np.sum(R * R, axis=1)
+    return float(per_sample.sum() if S is None else per_sample @ S)
+
+
+def fits_in_memory(n_parameters, dtype_size=8, copies=3):
+    """Raise ValueError, naming the size, unless `copies` P x P float64 matrices fit in
+    the memory the system has available (MemAvailable, else the physical memory)."""
+    need = copies * n_parameters ** 2 * dtype_size
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if available is None and hasattr(os, "sysconf"):
+        available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if available is not None and need > available:
+        raise ValueError("this network has %d parameters: Levenberg-Marquardt's %d x %d system needs about "
+                         "%.3g GiB, more than the %.3g GiB of memory available; use 'scg' or 'rprop', which need "
+                         "O(P)" % (n_parameters, n_parameters, n_parameters, need / 2 ** 30, available / 2 ** 30))
+
+
+# ---------------------------------------------------------------- scaled conjugate gradient
+
+def scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
+    """One iteration of Moller's (1993) scaled conjugate gradient on the mean loss plus
+    (l2 / 2) ||W||^2, with his steps: the curvature along the direction p from two
+    gradients sigma / |p| apart (after a kept step), scaled by lambda (made positive
+    where it is not), the step alpha = p.r / delta, the comparison Delta between the
+    quadratic model and the loss at the step; kept when Delta >= 0 (the direction then
+    conjugate, by Polak-Ribiere's beta, or r itself every P iterations), lambda down by 4
+    when Delta >= 0.75 and up when Delta < 0.25. r is the descent (minus the gradient).
+    Returns the epoch's summed loss before the step."""
+    s = optimizer.scalars
+    p, r = _flat_state(net, optimizer, 0), _flat_state(net, optimizer, 1)
+    total = X.shape[0] if S is None else float(S.sum())
+    w = net.parameter_vector()
+    E = _objective(net, X, T, S, l2, backend, w)
+    if optimizer.t == 0:
+        r[...] = -_gradient(net, X, T, S, l2, backend, w, s)
+        p[...] = r
+    norm2 = float(p @ p)
+    if norm2 == 0.0:                                # a zero gradient: nothing to do
+        optimizer.t += 1
+        _store(net, optimizer, p, r)
+        return E * total
+    if s["success"]:
+        sigma = optimizer.sigma / math.sqrt(norm2)
+        curvature = (_gradient(net, X, T, S, l2, backend, w + sigma * p, s) + r) / sigma   # E''(w) p
+        net.set_parameter_vector(w)
+        s["delta"] = float(p @ curvature)
+    lam, lam_bar = s["lambda"], s["lambda_bar"]
+    delta = s["delta"] + (lam - lam_bar) * norm2    # scaled: as if E'' + lambda I
+    if delta <= 0:                                  # make it positive definite
+        lam_bar = 2.0 * (lam - delta / norm2)
+        delta = -delta + lam * norm2
+        lam = lam_bar
+    mu = float(p @ r)
+    alpha = mu / delta
+    after = _objective(net, X, T, S, l2, backend, w + alpha * p)
+    comparison = 2.0 * delta * (E - after) / mu ** 2
+    if comparison >= 0:                             # kept
+        net.set_parameter_vector(w + alpha * p)
+        r_old = r.copy()
+        r[...] = -_gradient(net, X, T, S, l2, backend, w + alpha * p, s)
+        lam_bar, s["success"] = 0.0, 1.0
+        if (optimizer.t + 1) % w.size == 0:
+            p[...] = r                              # restart
+        else:
+            p[...] = r + (float(r @ r) - float(r @ r_old)) / mu * p
+        if comparison >= 0.75:
+            lam *= 0.25
+    else:
+        net.set_parameter_vector(w)
+        lam_bar, s["success"] = lam, 0.0
+    if comparison < 0.25:
+        lam += delta * (1.0 - comparison) / norm2
+    s["lambda"], s["lambda_bar"], s["delta"] = lam, lam_bar, delta
+    optimizer.t += 1
+    _store(net, optimizer, p, r)
+    if not (np.isfinite(p).all() and np.isfinite(r).all() and np.isfinite(lam)):
+        return math.nan                             # an overflowing gradient: the guard undoes the epoch
+    return E * total
+
+
+def _flat_state(net, optimizer, k):
+    """The k-th state array over all parameters (weights, then biases if any), a copy."""
+    parts = [optimizer.state["w"][k]] + ([optimizer.state["b"][k]] if net.bias else [])
+    return np.concatenate(parts).astype(np.float64)
+
+
+def _store(net, optimizer, p, r):
+    n_w = net.n_parameters[0]
+    for k, v in enumerate((p, r)):
+        optimizer.state["w"][k][...] = v[:n_w]
+        if net.bias:
+            optimizer.state["b"][k][...] = v[n_w:]
+
+
+def _objective(net, X, T, S, l2, backend, w):
+    """The mean loss (weighted) plus (l2 / 2) ||W||^2 at the parameters w."""
+    net.set_parameter_vector(w)
+    W = w[:net.n_parameters[0]]
+    return float(mean_loss(net.loss_name, net.outputs(X, backend), T, S)) + 0.5 * l2 * float(W @ W)
+
+
+def _gradient(net, X, T, S, l2, backend, w, scalars):
+    """The gradient of _objective at w, as one flat float64 vector (counted)."""
+    net.set_parameter_vector(w)
+    g = net.loss_gradient(X, T, S, backend)
+    g[:net.n_parameters[0]] += l2 * w[:net.n_parameters[0]]
+    scalars["gradients"] += 1
+    return g
