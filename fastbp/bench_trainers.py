@@ -231,5 +231,5 @@ def report(repeats=3):
     figures["scg"] = [dict(zip(("who", "seconds", "loss"), row)) for row in scg]
     print("100 iterations on digits, 64-32-10 tanh/softmax/cross-entropy (median of %d)" % repeats)
     for who, seconds, loss in scg:
-        print("%-24s %9.3f s, training loss %.4f" % (who, seconds, loss))
+        print("%-24s %9.3f s, training loss %.3g" % (who, seconds, loss))
     return figures

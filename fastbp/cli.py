@@ -109,7 +109,8 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
     from tqdm import tqdm
     epochs = config.epochs
     rows = len(X) if train_rows is None else train_rows
-    net.warm_up(config.batch_size or len(X), config.backend)   # time training only
+    rule = config.optimizer.rule if isinstance(config.optimizer, Optimizer) else config.optimizer
+    net.warm_up(config.batch_size, config.backend, rule)       # time training only
     bar = tqdm(total=epochs * rows, initial=done * rows, unit="sample", unit_scale=True,
                disable=not progress, dynamic_ncols=True, leave=True)
     bar.set_description("epoch %d/%d" % (min(done + 1, epochs), epochs))

@@ -15,7 +15,7 @@ from scipy import linalg
 from . import functions, info, kernels, reference, training
 from .checks import check_finite, choice, is_sparse, keywords, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
-from .optimizers import RULE_CODES, Optimizer
+from .optimizers import RULE_CODES, RULES, Optimizer
 from .run import BACKENDS, RUN_SETTINGS, RunConfig
 from .threads import batch_chunks, blas_on_one_thread
 from .training import TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
@@ -622,7 +622,7 @@ class Network:
         for r0 in range(0, X.shape[0], block):
             Xb = np.ascontiguousarray(X[r0:r0 + block])
             B = Xb.shape[0]
-            with kernels.first_call(kernels.jacobian_block, "Jacobian kernel", 10):
+            with kernels.first_call(kernels.jacobian_block, "Jacobian kernel", 14):
                 O = kernels.jacobian_block(self._w, self._b, self._sizes, self._w_off, self._u_off, self._acts,
                                            self.bias, Xb, self._eps(), J[:B * K])
             yield J[:B * K], O
@@ -709,10 +709,12 @@ class Network:
             db = [self._layer_view(db_flat, "b", l) for l in range(self.n_layers)]
         return dW, (db if self.bias else None)
 
-    def warm_up(self, batch_size: Optional[int] = 1, backend: str = "numba") -> None:
+    def warm_up(self, batch_size: Optional[int] = 1, backend: str = "numba", optimizer: str = "sgd") -> None:
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
-        with batch_size and its inference use, on a throwaway copy: this network, its
-        weights and its random state are unchanged. Call it before timing anything.
+        with batch_size (None: the full batch) and its inference use, on a throwaway copy:
+        this network, its weights and its random state are unchanged. Call it before
+        timing anything. optimizer, a RULES name, matters for the full-batch rules
+        (batch_size is then theirs): 'lm' and 'br' call the Jacobian kernel.
 
         Kernels that are not in the cache yet are compiled in a child process, which
         writes them to the cache, and then loaded from there: a kernel compiled in the
@@ -724,15 +726,16 @@ class Network:
         definition = {"sizes": self.sizes, "activation": self.activations[:-1], "output": self.output,
                       "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate,
                       "dtype": str(self.dtype), "activation_parameters": self.activation_parameters}
+        choice("optimizer", optimizer, tuple(RULES))
         try:
             with kernels.refusing_compiles():
-                warm_up_twin(definition, batch_size)
+                warm_up_twin(definition, batch_size, optimizer)
             return                                     # all of it came from the cache
         except kernels.WouldCompile:
             pass
         if info.cache_writable():
-            compile_in_child(definition, batch_size)
-        warm_up_twin(definition, batch_size)
+            compile_in_child(definition, batch_size, optimizer)
+        warm_up_twin(definition, batch_size, optimizer)
 
     def save(self, path: Union[str, os.PathLike]):
         """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""
@@ -815,8 +818,10 @@ class Network:
         only), 'lr'; with diagnostics, on up to 2048 training samples after the epoch,
         'mean_abs_delta' and 'grad_norm' (one value per layer, input side first) and, for
         sigmoid or softmax outputs, 'accuracy'; with validation, 'val_loss' and
-        'val_accuracy' (or 'val_r2'). Also 'stopped' ('epochs', 'no improvement' or
-        'target loss'), 'best_epoch' (counted from 1) and 'train_samples' (per epoch).
+        'val_accuracy' (or 'val_r2'); for lm, br and scg, their scalars (mu; gamma, alpha,
+        beta; lambda and the gradient evaluations so far). Also 'stopped' ('epochs', 'no
+        improvement', 'target loss', or lm's and br's 'mu at mu_max', scg's 'zero
+        gradient'), 'best_epoch' (counted from 1) and 'train_samples' (per epoch).
         If the loss or the weights stop being finite, the epoch is undone and
         TrainingDiverged is raised.
 
@@ -868,20 +873,24 @@ def _dtype_name(value):
         return value
 
 
-def warm_up_twin(definition, batch_size):
+def warm_up_twin(definition, batch_size, optimizer="sgd"):
     """Train a throwaway network of this definition (Network's keyword arguments) for one
-    epoch at batch_size on two samples, and take its error terms and predictions: every
-    kernel the definition's training and inference call is then compiled or loaded."""
+    epoch at batch_size (None: the full batch) on two samples with the optimizer (a RULES
+    name), and take its error terms and predictions: every kernel the definition's
+    training and inference call is then compiled or loaded."""
     twin = Network(seed=0, **definition)
     X = np.zeros((2, twin.sizes[0]), twin.dtype)
     T = np.zeros((2, twin.sizes[-1]), twin.dtype)
     T[:, 0] = 1.0                                  # a valid target for every loss
-    twin.train(X, T, epochs=1, batch_size=min(batch_size, 2))
+    if RULES[optimizer].full_batch:
+        twin.train(X, T, epochs=1, optimizer=optimizer)
+    else:
+        twin.train(X, T, epochs=1, batch_size=min(batch_size or 2, 2), optimizer=optimizer)
     twin.deltas(X, T)
     twin.predict(X)
 
 
-def compile_in_child(definition, batch_size):
+def compile_in_child(definition, batch_size, optimizer="sgd"):
     """warm_up_twin in a fresh Python process (which fills Numba's on-disk cache); its
     compile notice goes to this process's stderr. Returns whether it succeeded."""
     import json
@@ -889,9 +898,10 @@ def compile_in_child(definition, batch_size):
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
     code = ("import json, sys; sys.path.insert(0, sys.argv[3]); from fastbp.network import warm_up_twin; "
-            "warm_up_twin(json.loads(sys.argv[1]), int(sys.argv[2]))")
+            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4])")
     try:
-        done = subprocess.run([sys.executable, "-c", code, json.dumps(definition), str(batch_size), root],
+        done = subprocess.run([sys.executable, "-c", code, json.dumps(definition), json.dumps(batch_size), root,
+                               optimizer],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
     except OSError:
         return False

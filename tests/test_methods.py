@@ -4,6 +4,9 @@ gradient by both backends, and each against the outside world (pyrenn, SciPy's M
 gradient descent with momentum)."""
 import contextlib
 import io
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -301,3 +304,19 @@ def test_a_method_never_keeps_non_finite_weights(method):
         X = rng.normal(size=(20, 3)) * 1e75                     # finite errors, overflowing steps
         h = net.train(X, Y, epochs=50, optimizer=fastbp.Optimizer(method, mu_max=1e30), diagnostics=False)
         assert net.is_finite() and all(np.isfinite(h["loss"]))
+
+
+@pytest.mark.slow
+def test_warm_up_compiles_what_a_method_calls(tmp_path):
+    """In a fresh Numba cache, warm_up(optimizer='lm') leaves nothing for an LM run to
+    compile (a process of its own, so that nothing is in memory already)."""
+    code = ("import numpy as np, fastbp; from fastbp import kernels\n"
+            "x = np.linspace(-1, 1, 30)[:, None]; y = np.sin(3 * x)\n"
+            "net = fastbp.Network([1, 5, 1], activation='tanh', output='identity', seed=0)\n"
+            "net.warm_up(None, optimizer='lm')\n"
+            "with kernels.refusing_compiles():\n"
+            "    net.train(x, y, epochs=2, optimizer='lm', diagnostics=False); net.jacobian(x)\n"
+            "print('ok')\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
