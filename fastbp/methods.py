@@ -87,7 +87,7 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
             H, g = JtJ, Jtr + D * w
             objective = lambda e_d, v: e_d + float(v @ (D * v))             # noqa: E731
         before = objective(sse, w)
-        mu, kept = scalars["mu"], None
+        mu, kept, e_d = scalars["mu"], None, None
         while mu <= optimizer.mu_max:
             A = H + np.diag(D + mu)
             try:
@@ -96,8 +96,8 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
                 mu *= optimizer.mu_inc
                 continue
             net.set_parameter_vector(w + dx)
-            after = objective(squared_errors(net, X, T, S, backend), w + dx)
-            if after < before:                      # (NaN is never lower: the step is refused)
+            e_d = squared_errors(net, X, T, S, backend)
+            if objective(e_d, w + dx) < before:     # (NaN is never lower: the step is refused)
                 kept = w + dx
                 mu = max(mu * optimizer.mu_dec, MU_FLOOR)
                 break
@@ -106,7 +106,7 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
             net.set_parameter_vector(w)             # no step lowered F: the weights stay
         scalars["mu"] = mu
         if bayesian and kept is not None:
-            _reestimate(scalars, JtJ, kept, squared_errors(net, X, T, S, backend), X.shape[0] * T.shape[1])
+            _reestimate(scalars, JtJ, kept, e_d, X.shape[0] * T.shape[1])
     optimizer.t += 1
     return sse / 2.0
 
@@ -180,6 +180,9 @@ def scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
     if optimizer.t == 0:
         r[...] = -_gradient(net, X, T, S, l2, backend, w, s)
         p[...] = r
+    if float(p @ r) <= 0:                           # not a descent direction: restart from r
+        p[...] = r
+        s["success"] = 1.0
     norm2 = float(p @ p)
     if norm2 == 0.0:                                # a zero gradient: nothing to do
         optimizer.t += 1
