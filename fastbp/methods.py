@@ -61,7 +61,7 @@ def _penalised(net, l2, total):
     ||W||^2, M the total weight: twice M times the mean loss plus its (l2 / 2) ||W||^2):
     M l2 on the weights, 0 on the biases."""
     n_w = net.n_parameters[0]
-    d = np.zeros(net.parameter_vector().size)
+    d = np.zeros(net.n_trainable)
     d[:n_w] = total * l2
     return d
 
@@ -75,7 +75,7 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
     Returns the epoch's summed loss at w (E_D / 2)."""
     scalars = optimizer.scalars
     total = X.shape[0] if S is None else float(S.sum())
-    with blas_threads(available_cpus() if net.parameter_vector().size >= BLAS_THREADS_FROM else 1):
+    with blas_threads(available_cpus() if net.n_trainable >= BLAS_THREADS_FROM else 1):
         w = net.parameter_vector()
         JtJ, Jtr, sse = net.jacobian_products(X, T, S, backend)
         if bayesian:
@@ -106,7 +106,7 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
             net.set_parameter_vector(w)             # no step lowered F: the weights stay
         scalars["mu"] = mu
         if bayesian and kept is not None:
-            _reestimate(scalars, JtJ, kept, e_d, X.shape[0] * T.shape[1])
+            _reestimate(scalars, JtJ, kept, e_d, total * T.shape[1])   # N: errors (weighted: the total's)
     optimizer.t += 1
     return sse / 2.0
 

@@ -286,6 +286,12 @@ class Network:
         even with bias=False, where they stay 0)."""
         return self._w.size, self._b.size
 
+    @property
+    def n_trainable(self):
+        """How many parameters train: the weights, and the biases if the network has them
+        (parameter_vector()'s length, P)."""
+        return self._w.size + (self._b.size if self.bias else 0)
+
     def snapshot(self):
         """A copy of every parameter, for restore."""
         return self._w.copy(), self._b.copy()
@@ -609,7 +615,7 @@ class Network:
     def _jacobian_blocks(self, X, backend, block=None):
         """Yield (J rows, outputs) for blocks of X's rows: J's row s * n_out + k is
         d o_k / d theta for the block's sample s, in the network's dtype."""
-        K, P = self.sizes[-1], self.parameter_vector().size
+        K, P = self.sizes[-1], self.n_trainable
         block = block or max(1, min(X.shape[0], (1 << 22) // (K * P)))     # J's block: 4M numbers at most
         if backend == "numpy":
             weights, biases = self._params()
@@ -631,7 +637,7 @@ class Network:
         """(J^T S J, J^T S r, r^T S r) in float64 for the residuals r = o - t of the
         checked (X, T), S the sample weights (None: ones), accumulated over blocks of
         samples: memory O(P^2), never O(m P)."""
-        P = self.parameter_vector().size
+        P = self.n_trainable
         JtJ, Jtr, sse = np.zeros((P, P), order="F"), np.zeros(P), 0.0
         if is_sparse(X):
             X = X.toarray()

@@ -226,7 +226,7 @@ def _train(net, X, Y, config, validation, progress, callback, sample_weight):
                          % (config.optimizer if isinstance(config.optimizer, str) else config.optimizer.rule,
                             entry.loss, net.loss_name))
     if entry.jacobian:
-        methods.fits_in_memory(net.parameter_vector().size)
+        methods.fits_in_memory(net.n_trainable)
     if config.input_noise and is_sparse(X):
         raise ValueError("input_noise needs dense X (noise would fill a sparse matrix)")
     check_progress(progress, callback)
