@@ -771,7 +771,9 @@ class MLPRegressor(_MLP):
                 y = y.astype(np.float64)
             except (TypeError, ValueError) as error:
                 raise ValueError("y must hold numbers for a regressor: %s" % error) from error
-        T = y.reshape(len(y), -1).astype(np.float64)
+        T = y.reshape(len(y), -1)
+        if T.dtype.kind != "f":              # (float targets keep their dtype: the network casts them once)
+            T = T.astype(np.float64)
         if not np.isfinite(T).all():
             raise ValueError("y contains NaN or inf")
         if continuing and T.shape[1] != self.n_outputs_:

@@ -173,7 +173,7 @@ ACTIVATIONS = {
     "sigmoid": Activation(sigmoid, sigmoid_derivative, (("Sigmoid", ("z",)),), own_loop=True),
     "tanh": Activation(tanh, tanh_derivative, (("Tanh", ("z",)),)),
     "relu": Activation(relu, relu_derivative, (("Relu", ("z",)),), own_loop=True, kinks=(0.0,)),
-    "identity": Activation(identity, identity_derivative, (("Identity", ("z",)),)),
+    "identity": Activation(identity, identity_derivative, (("Identity", ("z",)),), own_loop=True),
     "softmax": Activation(softmax, None, (("Softmax", ("z",), {"axis": 1}),), hidden=False),
     "silu": Activation(silu, silu_derivative, (("Sigmoid", ("z",)), ("Mul", ("z", "last"))), needs_z=True),
     "exp": Activation(exp, exp_derivative, (("Exp", ("z",)),), hidden=False),

@@ -378,6 +378,7 @@ def threading_info():
 #     on the code that calls the table's own functions, compiled;
 #   _activate_vector(code, p, a): a[i] <- g(a[i]) over a vector;
 #   _activate_rows(code, p, Z, bias): Z[s, j] <- g(Z[s, j] + bias[j]) over a block of rows;
+#   _chain_delta(code, p, z, o, t, d): an output layer's d[i] <- (o[i] - t[i]) g'(z[i]);
 #   _delta_into(propagate_error, code, p, z, a, back, d, e): d[i] <- back[i] g'(z[i]) and
 #     e[i] <- back[i] or d[i] (back may be d);
 #   _masked_delta(code, p, Z, A, back, E, masks, r0, first): the same for a block of rows
@@ -431,6 +432,8 @@ def _dispatch_source():
                          ["m = masks[r0 + s, first + j]", "q = m if m != 0 else 1.0",
                           "d = back[s, j] * m * {call}", "back[s, j] = d", "E[s, j] = d"], 1,
                          "_derivative(code, p, Z[s, j], A[s, j] / q)", z="Z[s, j]", a="A[s, j] / q")
+    source += unswitched("_chain_delta(code, p, z, o, t, d)", ["for i in range(o.size):"],
+                         ["d[i] = (o[i] - t[i]) * {call}"], 1, "_derivative(code, p, z[i], o[i])", a="o[i]")
     source += unswitched("_delta_into(propagate_error, code, p, z, a, back, d, e)", ["for i in range(a.size):"],
                          ["v = back[i]", "d[i] = v * {call}", "e[i] = v if propagate_error else d[i]"], 1,
                          "_derivative(code, p, z[i], a[i])")
@@ -444,9 +447,9 @@ exec(compile(DISPATCH_SOURCE, "<fastbp.kernels: the dispatch generated from func
 # functions with a source file); the fingerprint covers what they are generated from.
 _activate, _derivative = (njit(error_model=ERRORS)(_namespace[f]) for f in ("_activate", "_derivative"))
 _namespace.update(_activate=_activate, _derivative=_derivative)
-_activate_vector, _activate_rows, _delta_into, _masked_delta = (
+_activate_vector, _activate_rows, _chain_delta, _delta_into, _masked_delta = (
     njit(error_model=ERRORS, fastmath=FASTMATH)(_namespace[f])
-    for f in ("_activate_vector", "_activate_rows", "_delta_into", "_masked_delta"))
+    for f in ("_activate_vector", "_activate_rows", "_chain_delta", "_delta_into", "_masked_delta"))
 
 
 @kernel(inline="always")
@@ -536,8 +539,7 @@ def _output_delta(loss, code, p, z, o, t, d):
         for k in range(o.size):
             d[k] = o[k] * ((o[k] - t[k]) - s)
     else:
-        for k in range(o.size):
-            d[k] = (o[k] - t[k]) * _derivative(code, p, z[k], o[k])
+        _chain_delta(code, p, z, o, t, d)
 
 
 @kernel(fastmath=FASTMATH)
@@ -1265,16 +1267,17 @@ def _flush(v, tiny):
 
 
 @kernel(fastmath=FASTMATH)
-def _sgd(p, g, state, gscale, strengths, hyper, t):
+def _sgd(p, g, state, lo, hi, gscale, strengths, hyper, t):
     lr, tiny = hyper[H_LR], hyper[H_TINY]
+    p, g = p[lo:hi], g[lo:hi]
     for k in range(p.size):
         p[k] = _flush(p[k] - lr * (g[k] * gscale + _penalty(p[k], strengths)), tiny)
 
 
 @kernel(fastmath=FASTMATH)
-def _momentum(p, g, state, gscale, strengths, hyper, t, nesterov):
+def _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, nesterov):
     lr, tiny, mu = hyper[H_LR], hyper[H_TINY], hyper[H_MOMENTUM]
-    v = state[0]
+    p, g, v = p[lo:hi], g[lo:hi], state[0][lo:hi]
     for k in range(p.size):
         gk = g[k] * gscale + _penalty(p[k], strengths)
         v[k] = _flush(mu * v[k] - lr * gk, tiny)
@@ -1282,12 +1285,12 @@ def _momentum(p, g, state, gscale, strengths, hyper, t, nesterov):
 
 
 @kernel(fastmath=FASTMATH)
-def _adam(p, g, state, gscale, strengths, hyper, t):
+def _adam(p, g, state, lo, hi, gscale, strengths, hyper, t):
     lr, tiny, beta1, beta2, epsilon = hyper[H_LR], hyper[H_TINY], hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPSILON]
     one = lr / lr
     c1, c2 = one - beta1, one - beta2
     lr_t = _cast(hyper, lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))   # bias correction
-    m, s = state[0], state[1]
+    p, g, m, s = p[lo:hi], g[lo:hi], state[0][lo:hi], state[1][lo:hi]
     for k in range(p.size):
         gk = g[k] * gscale + _penalty(p[k], strengths)
         m[k] = _flush(beta1 * m[k] + c1 * gk, tiny)
@@ -1296,10 +1299,10 @@ def _adam(p, g, state, gscale, strengths, hyper, t):
 
 
 @kernel(fastmath=FASTMATH)
-def _rmsprop(p, g, state, gscale, strengths, hyper, t):
+def _rmsprop(p, g, state, lo, hi, gscale, strengths, hyper, t):
     lr, tiny, rho, epsilon = hyper[H_LR], hyper[H_TINY], hyper[H_RHO], hyper[H_EPSILON]
     c = lr / lr - rho
-    s = state[0]
+    p, g, s = p[lo:hi], g[lo:hi], state[0][lo:hi]
     for k in range(p.size):
         gk = g[k] * gscale + _penalty(p[k], strengths)
         s[k] = _flush(rho * s[k] + c * gk * gk, tiny)
@@ -1307,12 +1310,12 @@ def _rmsprop(p, g, state, gscale, strengths, hyper, t):
 
 
 @kernel(fastmath=FASTMATH)
-def _rprop(p, g, state, gscale, strengths, hyper, t, backtrack, rose):
+def _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, backtrack, rose):
     """iRPROP-, or with backtrack iRPROP+ (rose: the batch's loss is above the last
     step's). A NaN or inf gradient passes into the parameter, so that divergence is seen."""
     tiny, eta_minus, eta_plus = hyper[H_TINY], hyper[H_ETA_MINUS], hyper[H_ETA_PLUS]
     low, high = hyper[H_STEP_MIN], hyper[H_STEP_MAX]
-    prev, size = state[0], state[1]
+    p, g, prev, size = p[lo:hi], g[lo:hi], state[0][lo:hi], state[1][lo:hi]
     for k in range(p.size):
         gk = g[k] * gscale + _penalty(p[k], strengths)
         d = hyper[H_LR] if t == 1 else size[k]
@@ -1325,7 +1328,7 @@ def _rprop(p, g, state, gscale, strengths, hyper, t, backtrack, rose):
         size[k] = _flush(min(max(d, low), high), tiny)
         move = (size[k] if gk > 0 else -size[k] if gk < 0 else gk - gk) if np.isfinite(gk) else gk
         if backtrack:
-            change = state[2]
+            change = state[2][lo:hi]
             change[k] = (-change[k] if rose else change[k] - change[k]) if flipped else -move
             p[k] = _flush(p[k] + change[k], tiny)
         else:
@@ -1334,24 +1337,25 @@ def _rprop(p, g, state, gscale, strengths, hyper, t, backtrack, rose):
 
 
 @kernel(fastmath=FASTMATH)
-def _update(rule, p, g, state, gscale, strengths, hyper, t, rose):
-    """p <- one step of the rule, g the loss gradient (times gscale, for clipping), plus
+def _update(rule, p, g, state, lo, hi, gscale, strengths, hyper, t, rose):
+    """p[lo:hi] <- one step of the rule (each rule reads and writes only p, g and its state
+    arrays' lo:hi), g the loss gradient (times gscale, for clipping), plus
     the penalties' gradient (_penalty; strengths are zeros for biases). rose: whether the
     batch's loss is above the last step's (iRPROP+ reads it). Subnormal results are flushed."""
     if rule == SGD:
-        _sgd(p, g, state, gscale, strengths, hyper, t)
+        _sgd(p, g, state, lo, hi, gscale, strengths, hyper, t)
     elif rule == MOMENTUM:
-        _momentum(p, g, state, gscale, strengths, hyper, t, False)
+        _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, False)
     elif rule == NESTEROV:
-        _momentum(p, g, state, gscale, strengths, hyper, t, True)
+        _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, True)
     elif rule == ADAM:
-        _adam(p, g, state, gscale, strengths, hyper, t)
+        _adam(p, g, state, lo, hi, gscale, strengths, hyper, t)
     elif rule == RMSPROP:
-        _rmsprop(p, g, state, gscale, strengths, hyper, t)
+        _rmsprop(p, g, state, lo, hi, gscale, strengths, hyper, t)
     elif rule == RPROP:
-        _rprop(p, g, state, gscale, strengths, hyper, t, False, rose)
+        _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, False, rose)
     elif rule == IRPROP_PLUS:
-        _rprop(p, g, state, gscale, strengths, hyper, t, True, rose)
+        _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, True, rose)
     else:
         raise ValueError("fastbp kernels: unknown optimizer rule code")
 
@@ -1383,9 +1387,10 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, bat
     strengths = hyper[H_PENALTIES:H_PENALTIES + N_PENALTIES]
     norm = np.sqrt(_squared_norm(dw) + (_squared_norm(db) if has_bias else 0.0)) / batch if clip > 0 else 0.0
     gscale = _cast(hyper, (clip / norm if norm > clip else 1.0) / batch)   # the mean, clipped
-    _update(rule, w, dw, state_w, gscale, strengths, hyper, t, rose)
+    start = w.size - w.size                  # (0 as a size: a literal 0 compiles _update once more)
+    _update(rule, w, dw, state_w, start, w.size, gscale, strengths, hyper, t, rose)
     if has_bias:
-        _update(rule, b, db, state_b, gscale, strengths * 0, hyper, t, rose)
+        _update(rule, b, db, state_b, start, b.size, gscale, strengths * 0, hyper, t, rose)
 
 
 @kernel(fastmath=FASTMATH)
@@ -1419,9 +1424,13 @@ def _max_norm_rows(w, sizes, w_off, c, first_transposed):
 # rows and the first layer's units into `chunks` blocks, both fixed by the shapes alone:
 #   1. for each range of rows, at once: gather its rows, the forward pass, the error terms
 #      (every product of those rows: one-thread BLAS calls, cache-warm passes around them);
-#   2. for each block of units, at once: their weight gradient over the whole batch
-#      (gradient_rows: one product, no partial sums to add up) and their bias gradient;
-#   3. the layers above, the loss, the update: small, on one thread.
+#   2. for each block of units (a share of every layer's), at once: their weight gradient
+#      over the whole batch (gradient_rows: one product, no partial sums to add up), their
+#      bias gradient, and (unless the gradient is clipped, which needs its whole norm
+#      first: optimizer_step after) their update, while the block's gradient is in cache;
+#   3. the batch's loss: on one thread.
+# Every rule is elementwise (_update on a range lo:hi), so a block's update is the same
+# arithmetic as the whole vector's.
 # BLAS runs on one thread inside (training.py sets it), so only Numba's threads are
 # awake, and how many there are (threads.py's choice, numba.set_num_threads) changes who
 # computes a range or a block, never what is computed: the result is the same bit for bit.
@@ -1458,31 +1467,65 @@ def _in_order(rows):
 
 
 @kernel(fastmath=FASTMATH)
-def _units_pass(Xb, D0, j0, j1, dw, db):
-    """Step 2 for the first layer's units j0:j1."""
-    gradient_rows(Xb, D0, j0, j1, dw)
-    _bias_gradient(D0, db, j0, j1)
+def _units_pass(sizes, w_off, u_off, Xin, A, D, B, c, blocks, dw, db, step):
+    """Step 2 for block c of `blocks`: units n_l c // blocks to n_l (c + 1) // blocks of
+    every layer l (n_l its units): their weight gradient over the batch's B rows
+    (gradient_rows) and their bias gradient; with step = (rule, w, b, state_w, state_b,
+    hyper, t, gscale, rose, has_bias, True), their update too, while the block's gradient
+    is in cache."""
+    rule, w, b, state_w, state_b, hyper, t, gscale, rose, has_bias, update = step
+    strengths = hyper[H_PENALTIES:H_PENALTIES + N_PENALTIES]
+    none = strengths * 0                                         # (no penalty on biases)
+    for l in range(sizes.size - 1):
+        n_in, n = sizes[l], sizes[l + 1]
+        j0, j1 = n * c // blocks, n * (c + 1) // blocks
+        d = D[l][:B]
+        gradient_rows(Xin if l == 0 else A[l - 1][:B], d, j0, j1, dw[w_off[l]:w_off[l + 1]])
+        _bias_gradient(d, db[u_off[l]:u_off[l + 1]], j0, j1)
+        if update:
+            _update(rule, w, dw, state_w, w_off[l] + j0 * n_in, w_off[l] + j1 * n_in, gscale, strengths, hyper, t,
+                    rose)
+            if has_bias:
+                _update(rule, b, db, state_b, u_off[l] + j0, u_off[l] + j1, gscale, none, hyper, t, rose)
 
 
 @kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
-def _in_parallel(step, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                 Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db):
-    """Step 1 (step 0 here) for every range of `span` rows, or step 2 for every one of the
-    `blocks` blocks of units, at once. (One parallel kernel for both, apart from
+def _in_parallel(part, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
+                 Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db, step):
+    """Step 1 (part 0) for every range of `span` rows, or step 2 (part 1: step, its update)
+    for every one of the `blocks` blocks of units, at once. (One parallel kernel for both, apart from
     batch_epoch, so that Numba's parallel passes see only this: the parallel steps added
     about 4 s to the mini-batch kernel's cold compile, 12.8 -> 16.3-17.1 s on a 2-core
     EPYC.)"""
     B = rows.size
-    n1 = sizes[1]
     n = blocks
-    if step == 0:
+    if part == 0:
         n = -(-B // span)
     for c in prange(n):
-        if step == 0:
+        if part == 0:
             _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
                        min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps)
         else:
-            _units_pass(Xin, D[0][:B], n1 * c // blocks, n1 * (c + 1) // blocks, dw, db)
+            _units_pass(sizes, w_off, u_off, Xin, A, D, B, np.int64(c), blocks, dw, db, step)   # (c: unsigned)
+
+
+@kernel
+def _before_step(losses, B, total_weight, t, last):
+    """The step's number and whether the batch's mean loss rose above the last step's
+    (iRPROP+ reads it); last[0] <- the batch's mean loss."""
+    mean = losses[:B].sum() / total_weight
+    rose = mean > last[0]
+    last[0] = mean
+    return t + 1, rose
+
+
+@kernel
+def _no_step(rule, w, b, state_w, state_b, hyper, t, has_bias):
+    """_units_pass's step argument for a pass that updates nothing, of the same types: off
+    is False as a bool (a literal False would be another signature, and compile
+    _units_pass, _update and the parallel kernel once more: 10 s of a cold first fit)."""
+    off = t < 0
+    return rule, w, b, state_w, state_b, hyper, t, _cast(hyper, 0.0), off, has_bias, off
 
 
 @kernel(fastmath=FASTMATH)
@@ -1526,6 +1569,9 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
         for k in range(state_w.shape[0]):
             transpose_block(state_w[k], n1, n0)
     WT, GT = w[:n0 * n1].reshape((n0, n1)), dw[:n0 * n1].reshape((n0, n1))
+    # _in_parallel's two parts as ints that are not literals (literal 0 and 1 are two
+    # signatures: the parallel kernel would compile twice)
+    ROWS, UNITS = threads - threads, threads // threads
     total = 0.0
     t = t0
     drawn = 0                                  # rows of U and N used
@@ -1550,6 +1596,8 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
             backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[:B], Sb[:B], D, E,
                            losses, eps, 0)
             gradient_batch_sparse(sizes, w_off, u_off, data, indices, indptr, rows, A, D, GT, dw, db)
+            t, rose = _before_step(losses, B, total_weight, t, last)
+            optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
         else:
             Xin = Xb[:B]
             if _in_order(rows) and acts[4].shape[0] == 0:   # (shuffle=False: the rows are read where
@@ -1559,21 +1607,21 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
                     _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
                                min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps)
             else:
-                _in_parallel(0, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
+                _in_parallel(ROWS, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
+                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db,
+                             _no_step(rule, w, b, state_w, state_b, hyper, t, has_bias))
+            t, rose = _before_step(losses, B, total_weight, t, last)
+            fused = hyper[H_CLIP] <= 0                   # (clipping needs the whole gradient's norm first)
+            step = (rule, w, b, state_w, state_b, hyper, t, _cast(hyper, 1.0 / total_weight), rose, has_bias, fused)
             if threads == 1 or blocks == 1:
                 for c in range(blocks):
-                    _units_pass(Xin, D[0][:B], n1 * c // blocks, n1 * (c + 1) // blocks, dw, db)
+                    _units_pass(sizes, w_off, u_off, Xin, A, D, B, c, blocks, dw, db, step)
             else:
-                _in_parallel(1, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db)
-            _gradient_above(sizes, w_off, u_off, B, A, D, dw, db, 1)
-        batch_loss = losses[:B].sum()
-        total += batch_loss
-        t += 1
-        rose = batch_loss / total_weight > last[0]
-        last[0] = batch_loss / total_weight
-        optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
+                _in_parallel(UNITS, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
+                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db, step)
+            if not fused:
+                optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
+        total += losses[:B].sum()
         if hyper[H_MAX_NORM] > 0:
             _max_norm_rows(w, sizes, w_off, hyper[H_MAX_NORM], indptr is not None)
     if indptr is not None:

@@ -79,7 +79,23 @@ def test_head_to_head_against_scikit_learn():
     X = (X / 16).astype(np.float32)
     f = compare.head_to_head(X[:1200], y[:1200], X[1200:], y[1200:], epochs=10, pairs=1)
     assert len(f["fastbp_s"]) == len(f["sklearn_s"]) == 1
-    assert 0.3 < f["fastbp_accuracy"][0] <= 1 and 0.3 < f["sklearn_accuracy"][0] <= 1   # chance: 0.1
+    assert 0.3 < f["fastbp_score"][0] <= 1 and 0.3 < f["sklearn_score"][0] <= 1   # chance: 0.1
+    assert f["ratio"] == pytest.approx(f["sklearn_s"][0] / f["fastbp_s"][0])
+
+
+def test_head_to_head_regressors_complete_the_lower_half_of_each_image():
+    from sklearn.datasets import load_digits
+    X = (load_digits().data / 16).astype(np.float32)
+    top, low = compare.halves(X)
+    assert top.shape == low.shape == (len(X), 32) and np.array_equal(np.hstack([top, low]), X)
+    f = compare.head_to_head(top[:1200], low[:1200], top[1200:], low[1200:], epochs=100, pairs=1,
+                             kind="regressor")
+    assert f["kind"] == "regressor" and len(f["fastbp_s"]) == len(f["sklearn_s"]) == 1
+    # pooled R^2 on held-out images: well above predicting the mean (0), for both (0.40, 0.38)
+    assert 0.3 < f["fastbp_score"][0] < 1 and 0.3 < f["sklearn_score"][0] < 1
+    T = low[1200:]
+    assert compare.pooled_r2(T, T) == 1.0
+    assert compare.pooled_r2(T, np.broadcast_to(T.mean(axis=0), T.shape)) == pytest.approx(0.0, abs=1e-12)
     assert f["ratio"] == pytest.approx(f["sklearn_s"][0] / f["fastbp_s"][0])
 
 

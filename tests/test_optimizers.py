@@ -8,8 +8,16 @@ import pytest
 from conftest import make_problem
 
 import fastbp
-from fastbp.cases import DTYPES, MODES, REGULARISERS, RULE_CASES, TOLERANCE, case_id
-from fastbp.optimizers import ExponentialDecay, InverseScaling, Optimizer, ReduceOnPlateau, StepDecay, make_schedule
+from fastbp.cases import DTYPES, FORMULA_RULES, MODES, REGULARISERS, RULE_CASES, TOLERANCE, case_id
+from fastbp.optimizers import (
+    RULES,
+    ExponentialDecay,
+    InverseScaling,
+    Optimizer,
+    ReduceOnPlateau,
+    StepDecay,
+    make_schedule,
+)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -49,6 +57,33 @@ def test_kernels_agree_with_the_reference(spec, rule, batch_size, dtype):
         assert o_fast.t == o_ref.t == 3 * (43 if batch_size == 1 else -(-43 // (batch_size or 43)))
         start, _, _ = make_problem(*spec, 43, seed=3, dtype=dtype, bias=bias)
         assert max(np.abs(w - w0).max() for w, w0 in zip(fast.weights, start.weights)) > 1e-4
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rule", FORMULA_RULES)
+@pytest.mark.parametrize("batch_size", [50, 7])
+def test_a_step_beside_its_gradient_equals_the_step_after_the_whole_gradient(rule, batch_size, dtype):
+    # Without clipping, each block of units of a dense mini-batch step applies the rule to
+    # its own weights as soon as their gradient is made (kernels._units_pass); a clip too
+    # large to act takes the other path, the whole gradient first (optimizer_step). The
+    # same formula for every element (a block missed or stepped twice would be far off);
+    # compiled in two places, where fastmath may reassociate it differently (SGD's and
+    # momentum's lr (g gscale + penalty) came out 1 ulp apart), so to rounding.
+    if RULES[rule].full_batch:
+        batch_size = None
+    runs = []
+    for clip in (None, 1e30):
+        net, X, T = make_problem([9, 40, 17, 3], "relu", "softmax", "cross_entropy", 120, seed=5, dtype=dtype)
+        opt = Optimizer(rule, lr=0.01)
+        net.train(X, T, epochs=2, optimizer=opt, batch_size=batch_size, clip=clip, l2=0.01, diagnostics=False)
+        runs.append((net, opt))
+    (a, o_a), (b, o_b) = runs
+    tol = {"float64": 1e-12, "float32": 1e-5}[dtype]
+    for x, y in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+    for p in ("w", "b"):
+        np.testing.assert_allclose(o_a.state[p], o_b.state[p], rtol=tol, atol=tol)
+    assert o_a.t == o_b.t
 
 
 # ---------------------------------------------------------------- by hand
