@@ -29,10 +29,14 @@ from .optimizers import RULES, Optimizer, make_optimizer, make_schedule
 from .run import RUN_SETTINGS, RunConfig, RunState, load_checkpoint, save_checkpoint
 from .threads import available_cpus
 
-# Each worker process runs one thread: Numba's, OpenMP's (BLAS) and fastbp's per-sample
-# threads alike, so that workers x threads never exceeds the cores.
-WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "MKL_NUM_THREADS": "1", "FASTBP_THREADS": "1"}
+# Each worker process runs one thread: OpenMP's (BLAS) and fastbp's kernels alike
+# (FASTBP_THREADS=1: no parallel region at all), so that workers x threads never exceeds
+# the cores. NUMBA_NUM_THREADS is left as it is: a spawned worker imports the caller's
+# script, and so Numba, before Dask sets `env`, and a value that changes after that import
+# stops Numba's first compile ("Cannot set NUMBA_NUM_THREADS ... once the threads have
+# been launched"). Left alone, it also cuts each batch as the caller's process does.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "FASTBP_THREADS": "1"}
 
 
 def _require():

@@ -206,8 +206,8 @@ def test_dask_ml_incremental_and_hyperband(two_workers):
     inc = Incremental(fastbp.MLPClassifier(hidden_layer_sizes=(32,), random_state=0, learning_rate_init=0.01),
                       scoring="accuracy", shuffle_blocks=False)
     inc.fit(dX, dy, classes=classes)                 # one partial_fit per chunk, on the workers
-    # the same calls made by hand, in a worker process: its NUMBA_NUM_THREADS=1 cuts each
-    # batch as the workers' fits did (README, "Batches": the cut follows NUMBA_NUM_THREADS)
+    # the same calls made by hand, in a worker process, with the worker's one-thread BLAS
+    # (README, "Batches": the cut follows NUMBA_NUM_THREADS, BLAS may round apart)
     local = two_workers.submit(_partial_fits_by_hand, X, y, classes).result()
     np.testing.assert_array_equal(inc.estimator_.net_.snapshot()[0], local.net_.snapshot()[0])
     assert inc.score(dX, dy) > 0.6                   # (one pass: one epoch)
@@ -277,3 +277,23 @@ def test_local_workers_load_the_parents_compiled_kernels(one_worker):
     (report,) = fd.warm_workers(one_worker, net, batch_sizes=(1, 8)).values()
     assert report["cache_dir"] == kernels.cache_dir(kernels.sgd_epoch)
     assert report["compiled"] == 0, report
+
+
+def test_workers_of_a_script_that_imports_fastbp_can_compile(tmp_path):
+    """A spawned worker imports the caller's script again, and so Numba, before Dask sets
+    the workers' environment; a NUMBA_NUM_THREADS set there stopped every compile in the
+    workers ("Cannot set NUMBA_NUM_THREADS ... once the threads have been launched")."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import numba\n"
+        "import fastbp.distributed as fd\n"
+        "import distributed\n"
+        "def compile_here():\n"
+        "    numba.get_num_threads()               # the threads launched, as fastbp's kernels do\n"
+        "    return numba.njit(lambda x: x + 1)(1)  # a fresh compile reloads Numba's config\n"
+        "if __name__ == '__main__':\n"
+        "    with fd.local_cluster(1) as cluster, distributed.Client(cluster) as client:\n"
+        "        print(list(client.run(compile_here).values()))\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "[2]", done.stderr[-3000:]
