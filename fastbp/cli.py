@@ -1,4 +1,64 @@
-"""The fastbp command line: train, evaluate, demo, seed001, bench, compare."""
+"""The fastbp command line: train, evaluate, demo, seed001, bench, compare.
+
+Command line
+============
+
+```bash
+fastbp demo                                   # the main job (the README's quick start)
+fastbp train --hidden 256,128 --activation relu --output softmax --loss cross_entropy \\
+             --init he --lr 0.05 --batch-size 32 --epochs 10 --save model.npz
+fastbp evaluate model.npz                     # test accuracy and confusion matrix
+fastbp train --hidden 512 --activation relu --output softmax --loss cross_entropy --init he \\
+             --optimizer adam --batch-size 128 --epochs 40 --validation-fraction 0.1 \\
+             --n-iter-no-change 8 --schedule reduce_on_plateau --checkpoint run.npz \\
+             --plot-history history.png --save model.npz
+fastbp train ...the same options... --resume   # continue run.npz after a crash or a kill
+fastbp seed001 --plot seed001.png             # seed 001's vanishing-gradient experiment
+fastbp bench                                  # speed report (asv_benchmarks/README.md)
+fastbp info                                   # versions, threads, BLAS, Numba's cache (--json)
+fastbp compare                                # Fashion-MNIST accuracy and time vs scikit-learn
+```
+
+`fastbp train` shows a progress bar (tqdm) with the running loss, the last test accuracy
+and samples per second, and ends with the test accuracy and seconds per epoch.
+`--data fashion-mnist|mnist|synthetic` (`--data-dir` for the IDX files, `--subset N` for the
+first N samples), `--preprocess seed000` for seed 000's scaling and 0.01/0.99 targets,
+`--dtype`, `--backend numpy`, `--seed`, `--l2`, `--l1`, `--max-norm`, `--dropout`, `--input-noise`,
+`--propagate error`, `--no-bias`,
+`--optimizer`, `--momentum`, `--schedule`, `--clip`, `--validation-fraction`,
+`--n-iter-no-change`, `--tol`, `--target-loss`, `--checkpoint`, `--checkpoint-every`,
+`--resume` (continue the run in `--checkpoint` if it exists; give the same data options),
+`--plot-history`. `fastbp train --help` lists the names each option takes.
+
+- **`--resume` keeps the run's settings.** A resumed run continues with the checkpoint's
+  network, optimizer, schedule and training options; `--epochs` sets the new total. An
+  option given on the command line that differs from the checkpoint's (`--lr 0.5` where the
+  run had 0.1, another `--batch-size`, `--activation`...) is refused with exit status 2,
+  naming each difference and the checkpoint's value, and nothing is trained or written.
+  The same options, or none, continue the run; `--seed` is not used (the run continues
+  from the checkpoint's random state) and says so.
+- **Data directories.** A directory you name (`--data-dir`, or `$FASTBP_DATA`) must exist
+  and hold the IDX files; it is never passed over for the system copy. The first line of
+  `train`, and `evaluate`'s report, name the directory read. `fastbp demo` falls back to
+  generated data only when you named no directory.
+- Everything that can be checked is checked before any data is read or trained: the
+  options (`--subset 0`, an empty layer size in `--hidden`, or `--momentum` with a rule that
+  does not use it are errors), and every output path (`--save`, `--checkpoint`,
+  `--plot-history`, `seed001 --plot`: a missing or read-only directory is an error naming
+  the path given). `--plot-history` and `seed001 --plot` check for matplotlib too.
+- `--resume` with no checkpoint at `--checkpoint` yet says that it starts a new run there.
+  With one, `--epochs` is the run's new total: a run that has done that many, or that
+  stopped early (`--n-iter-no-change`, `--target-loss`), is an error saying so. The
+  progress bar and the epoch count go on from the run's epochs.
+- `fastbp evaluate` scores a saved model or a checkpoint. A checkpoint holds the weights
+  of its last finished epoch, and says so; with validation, `--save` writes the best
+  epoch's weights at the end, so the two can differ.
+- Ctrl-C stops within the slice in hand (about 1% of an epoch) and goes back to the last
+  finished epoch: it saves that when `--save` is given, writes it to `--checkpoint` when
+  one was asked for and prints the command that resumes it, and exits with status 130. Output
+  into a closed pipe (`fastbp evaluate m.npz |
+  head -1`) ends quietly with status 141, as a process stopped by SIGPIPE.
+"""
 import argparse
 import json
 import os

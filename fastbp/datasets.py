@@ -1,5 +1,27 @@
 """Data: the IDX reader (MNIST, Fashion-MNIST), the preprocessing the seeds use, and
-seed 001's generated data sets. Nothing here downloads anything."""
+seed 001's generated data sets. Nothing here downloads anything.
+
+Data
+====
+
+`fastbp.datasets`:
+
+- `read_idx(path)` reads one IDX file (MNIST's format), gzipped or raw, checking the magic
+  number, the dimensions and the file length; a truncated, corrupt or foreign file raises
+  `DataError` naming the file and the problem. Sizes are computed in exact integers, and no
+  more data than the header declares is read or decompressed.
+- `load_fashion_mnist(path=None, scaling="unit")` returns `(X_train, y_train, X_test,
+  y_test)`: images `(n, 784)`, labels int64. It reads `path` if given, else `$FASTBP_DATA`
+  (or its `fashion-mnist/`) if set, else `/usr/share/datasets/fashion-mnist/` (Debian's
+  `dataset-fashion-mnist`) or `~/.cache/fastbp/fashion-mnist`; nothing is downloaded. A
+  directory you named that lacks the files is an error, never passed over; a missing data
+  set is an error saying how to get it. `find_fashion_mnist(path)` says which directory is
+  read. `load_idx_dataset(directory)` reads original MNIST the same way.
+- `scaling="unit"` (pixels/255), `"seed000"` (pixels/255*0.99 + 0.01) or `None` (uint8);
+  `one_hot(y, n, style="plain"|"seed000")` (0/1 or seed 000's 0.01/0.99 targets).
+- `two_clusters(n=100)` is seed 001's data: n 3-D points uniform in the unit ball around
+  (1, 1, 1) labelled 1, and n around (-1, 2, -7) labelled 0. `xor()` is its XOR example.
+"""
 import gzip
 import math
 import os

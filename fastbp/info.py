@@ -87,7 +87,8 @@ def blas_core_note(blas, environ=os.environ, flags=None):
     if not used or any(arch.lower() in AVX512_KERNELS for arch in used):
         return None
     return ("OPENBLAS_CORETYPE=%s is set: OpenBLAS runs its %s kernels, but this processor has AVX-512; "
-            "without the variable OpenBLAS picks its SkylakeX kernels (README: \"Which OpenBLAS kernels run\")"
+            "without the variable OpenBLAS picks its SkylakeX kernels "
+            "(asv_benchmarks/README.md: \"Which OpenBLAS kernels run\")"
             % (forced, "/".join(used)))
 
 

@@ -11,6 +11,36 @@ read and checked first: every member must be one the metadata calls for, with th
 and dtype it calls for, and the network no larger than MAX_PARAMETERS, before any array
 is read. Reading a file therefore costs about twice the memory of the network it
 declares, and any bad file, however made, is a ModelFileError.
+
+
+Saved models
+============
+
+`net.save(path)` writes an `.npz` file of plain arrays (no pickle) with JSON metadata: the
+format and its version, fastbp's version, sizes, activations, output, loss, bias,
+propagate, init, dtype, the random generator's state, and a SHA-256 of the parameters and
+of the JSON itself. `fastbp.load(path)` gives back the same network exactly.
+
+- **Any bad file is a `fastbp.ModelFileError`**, whatever is wrong with it: truncated,
+  foreign (an `.npy`, a zip of something else), encrypted or oddly compressed members, a
+  byte flipped anywhere (tested for every byte of a file), metadata that is not a JSON
+  object or nests absurdly deep, an edited JSON (under the checksum), or a re-signed one
+  whose fields do not pass the constructor's checks. `fastbp evaluate` reports it in one
+  line, without a traceback.
+- **Loading is memory-bounded.** The zip directory, the `.npy` headers and the JSON are
+  read first; every array must have exactly the shape and dtype the JSON's network calls
+  for, and the network must have at most `fastbp.io.MAX_PARAMETERS` (2^28, 2 GiB of
+  float64) parameters, before anything is decompressed or allocated. A file costs about
+  twice the memory of the network it declares (a 257 KB deflated 256 MiB array, or a 2 KB
+  file declaring a 6000x6000 layer, is refused having allocated under 8 MiB: tested with
+  tracemalloc).
+- **Writing** is atomic (a temporary file beside the target, fsync, rename), so a crash
+  leaves the old file or the new one. The temporary's name holds the writer's process id;
+  a save removes those of earlier saves to the same file whose process is gone (killed
+  mid-write). A new file gets the umask's mode (0666 less the umask), a replaced file keeps
+  its mode, and a save through a symbolic link writes the file the link points to.
+- Files of format version 1 (fastbp 0.1.0, whose checksum covered the arrays only) still
+  load, their JSON checked field by field; saving writes version 2.
 """
 import hashlib
 import json

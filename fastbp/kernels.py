@@ -24,7 +24,7 @@ Numba's threads, each calling a one-thread BLAS (see the comment above batch_epo
 the other batched kernels hand their products to BLAS, on whatever threads it has.
 
 Compile time: a cold compile is mostly Numba's own typing and lowering, then LLVM (the
-README's "Compile time" has the figures). No kernel assigns an array to a slice
+CONTRIBUTING.md's "Compile time" has the figures). No kernel assigns an array to a slice
 (``a[i:j] = b[k:l]``): for each such assignment Numba compiles a shape-mismatch error
 that formats the shapes into a string, and that string code was a large part of every
 cold compile; the kernels copy in element loops instead. (Tried and left out: per-sample
@@ -322,7 +322,7 @@ def first_call(kernel, what, seconds):
     """Around a call of a kernel: if it is the kernel's first in this process, and it is
     still running after NOTICE_AFTER seconds because Numba is compiling (not loading from
     its on-disk cache), say so on stderr while it runs: what, about how many seconds it
-    takes (`seconds`, measured on a 2-core Xeon: README, "Compile time") and where the
+    takes (`seconds`, measured on a 2-core Xeon: CONTRIBUTING.md, "Compile time") and where the
     cache is. (Once the kernel has a signature this is a constant: asking Numba for its
     signatures took 5.6 microseconds, a tenth of predicting one sample.)"""
     if kernel in _warm:

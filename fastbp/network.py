@@ -1,5 +1,121 @@
 """fastbp.Network: the network definition and the training loop, a thin layer that
-validates its input and dispatches to the NumPy reference or the Numba kernels."""
+validates its input and dispatches to the NumPy reference or the Numba kernels.
+
+Using a Network
+===============
+
+- `net.weights`, `net.biases`: lists of per-layer arrays, shapes `(n_out, n_in)` and
+  `(n_out,)` (`biases` is `None` with `bias=False`). They are views into the buffers the
+  kernels train: write them in place, or assign `net.weights[l] = array` (shape-checked,
+  copied in).
+- `net.predict(X)`: `(m, n_out)`, or `(n_out,)` for one sample `(n_in,)`.
+- `net.loss(X, Y)`: mean over samples of the per-sample loss (no L2 term).
+- `net.gradients(X, Y)`: `(dW list, db list or None)`, the gradient of `net.loss(X, Y)`;
+  always the true gradient, whatever `propagate` says.
+- `net.deltas(X, Y)`: each layer's error terms, by the network's `propagate` rule.
+- `net.train(X, Y, epochs=1, lr=None, batch_size=1, shuffle=True, l2=0.0, l1=0.0, max_norm=None,
+  optimizer="sgd",
+  schedule=None, clip=None, validation=None, validation_fraction=None, n_iter_no_change=None,
+  tol=1e-4, target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
+  backend="numba", progress=None, callback=None)` returns the per-epoch history (see
+  help(fastbp.training)). `batch_size=1` is per-sample SGD (seeds 000, 002, 004),
+  `1 < batch_size < m` mini-batch SGD (seed 001), `batch_size=None` (or >= m) full-batch
+  gradient descent (seed 003); a step uses the mean gradient of its batch.
+  `backend="numpy"` runs the reference.
+- The settings of `train` (all but `validation`, `progress` and `callback`) are the fields
+  of one `fastbp.RunConfig`, checked when it is made; the estimators, the command line and
+  `resume` build the same object, and a checkpoint records it. What a run carries from epoch
+  to epoch (optimizer, schedule, counters, best weights, history) is one `run.RunState`.
+  CONTRIBUTING.md says where each concept lives and how to add an activation, a loss or an
+  update rule (one table entry and one compiled function each).
+- `net.train_steps(X, Y, steps, lr, batch_size)`: steps on batches drawn at random without
+  replacement (seed 001's `random.sample`), drawn inside the compiled loop (a partial
+  Fisher-Yates shuffle, `kernels.draw_batches`) in calls of about a million samples' steps,
+  so any number of steps costs little memory and Ctrl-C works between calls.
+- `progress`: `True` shows a tqdm bar, `False` or `None` nothing, and a function is called
+  as `progress(n_samples, running_mean_loss)` after each slice of about 1% of an epoch.
+- Every argument of `train` is checked before anything changes: a call that raises
+  `ValueError` or `TypeError` leaves the network, its random generator and a given
+  `Optimizer` (its `lr`, its state) as they were. So does assigning `net.weights = [...]`
+  with one bad layer.
+- `net.save(path)`, `fastbp.load(path)`: see `help(fastbp.io)`.
+
+Choices worth knowing
+=====================
+
+- **Targets.** `Y` is `(m, n_out)`; a 1-D integer `Y` is taken as class labels and one-hot
+  encoded (labels outside `0..n_out-1` are an error). `cross_entropy` needs target rows that
+  sum to 1, `binary_cross_entropy` targets in [0, 1].
+- **L2.** `l2` penalises weights, not biases: each step minimises
+  `mean(E over the batch) + l2/2 * sum(W**2)`, whatever the batch size: the step's gradient
+  gains `l2 * W` (before the optimizer's rule; with plain SGD every weight shrinks by
+  `(1 - lr*l2)` per step). The estimators' `alpha` is scikit-learn's: `l2 = alpha / batch_size`.
+- **L1 and max-norm.** `l1` adds `l1 * sum(|W|)` (weights only): the gradient gains
+  `l1 * sign(W)`, a subgradient that is 0 at 0 (a weight is not clamped at zero; it can
+  cross it). `max_norm=c`, after every step, scales each hidden unit's incoming weights (a
+  row of W, without the bias; the output layer is left alone) down to norm `c` where they
+  are longer (Srivastava et al., 2014). Both work in every mode, rule, dtype and backend,
+  on Dask, and in checkpoints; with either, per-sample SGD runs on the mini-batch kernel
+  at batch size 1 (the per-sample kernel's blocked steps hold only for L2's linear
+  shrink), the same steps, slower. The penalties are one table (`functions.PENALTIES`):
+  a new one is its gradient function and a table entry. The estimators take neither
+  (scikit-learn has no such parameter).
+- **Dropout and input noise.** `dropout=p` (or one rate per hidden layer) drops each
+  hidden unit's output with probability p while training and divides the kept ones by
+  1 - p (inverted dropout: `predict` is unchanged); `input_noise=s` adds N(0, s^2) noise to
+  every input of every training row. Masks and noise are drawn inside the compiled
+  mini-batch kernel from the network's own generator (numpy's PCG64, which Numba runs), a
+  batch at a time in a fixed order, and the NumPy reference draws the same numbers, so the
+  two agree at 1e-10 (tested), a seed reproduces a run bit for bit whatever the thread
+  count (tested), and a checkpoint, which saves the generator, resumes the same masks
+  (tested). Dropout needs `propagate="delta"`; input noise needs dense X; neither runs on
+  Dask yet (clear errors). The estimators take `dropout=` (stochastic solvers). The draws
+  cost what the generator costs: a dropout mask about 2 ns a unit (two 32-bit uniforms
+  from each 64-bit step of PCG64), input noise about 10 ns an input (one normal each). So
+  on a narrow network input noise is dear: asv's `Regularisers` (784-200-10, batches of
+  64, one quick run on the AMD EPYC Zen 3 of "Dropout on Fashion-MNIST") had an epoch with
+  input noise at 1.6x (float64) and 2.1x (float32) the plain one, with dropout at 1.04x
+  and 1.11x.
+- **The reported loss.** `history["loss"]` is each epoch's mean per-sample loss, each
+  sample's taken before its own step (the running loss, as scikit-learn's `loss_curve_`):
+  it costs no extra pass. Call `net.loss(X, Y)` for the loss at the end.
+- **Bad input** is a `ValueError`/`TypeError` naming the problem (wrong shape, NaN or inf
+  and where, unknown names, labels out of range), raised before anything changes. NaN and
+  inf are found by one product of X with a vector of ones (a NaN or an inf in a row makes
+  its sum NaN or inf; only then, or when finite values overflow, is each element looked
+  at): 1.6 ms for 10,000 x 784 float32 rows, where `np.isfinite(X).all()` took 5.0
+  (`fastbp.checks.check_finite`). It goes through the BLAS of the backend that will use X:
+  a product through the other copy of OpenBLAS left its threads spinning on the cores
+  the next product needed, and predicting those rows took 32 ms instead of 15.
+- **Reproducibility.** The same seed gives the same run, bit for bit, from the same
+  compiled kernels. A kernel compiled in the running process and the same kernel loaded
+  from Numba's on-disk cache can differ in the last bit of some sums (measured: 5e-16 in
+  the weights after 600 samples), and per-sample SGD amplifies such differences over an
+  epoch: seed 000's network scores 0.8295 or 0.8318 on the Fashion-MNIST test set after
+  one epoch. Both are the same algorithm to rounding; the tests compare to 1e-10. It is the
+  per-sample kernel (`sgd_epoch`, compiled with `parallel`) that does this: the same 6
+  epochs of per-sample SGD on 600 samples, run once compiling into an empty
+  `NUMBA_CACHE_DIR` and once loading from it, end 9.4e-10 apart; the same with Adam at
+  batches of 16 ends bit for bit equal. So the distributed tests compare runs made in one
+  worker process, from the same compiled code. `net.warm_up()`, which `fastbp demo` and
+  `fastbp train` call before training, therefore never runs code compiled in the running
+  process: kernels missing from the cache are compiled by a child Python process, which
+  writes them there, and then loaded (where the cache cannot be written, they compile in
+  the process). The demo's and `train`'s first run, with an empty cache, train exactly
+  what every later run does (tested). A first compile costs about 1.5 s more this way,
+  the child's start.
+- **Ctrl-C.** A KeyboardInterrupt during an epoch undoes that epoch and is raised on: the
+  network, its random generator and the optimizer are as after the last finished epoch,
+  and the exception carries `.history` (the finished epochs) and `.state`, so the run can
+  be checkpointed and resumed to the uninterrupted run's end (tested). The estimators do
+  as scikit-learn's: `fit` warns "Training interrupted by user." and keeps the model
+  trained so far (with `early_stopping`, the best validation epoch's weights).
+- **Divergence.** If an epoch's loss or the weights stop being finite, the epoch is undone
+  and `fastbp.TrainingDiverged` is raised ("training diverged in epoch 3 (mean loss nan);
+  the network keeps the weights from before it. Try a smaller lr, or clip."): the network
+  keeps the weights of the last finished epoch, the optimizer its state, and the exception
+  carries the history so far. The last checkpoint, if any, is untouched.
+"""
 from __future__ import annotations  # (help() shows the hints as written)
 
 import numbers

@@ -28,6 +28,48 @@ Methods with a step of their own (methods.py; full batch):
   br         Bayesian regularisation (MacKay; trainbr): lm on beta E_D + alpha E_W, alpha
              and beta re-estimated after each step from gamma = P - 2 alpha tr(H^-1)
   scg        Moller's scaled conjugate gradient (trainscg): sigma, lambda_init
+
+
+Optimizers and schedules
+========================
+
+`optimizer=` is a name or a `fastbp.Optimizer(rule, lr, momentum=0.9, beta1=0.9,
+beta2=0.999, epsilon=1e-8, rho=0.9)`, which keeps its state (velocities, moments, step
+count) from one `train` call to the next. With g the step's gradient (clipped, plus `l2 * W + l1 * sign(W)`):
+
+- `sgd`: `w -= lr g`
+- `momentum`: `v = mu v - lr g; w += v` (scikit-learn's form)
+- `nesterov`: `v = mu v - lr g; w += mu v - lr g`
+- `adam`: `m = b1 m + (1-b1) g; s = b2 s + (1-b2) g^2; w -= lr sqrt(1-b2^t)/(1-b1^t) m /
+  (sqrt(s) + eps)`
+- `rmsprop`: `s = rho s + (1-rho) g^2; w -= lr g / (sqrt(s) + eps)` (Hinton's; PyTorch's with
+  eps outside the root)
+- `rprop`, `irprop+`, `lm`, `br`, `scg`: full batch: see `help(fastbp.methods)`
+
+`lr` defaults to 0.1, Adam's to 0.001, RMSprop's to 0.01 (`train` and the CLI; a
+`fastbp.Optimizer(rule)` made by hand starts at 0.1 whatever the rule). `clip=c` scales the
+step's gradient (all layers
+together) down to norm c when it is longer (PyTorch's `clip_grad_norm_`), before the L2
+term is added. `schedule=` sets each epoch's learning rate as a factor of `lr`:
+`"inverse_scaling"` (`1/(1+epoch)^power`), `"step"` (`gamma^(epoch // step_size)`),
+`"exponential"` (`gamma^epoch`), `"reduce_on_plateau"` (times `factor` after `patience`
+epochs without the monitored loss falling by `tol`), as a name, a `(name, {settings})` pair
+or an object from `fastbp.optimizers`.
+
+Each rule is one `optimizers.RULES` entry (its state arrays, the hyperparameters it reads,
+its formula and default learning rate), written once in the reference (one formula to a
+line) and once in the kernels (one compiled function, chosen by the rule's code in
+`kernels._update`; an unknown code is an error), and tested against each other and against
+hand calculations on a one-weight network (`tests/test_optimizers.py`, every rule from
+`fastbp.cases`). Per-sample plain SGD keeps its blocked kernel; momentum, Adam
+and clipping at batch size 1 run the batched kernel with batches of one. Parameters and
+moments that become subnormal are set to zero (before, they slowed long runs down: the
+default classifier's epochs averaged 1.2 s over 200 epochs on Fashion-MNIST, from 0.33 s
+at the start, on an earlier machine). Re-measured on this page's machine (Intel Xeon @
+2.60 GHz, Ice Lake, 2 vCPUs) with the flush: `MLPClassifier(max_iter=200,
+n_iter_no_change=np.inf, random_state=0)` on Fashion-MNIST in float32 averaged 0.307 s per
+epoch over the 200 epochs (0.387 s over the first 5, 0.323 s over the last 50; test
+accuracy 0.8791).
 """
 import inspect
 from dataclasses import dataclass

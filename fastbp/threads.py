@@ -20,7 +20,7 @@ learnt carries over from one train() call to the next:
   slices, then 16, 32, up to 64 while it keeps losing.
 
 'auto' gains the 1.3x on an idle machine, but its tries cost 10-50% beside a busy
-process (README, "Threads"), which is why it is not the default.
+process (CONTRIBUTING.md, "Threads"), which is why it is not the default.
 
 The result does not depend on the thread count: the kernel splits rows between threads
 in whole pairs, so each row's arithmetic is the same (tests check it bit for bit).

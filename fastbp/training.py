@@ -7,6 +7,45 @@ the network is used through its public interface (check_inputs, check_targets, r
 snapshot, restore, train_epoch, backprop, forward). One epoch is one compiled call
 (``Network.train_epoch``); everything here runs between epochs, in Python, and is not
 counted in an epoch's seconds.
+
+
+Long runs: validation, early stopping, checkpoints, diagnostics
+===============================================================
+
+- **Validation.** `validation=(X_val, Y_val)`, or `validation_fraction=0.1` held out of
+  (X, Y) (stratified by class for sigmoid/softmax outputs; the rows are drawn from the
+  seed), is evaluated after every epoch (`val_loss`, and `val_accuracy` or `val_r2`).
+  With validation, the run ends with the weights of the epoch with the lowest
+  validation loss.
+- **Stopping.** `n_iter_no_change=k` stops once the monitored loss (the validation loss, or
+  the training loss without validation) has not fallen below its best minus `tol` for k
+  epochs. `target_loss=x` stops once an epoch's training loss is below x (seed 001 trains
+  "until the loss is below 0.01"). `history["stopped"]` says why: `epochs`,
+  `no improvement` or `target loss`; `history["best_epoch"]` counts from 1.
+- **Checkpoints.** `checkpoint="run.npz"` writes the whole state of the run every
+  `checkpoint_every` epochs and at the end, atomically (temporary file, fsync, rename): the
+  network, the optimizer's state and step count, the schedule's state, the random
+  generator (the next epochs' sample order), the validation rows, the best weights so far,
+  the stopping counters, the history and a SHA-256 of the training data.
+  `net, history = fastbp.resume("run.npz", X, Y)` continues it (`epochs=` to change the
+  total) and ends with exactly the weights of a run that was never interrupted
+  (`tests/test_training.py` kills a training process with SIGKILL and resumes it). Resuming
+  on different data is a `fastbp.ResumeError`, and so is resuming a run that had an explicit
+  `validation=` set with another one (its SHA-256 is in the checkpoint too); `fastbp.load`
+  reads a checkpoint's network. Every field of a checkpoint is checked as `train` checks
+  its arguments (an `lr` of -0.5, `batch_size=0`, a negative step count or a missing key is
+  a `ModelFileError`), so a crafted checkpoint cannot resume into gradient ascent.
+- **Diagnostics.** `history` holds per epoch: `loss` (the running training loss), `seconds`
+  (training only), `lr`, and with `diagnostics=True` (the default), measured after the
+  epoch on up to 2048 training samples, `mean_abs_delta` and `grad_norm` (one value per
+  layer, input side first: vanishing gradients show as the first layers' values falling
+  behind, as in seed 001) and, for sigmoid/softmax outputs, `accuracy`; with validation,
+  `val_loss` and `val_accuracy`/`val_r2`. `fastbp.plot_history(history, "history.png")`
+  draws them (needs matplotlib: `pip install 'fastbp[plot]'`).
+- During a run with the kernels, from the input check on, fastbp holds BLAS to one thread
+  (threadpoolctl, a run-time dependency; `training.blas_for`): BLAS's threads spin for about
+  0.1 s after a call, and slowed the start of the next epoch by a third, and the batched
+  kernels call BLAS from threads of their own. The NumPy reference keeps BLAS's threads.
 """
 import contextlib
 import hashlib

@@ -66,7 +66,7 @@ def _train_here(net, X, y, validation, settings):
 def test_one_worker_is_net_train_bit_for_bit(one_worker, settings):
     """net.train runs in the worker's process too, so that both use the same compiled code:
     a per-sample kernel compiled in a process rounds differently (about 1e-9 relative) from
-    the same kernel loaded from Numba's cache (README, "Reproducibility")."""
+    the same kernel loaded from Numba's cache (network.py's docstring, "Reproducibility")."""
     X, y = problem()
     X_val, y_val = problem(200, seed=5)
     local, h_local = one_worker.submit(_train_here, network(), X, y, (X_val, y_val), settings, pure=False).result()
@@ -207,7 +207,7 @@ def test_dask_ml_incremental_and_hyperband(two_workers):
                       scoring="accuracy", shuffle_blocks=False)
     inc.fit(dX, dy, classes=classes)                 # one partial_fit per chunk, on the workers
     # the same calls made by hand, in a worker process, with the worker's one-thread BLAS
-    # (README, "Batches": the cut follows NUMBA_NUM_THREADS, BLAS may round apart)
+    # (CONTRIBUTING.md, "Batches": the cut follows NUMBA_NUM_THREADS, BLAS may round apart)
     local = two_workers.submit(_partial_fits_by_hand, X, y, classes).result()
     np.testing.assert_array_equal(inc.estimator_.net_.snapshot()[0], local.net_.snapshot()[0])
     assert inc.score(dX, dy) > 0.6                   # (one pass: one epoch)

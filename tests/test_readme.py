@@ -76,3 +76,46 @@ def test_the_whole_suite_refuses_to_start_without_them():
     done = collect_without_optional_extras()
     assert done.returncode != 0
     assert "the whole suite needs dask_ml, distributed, jax, onnx, onnxruntime, pandas" in done.stdout + done.stderr
+
+
+def shell_commands():
+    """The fastbp commands of the README's bash blocks: (subcommand, [--options])."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in re.split(r"&&|;", line.split(" # ")[0]):
+                words = part.split()
+                for k, word in enumerate(words[:-1]):
+                    if word.endswith("fastbp") and not words[k + 1].startswith("-"):
+                        commands.append((words[k + 1], [w.split("=")[0] for w in words[k + 2:] if w.startswith("--")]))
+    return commands
+
+
+def test_each_command_in_the_readme_exists_with_its_options(capsys):
+    from fastbp import cli
+    commands = shell_commands()
+    assert {"demo", "train", "evaluate", "bench"} <= {name for name, _ in commands}
+    for name, options in commands:
+        with pytest.raises(SystemExit) as done:
+            cli.main([name, "--help"])
+        assert done.value.code == 0, name
+        usage = capsys.readouterr().out
+        for option in options:
+            assert re.search(re.escape(option) + r"\b", usage), "fastbp %s has no %s" % (name, option)
+
+
+@pytest.mark.slow
+def test_the_readme_python_blocks_run_in_order_in_one_interpreter(tmp_path):
+    """Every Python block of the README, in order, in one interpreter (its examples train on
+    subsets, as the README says; the scripts' __main__ parts run too)."""
+    blocks = python_blocks()
+    assert len(blocks) >= 6
+    code = ("import re, sys\nfrom pathlib import Path\n"
+            "blocks = re.findall(r'```python\\n(.*?)```', Path(%r).read_text(), re.S)\n"
+            "namespace = {'__name__': '__main__'}\n"
+            "for k, block in enumerate(blocks):\n"
+            "    print('block', k, flush=True)\n"
+            "    exec(compile(block, 'README block %%d' %% k, 'exec'), namespace)\n" % str(ROOT / "README.md"))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.stdout.count("block ") == len(blocks)

@@ -100,7 +100,7 @@ def test_the_estimators_take_dropout():
 
 def test_the_dropout_experiment_reports_both_arms():
     """fastbp.experiments.dropout_fashion on a small synthetic set: both arms train from
-    the same start, the dropout arm differently, and the report holds what the README
+    the same start, the dropout arm differently, and the report holds what asv_benchmarks/README.md
     quotes."""
     from fastbp.datasets import synthetic_images
     from fastbp.experiments import dropout_fashion

@@ -1,7 +1,7 @@
 """scikit-learn 1.9's own tests of its MLP (sklearn/neural_network/tests/test_mlp.py, as
 installed) run against fastbp's MLPClassifier and MLPRegressor: the file is copied with
 its import of the estimators pointed at fastbp, and every test passes but those below,
-each for the reason given (README, "scikit-learn estimators")."""
+each for the reason given (estimators.py's docstring, "scikit-learn estimators")."""
 import re
 import subprocess
 import sys
@@ -17,7 +17,7 @@ NOT_APPLICABLE = {
     "test_adaptive_learning_rate": "reads the private _optimizer.learning_rate",
     "test_n_iter_no_change": "reads the private _no_improvement_count",
     "test_n_iter_no_change_inf": "reads the private _no_improvement_count",
-    # differences, chosen and named in the README
+    # differences, chosen and named in estimators.py's docstring
     "test_partial_fit_regression": "its score bar (0.65) holds for scikit-learn's starting weights at "
                                    "random_state=1; fastbp draws others (init='sklearn' draws scikit-learn's "
                                    "and scores its 0.668: tests/test_parity.py)",
