@@ -5,16 +5,15 @@
 (compiled on first use, cached on disk); ``fastbp.MLPClassifier`` and ``MLPRegressor``
 the scikit-learn compatible estimators.
 """
-__version__ = "0.2.0"
-
-from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
-from .export import export_onnx  # noqa: E402
-from .io import ModelFileError, load  # noqa: E402
-from .network import INITIALISERS, Network  # noqa: E402
-from .optimizers import Optimizer  # noqa: E402
-from .plot import plot_history  # noqa: E402
-from .run import RunConfig  # noqa: E402
-from .training import ResumeError, TrainingDiverged, resume  # noqa: E402
+from .estimators import MLPClassifier, MLPRegressor
+from .export import export_onnx
+from .io import ModelFileError
+from .network import INITIALISERS, Network, load, resume
+from .optimizers import Optimizer
+from .plot import plot_history
+from .run import RunConfig
+from .training import ResumeError, TrainingDiverged
+from .version import __version__
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "Optimizer", "TrainingDiverged",
            "ResumeError", "INITIALISERS", "load", "resume", "plot_history", "ModelFileError", "RunConfig",

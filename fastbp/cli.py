@@ -68,13 +68,14 @@ import sys
 
 import numpy as np
 
-from . import __version__, datasets, functions, io, training
+from . import datasets, functions, io, network, training
 from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
-from .network import INITIALISERS, Network
+from .network import INITIALISERS, Network, load_checkpoint
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
 from .plot import plot_history, require_matplotlib
-from .run import RunConfig, load_checkpoint, save_checkpoint
+from .run import RunConfig, save_checkpoint
 from .training import TrainingDiverged
+from .version import __version__
 
 EXIT_INTERRUPTED = 130
 
@@ -203,7 +204,7 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
                     history = distributed.train_config(net, X, T, config, c, sync_every, progress=progress_bar,
                                                        callback=after_epoch)
         elif resume:
-            net, history = training.resume(resume, X, T, epochs=epochs, progress=progress_bar,
+            net, history = network.resume(resume, X, T, epochs=epochs, progress=progress_bar,
                                            callback=after_epoch)
         else:
             history = training.train(net, X, T, config, progress=progress_bar, callback=after_epoch)
@@ -371,7 +372,7 @@ def cmd_train(args):
     resume = None
     if state is not None:
         resume = args.checkpoint
-        net = io.load(resume)
+        net = network.load(resume)
     held_out = held_out_rows(state, config, net, y)
     print("%s %r on %s: %d training samples%s, %d test" % (
         "resuming (after %s)" % _epochs(state.epoch) if resume else "training", net, description,
@@ -426,15 +427,14 @@ def confusion_matrix(y, predicted, n_classes):
 
 
 def cmd_evaluate(args):
-    from .io import load
-    net = load(args.model)
+    net = network.load(args.model)
     scaling = "seed000" if args.preprocess == "seed000" else "unit"
     _, _, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset, scaling)
     predicted = net.predict(X_test).argmax(axis=1)
     n = net.sizes[-1]
     print("%s on %s test split (%d samples): accuracy %.4f"
           % (args.model, description, len(y_test), np.mean(predicted == y_test)))
-    if io.read_file(args.model, (io.FORMAT, io.CHECKPOINT))[1]["format"] == io.CHECKPOINT:
+    if network.read_record(args.model)[1]["format"] == io.CHECKPOINT:
         state = load_checkpoint(args.model)[2]
         best = (" The run's best epoch by validation loss was %d: its weights are what train --save "
                 "wrote at the end." % state.best_epoch if state.best is not None else "")

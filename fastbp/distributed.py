@@ -142,8 +142,9 @@ import numpy as np
 from . import training
 from .checks import is_sparse, keywords
 from .io import check_writable, hash_array
+from .network import Network, load_checkpoint
 from .optimizers import RULES, Optimizer, make_optimizer, make_schedule
-from .run import RUN_SETTINGS, RunConfig, RunState, load_checkpoint, save_checkpoint
+from .run import RUN_SETTINGS, RunConfig, RunState, save_checkpoint
 from .threads import available_cpus
 
 # Each worker process runs one thread: OpenMP's (BLAS) and fastbp's kernels alike
@@ -199,7 +200,6 @@ def warm_workers(client=None, net=None, batch_sizes=(1, 200)):
     loaded). A LocalCluster's workers share this process's cache and just load; on a
     remote cluster each machine compiles once into its own (set NUMBA_CACHE_DIR to a
     directory its workers can write), and every later worker process there loads."""
-    from .network import Network
     net = Network([2, 2, 2], seed=0) if net is None else net
     with connected(client) as c:
         return c.run(_warm, net, tuple(batch_sizes))

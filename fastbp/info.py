@@ -5,6 +5,8 @@ import os
 import platform
 import sys
 
+from .version import __version__
+
 # the kernels a training mode or predicting calls from Python (kernels.py): what a first
 # call compiles, or loads from the cache
 ENTRY_POINTS = ("sgd_epoch", "sgd_epoch_sparse", "batch_epoch", "forward_batch", "predict_batch",
@@ -18,7 +20,6 @@ def versions():
     import scipy
     import threadpoolctl
 
-    from . import __version__
     return {"fastbp": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
             "numba": numba.__version__, "llvmlite": llvmlite.__version__, "scipy": scipy.__version__,
             "threadpoolctl": threadpoolctl.__version__}

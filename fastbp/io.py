@@ -1,15 +1,16 @@
 """Saving and loading networks: a portable .npz file (NumPy arrays, no pickle) holding
 the parameters and a JSON description, written atomically.
 
-The JSON records the format, fastbp's version, the network's definition (sizes,
-activations, output, loss, bias, propagate, init, dtype), the state of its random
-generator, and a SHA-256 of every array and of the JSON itself, so a truncated, foreign
-or tampered file is an error, never a silently different network.
+This module is the file layer and imports nothing of fastbp: what a file holds is its
+caller's schema. The network's record (Network.record, network.network_members) lives with
+the network, the checkpoint's (save_checkpoint, checkpoint_arrays) in run.py. A file's
+JSON records its format and version, and a SHA-256 of every array and of the JSON itself,
+so a truncated, foreign or tampered file is an error, never a silently different network.
 
 Reading trusts nothing in the file. The zip directory, the .npy headers and the JSON are
-read and checked first: every member must be one the metadata calls for, with the shape
-and dtype it calls for, and the network no larger than MAX_PARAMETERS, before any array
-is read. Reading a file therefore costs about twice the memory of the network it
+read and checked first: every member must be one the metadata calls for (the caller's
+schema), with the shape and dtype it calls for, and the network no larger than
+MAX_PARAMETERS, before any array is read. Reading a file therefore costs about twice the memory of the network it
 declares, and any bad file, however made, is a ModelFileError.
 
 
@@ -180,22 +181,6 @@ def atomic_write(path, write):
         raise
 
 
-def network_record(net):
-    """The arrays and JSON description of a network."""
-    from . import __version__
-    arrays = {"w%d" % l: W for l, W in enumerate(net.weights)}
-    if net.bias:
-        arrays.update({"b%d" % l: b for l, b in enumerate(net.biases)})
-    meta = {
-        "fastbp_version": __version__,
-        "sizes": net.sizes, "activation": net.activations[:-1], "output": net.output,
-        "loss": net.loss_name, "bias": net.bias, "propagate": net.propagate, "init": net.init,
-        "dtype": str(net.dtype), "rng_state": net.rng.bit_generator.state,
-        "activation_parameters": net.activation_parameters,
-    }
-    return arrays, meta
-
-
 def write_file(path, kind, arrays, meta):
     """Write arrays and the JSON meta as a fastbp file of this kind, atomically."""
     meta = json.loads(json.dumps(dict(meta, format=kind, format_version=FORMAT_VERSION)))
@@ -321,32 +306,12 @@ def _metadata(zf, infos):
     return meta
 
 
-def _expected(meta, kind):
-    """{member: (shape, dtype)} that the metadata calls for, after checking the declared
-    network against MAX_PARAMETERS."""
-    from .network import check_definition
-    definition = check_definition(meta["sizes"], meta["activation"], meta["output"], meta["loss"],
-                                  meta["bias"], meta["init"], meta["propagate"], meta["dtype"],
-                                  meta.get("activation_parameters"))   # (files before 0.2.0 have none)
-    sizes, dtype, bias = definition["sizes"], definition["dtype"], definition["bias"]
-    n_w = sum(a * b for a, b in zip(sizes, sizes[1:]))
-    n_b = sum(sizes[1:])
-    if n_w + n_b > MAX_PARAMETERS:
-        raise _Bad("declares a network %s of %d parameters, more than fastbp.io.MAX_PARAMETERS "
-                   "= %d; raise that limit to load it" % (sizes, n_w + n_b, MAX_PARAMETERS))
-    shapes = {"w%d" % l: (sizes[l + 1], sizes[l]) for l in range(len(sizes) - 1)}
-    if bias:
-        shapes.update({"b%d" % l: (sizes[l + 1],) for l in range(len(sizes) - 1)})
-    expected = {name: (shape, dtype) for name, shape in shapes.items()}
-    if kind == CHECKPOINT:
-        from .run import checkpoint_arrays
-        expected.update(checkpoint_arrays(meta["training"], n_w, n_b, dtype))
-    return expected
-
-
-def read_file(path, kinds):
+def read_file(path, kinds, members):
     """(arrays, metadata) of a file written by write_file as one of `kinds`, every check
-    made (any problem is a ModelFileError)."""
+    made (any problem is a ModelFileError). The schema is the caller's: members(meta, kind)
+    gives {name: (shape, dtype)} of the arrays the metadata calls for (a shape of None: any
+    vector), raising KeyError, TypeError or ValueError where the metadata is inconsistent,
+    and is called before any array is read."""
     what = "model" if FORMAT in kinds else "checkpoint"
     path = Path(path)
     try:
@@ -367,7 +332,7 @@ def read_file(path, kinds):
                 raise _Bad("{what} format version %r; this fastbp reads versions %s"
                            % (meta.get("format_version"), ", ".join(map(str, READS))))
             try:
-                expected = _expected(meta, found)
+                expected = members(meta, found)
             except (KeyError, TypeError, ValueError, OverflowError) as error:
                 raise _Bad("inconsistent {what} file: %s" % reason(error)) from None
             names = set(infos) - {"metadata"}
@@ -390,47 +355,13 @@ def read_file(path, kinds):
     return arrays, meta
 
 
+def check_parameters(sizes, n):
+    """Refuse a file declaring a network of n parameters (sizes) above MAX_PARAMETERS; a
+    members() schema calls it before any array is read."""
+    if n > MAX_PARAMETERS:
+        raise _Bad("declares a network %s of %d parameters, more than fastbp.io.MAX_PARAMETERS "
+                   "= %d; raise that limit to load it" % (sizes, n, MAX_PARAMETERS))
+
+
 def reason(error):
     return "no %s" % error if isinstance(error, KeyError) else str(error)
-
-
-def network_from_record(path, arrays, meta, what):
-    """The Network a file's arrays and JSON describe (what: 'model' or 'checkpoint')."""
-    from .network import Network
-    try:
-        rng = _generator(meta["rng_state"])
-        net = Network(meta["sizes"], activation=meta["activation"], output=meta["output"],
-                      loss=meta["loss"], bias=meta["bias"], init=meta["init"],
-                      propagate=meta["propagate"], dtype=meta["dtype"], seed=0,
-                      activation_parameters=meta.get("activation_parameters"))
-        net.rng.bit_generator.state = rng.bit_generator.state
-        net.weights = [arrays["w%d" % l] for l in range(net.n_layers)]
-        if net.bias:
-            net.biases = [arrays["b%d" % l] for l in range(net.n_layers)]
-    except (KeyError, ValueError, TypeError) as error:
-        raise ModelFileError("%s: inconsistent %s file: %s" % (path, what, reason(error))) from error
-    return net
-
-
-def _generator(state):
-    """A Generator in the saved state (a PCG64, as numpy.random.default_rng makes)."""
-    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-        raise ValueError("rng_state is not a PCG64 generator's state")
-    bits = np.random.PCG64()
-    try:
-        bits.state = state
-    except (KeyError, TypeError, ValueError, OverflowError) as error:
-        raise ValueError("rng_state is not a valid PCG64 state (%s)" % reason(error)) from None
-    return np.random.Generator(bits)
-
-
-def save(net, path: "str | os.PathLike") -> Path:
-    """Write net to path (an .npz file), atomically. Returns the path."""
-    return write_file(path, FORMAT, *network_record(net))
-
-
-def load(path: "str | os.PathLike"):
-    """Read a network written by save (or Network.save), or the network of a training
-    checkpoint (see fastbp.resume to continue its training)."""
-    arrays, meta = read_file(path, (FORMAT, CHECKPOINT))
-    return network_from_record(path, arrays, meta, "model")

@@ -128,13 +128,14 @@ from numba.typed import List
 from numpy.typing import ArrayLike
 from scipy import linalg
 
-from . import functions, info, kernels, reference, training
+from . import functions, info, io, kernels, reference, run, training
 from .checks import check_finite, choice, is_sparse, keywords, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULE_CODES, RULES, Optimizer
 from .run import BACKENDS, RUN_SETTINGS, RunConfig
 from .threads import batch_chunks, blas_on_one_thread
 from .training import TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
+from .version import __version__
 
 PROPAGATE = ("delta", "error")
 STEP_CHUNK = 1 << 20          # train_steps: samples per compiled call
@@ -861,8 +862,22 @@ class Network:
 
     def save(self, path: Union[str, os.PathLike]):
         """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""
-        from .io import save
-        return save(self, path)
+        return io.write_file(path, io.FORMAT, *self.record())
+
+    def record(self):
+        """(arrays, meta): the network's parameters and its JSON description, as a saved
+        model and a checkpoint hold them (network_members is the schema they are read by)."""
+        arrays = {"w%d" % l: W for l, W in enumerate(self.weights)}
+        if self.bias:
+            arrays.update({"b%d" % l: b for l, b in enumerate(self.biases)})
+        meta = {
+            "fastbp_version": __version__,
+            "sizes": self.sizes, "activation": self.activations[:-1], "output": self.output,
+            "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate, "init": self.init,
+            "dtype": str(self.dtype), "rng_state": self.rng.bit_generator.state,
+            "activation_parameters": self.activation_parameters,
+        }
+        return arrays, meta
 
     def _eps(self):
         return np.finfo(self.dtype).eps
@@ -985,6 +1000,86 @@ class Network:
                     break                   # diverged: guarded restores the weights
             return total / (done * batch_size)
         return training.guarded(self, optimizer, "these %d steps" % steps, None, run)
+
+
+# ---------------------------------------------------------------- files: the network's record
+
+def network_members(meta, kind):
+    """The schema of a saved model or a checkpoint (io.read_file's members): {name: (shape,
+    dtype)} of the arrays its metadata calls for, after checking the declared network
+    (check_definition) and its size (io.check_parameters). A checkpoint adds run.py's arrays."""
+    definition = check_definition(meta["sizes"], meta["activation"], meta["output"], meta["loss"],
+                                  meta["bias"], meta["init"], meta["propagate"], meta["dtype"],
+                                  meta.get("activation_parameters"))   # (files before 0.2.0 have none)
+    sizes, dtype, bias = definition["sizes"], definition["dtype"], definition["bias"]
+    n_w = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    n_b = sum(sizes[1:])
+    io.check_parameters(sizes, n_w + n_b)
+    members = {"w%d" % l: ((sizes[l + 1], sizes[l]), dtype) for l in range(len(sizes) - 1)}
+    if bias:
+        members.update({"b%d" % l: ((sizes[l + 1],), dtype) for l in range(len(sizes) - 1)})
+    if kind == io.CHECKPOINT:
+        members.update(run.checkpoint_arrays(meta["training"], n_w, n_b, dtype))
+    return members
+
+
+def read_record(path, kinds=(io.FORMAT, io.CHECKPOINT)):
+    """(arrays, meta) of a saved model or a checkpoint at path, every check made."""
+    return io.read_file(path, kinds, network_members)
+
+
+def from_record(path, arrays, meta, what):
+    """The Network a file's arrays and JSON describe (what: 'model' or 'checkpoint')."""
+    try:
+        rng = _generator(meta["rng_state"])
+        net = Network(meta["sizes"], activation=meta["activation"], output=meta["output"],
+                      loss=meta["loss"], bias=meta["bias"], init=meta["init"],
+                      propagate=meta["propagate"], dtype=meta["dtype"], seed=0,
+                      activation_parameters=meta.get("activation_parameters"))
+        net.rng.bit_generator.state = rng.bit_generator.state
+        net.weights = [arrays["w%d" % l] for l in range(net.n_layers)]
+        if net.bias:
+            net.biases = [arrays["b%d" % l] for l in range(net.n_layers)]
+    except (KeyError, ValueError, TypeError) as error:
+        raise io.ModelFileError("%s: inconsistent %s file: %s" % (path, what, io.reason(error))) from error
+    return net
+
+
+def _generator(state):
+    """A Generator in the saved state (a PCG64, as numpy.random.default_rng makes)."""
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+        raise ValueError("rng_state is not a PCG64 generator's state")
+    bits = np.random.PCG64()
+    try:
+        bits.state = state
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise ValueError("rng_state is not a valid PCG64 state (%s)" % io.reason(error)) from None
+    return np.random.Generator(bits)
+
+
+def load(path: Union[str, os.PathLike]) -> "Network":
+    """Read a network written by Network.save, or the network of a training checkpoint
+    (see fastbp.resume to continue its training). Any bad file is a fastbp.ModelFileError."""
+    return from_record(path, *read_record(path), "model")
+
+
+def load_checkpoint(path):
+    """(network, RunConfig, RunState) of the checkpoint at path (run.read_checkpoint, with
+    this module's network record)."""
+    return run.read_checkpoint(path, read_record(path, (io.CHECKPOINT,)), from_record)
+
+
+def resume(path, X, Y, validation=None, epochs: Optional[int] = None, progress=None, callback=None,
+           checkpoint=None, sample_weight=None):
+    """Continue the run saved in the checkpoint at path, on the same training data (X, Y)
+    and sample weights (and validation set, if the run had one given explicitly): it ends
+    with the weights an uninterrupted run would have. epochs, if given, changes the total
+    number of epochs.
+    Checkpoints go on being written to path (or to checkpoint). Returns (net, history).
+    A checkpoint is never changed by a call that raises before training."""
+    net, config, state = load_checkpoint(path)
+    return training.resume_run(path, net, config, state, X, Y, validation, epochs, progress, callback,
+                               checkpoint, sample_weight)
 
 
 def _dtype_name(value):

@@ -5,7 +5,7 @@ estimators, the command line and resume all build one. RunState holds everything
 changes from epoch to epoch: the optimizer (its state and step count), the schedule, the
 stopping counters, the best weights, the validation rows and the history; the network's
 random generator lives in the network. A checkpoint is the network, the config and the
-state, written by save_checkpoint and read by load_checkpoint: here, and only here.
+state, written by save_checkpoint and read by read_checkpoint: here, and only here.
 """
 import dataclasses
 import math
@@ -141,7 +141,7 @@ class RunState:
 
 def save_checkpoint(path, net, config, state):
     """Write the run (the network, its config, its state) to path, atomically."""
-    arrays, meta = io.network_record(net)
+    arrays, meta = net.record()
     arrays.update(opt_w=state.optimizer.state["w"], opt_b=state.optimizer.state["b"])
     if state.best is not None:
         arrays.update(best_w=state.best[0], best_b=state.best[1])
@@ -159,12 +159,14 @@ def save_checkpoint(path, net, config, state):
     return io.write_file(path, io.CHECKPOINT, arrays, meta)
 
 
-def load_checkpoint(path):
+def read_checkpoint(path, record, from_record):
     """(network, RunConfig, RunState) from a checkpoint written by save_checkpoint, every
-    field checked as a new run's settings are (a ModelFileError otherwise). The config's
+    field checked as a new run's settings are (a ModelFileError otherwise). record is the
+    file's (arrays, meta), read by the network's schema (which adds checkpoint_arrays), and
+    from_record builds its network (network.load_checkpoint passes both). The config's
     checkpoint is path."""
-    arrays, meta = io.read_file(path, (io.CHECKPOINT,))
-    net = io.network_from_record(path, arrays, meta, "checkpoint")
+    arrays, meta = record
+    net = from_record(path, arrays, meta, "checkpoint")
     try:
         config, state = _restore(meta["training"], net, arrays)
     except (KeyError, ValueError, TypeError, OverflowError) as error:

@@ -57,12 +57,12 @@ import numpy as np
 from . import kernels, methods
 from .checks import is_sparse
 from .functions import accuracy, labels_of, mean_loss
-from .io import check_writable, hash_array
+from .io import ModelFileError, check_writable, hash_array
 from .optimizers import RULES, Optimizer, make_optimizer, make_schedule
-from .run import BACKENDS, RunConfig, RunState, load_checkpoint, save_checkpoint
+from .run import BACKENDS, RunConfig, RunState, save_checkpoint
 from .threads import batch_chooser, blas_on_one_thread, chooser_for
 
-__all__ = ["BACKENDS", "RunConfig", "RunState", "TrainingDiverged", "ResumeError", "train", "resume"]
+__all__ = ["BACKENDS", "RunConfig", "RunState", "TrainingDiverged", "ResumeError", "train", "resume_run"]
 DIAGNOSTIC_SAMPLES = 2048     # diagnostics use at most this many training samples, evenly spaced
 MIN_SLICE = 512               # samples: per-sample SGD's slices without a progress bar
 BATCH_SLICES = 8              # batched epochs' slices without a progress bar (the LoadChooser's looks),
@@ -300,15 +300,10 @@ def data_of(X, T, S):
     return (X, T) if S is None else (X, T, S)
 
 
-def resume(path, X, Y, validation=None, epochs: Optional[int] = None, progress=None, callback=None,
-           checkpoint=None, sample_weight=None) -> Tuple["Network", dict]:  # noqa: F821 (fastbp.Network)
-    """Continue the run saved in the checkpoint at path, on the same training data (X, Y)
-    and sample weights (and validation set, if the run had one given explicitly): it ends
-    with the weights an uninterrupted run would have. epochs, if given, changes the total
-    number of epochs.
-    Checkpoints go on being written to path (or to checkpoint). Returns (net, history).
-    A checkpoint is never changed by a call that raises before training."""
-    net, config, state = load_checkpoint(path)
+def resume_run(path, net, config, state, X, Y, validation=None, epochs: Optional[int] = None, progress=None,
+               callback=None, checkpoint=None, sample_weight=None) -> Tuple["Network", dict]:  # noqa: F821
+    """Continue the run read from the checkpoint at path (net, config, state:
+    network.load_checkpoint's; fastbp.resume reads and continues it)."""
     with blas_for(config.backend):
         return _resume(path, net, config, state, X, Y, epochs, validation, progress, callback, checkpoint,
                        sample_weight)
@@ -349,7 +344,6 @@ def _resume(path, net, config, state, X, Y, epochs, validation, progress, callba
 def check_validation_rows(path, rows, m):
     """A checkpoint's validation rows must be distinct, sorted rows of its m samples."""
     if not (0 < rows.size < m and rows.min() >= 0 and rows.max() < m and np.all(np.diff(rows) > 0)):
-        from .io import ModelFileError
         raise ModelFileError("%s: inconsistent checkpoint: its validation rows are not distinct, "
                              "sorted rows of the %d samples it was trained on" % (path, m))
 

@@ -12,7 +12,7 @@ import pytest
 
 import fastbp
 from fastbp import cli, datasets
-from fastbp.run import load_checkpoint
+from fastbp.network import load_checkpoint
 
 FASTBP = [sys.executable, "-m", "fastbp.cli"]
 

@@ -220,7 +220,7 @@ def test_killing_a_training_process_and_resuming_it(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    done = fastbp.run.load_checkpoint(checkpoint)[2].epoch
+    done = fastbp.network.load_checkpoint(checkpoint)[2].epoch
     assert 4 <= done < 40           # mid-run (epoch 5 is printed before its checkpoint is written)
     resumed = cli("--epochs", "40", "--checkpoint", str(checkpoint), "--resume",
                   "--save", str(tmp_path / "resumed.npz"))
