@@ -103,7 +103,7 @@ if __name__ == "__main__":
   (weighted by shard size). A round moves the parameters and the optimizer's state to each
   worker and back, once per `sync_every` epochs. Synchronous gradient averaging would move
   a gradient per *step* (300 steps an epoch at batch 200 on Fashion-MNIST): at the round
-  costs measured below it would spend far longer communicating than computing.
+  costs measured (asv_benchmarks/README.md) it would spend far longer communicating than computing.
 - **With one worker it is `net.train`, bit for bit** (weights, history, the random
   generator; tested for per-sample SGD, Adam with a schedule, momentum with clipping and
   early stopping). With more, each worker's sample order comes from seeds drawn from the

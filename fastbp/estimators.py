@@ -55,9 +55,8 @@ parameters (`hidden_layer_sizes`, `activation`, `solver` "adam"/"sgd"/"lbfgs" an
 `beta_2`, `epsilon`, `n_iter_no_change`) and their defaults, plus `clip`, `target_loss`,
 `init` (default `glorot`), `callback` and `diagnostics` (default False, as scikit-learn
 computes none: True adds each epoch's training accuracy, mean |error term| and gradient
-norm per layer to `history_`, and costs: `MLPClassifier(random_state=0).fit` on digits, 200
-epochs, took 0.33-0.35 s without them and 1.45-1.97 s with them, scikit-learn's 0.85-0.89 s;
-AMD EPYC, 2 vCPUs, `OPENBLAS_NUM_THREADS=1`, 3 interleaved rounds). They have `fit`, `partial_fit`, `predict`,
+norm per layer to `history_`, at a cost: asv_benchmarks/README.md, "Figures behind the
+documented choices"). They have `fit`, `partial_fit`, `predict`,
 `predict_proba`/`predict_log_proba` (classifier), `score` (accuracy, R^2),
 `get_params`/`set_params`, and after fitting `net_` (the `fastbp.Network`), `coefs_` (views,
 scikit-learn's `(n_in, n_out)` layout), `intercepts_`, `loss_curve_`, `n_iter_`, `t_`,
@@ -141,18 +140,9 @@ also scikit-learn's.
   non-zeros times the layer's width, not the input's length. The batched kernels transpose
   the first layer and its optimizer state for the epoch. They agree with the reference on
   the same rows dense (every network of the table of cases, every mode, both dtypes, with
-  weights and L2; tested), and a test makes any densifying of the set fail. On this page's
-  machine (Intel Xeon @ 2.60 GHz, Ice Lake, 2 vCPUs), `fastbp bench --samples 5000
-  --repeats 3 --dtypes float32 --no-compile --sparse 5000` (5000-100-10 ReLU/softmax,
-  float32, L2 1e-4, dense / sparse seconds, medians of interleaved pairs):
-
-  | density | per-sample SGD | batch 200 Adam |
-  |---|---|---|
-  | 0.1% | 22.8x | 5.2x |
-  | 1% | 11.8x | 3.6x |
-  | 10% | 2.2x | 0.8x (dense BLAS wins) |
-
-  Sparse per-sample epochs run on one thread. The NumPy backend densifies each batch's rows
+  weights and L2; tested), and a test makes any densifying of the set fail. Their speed
+  against the same rows dense: asv_benchmarks/README.md, "Figures behind the documented
+  choices". Sparse per-sample epochs run on one thread. The NumPy backend densifies each batch's rows
   (it is the reference, written to be read).
 - Not yet: `fastbp.distributed` trains without sample weights and on dense X only (both
   refused with a clear error). The regressor's squared error is summed over outputs

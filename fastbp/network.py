@@ -70,12 +70,9 @@ Choices worth knowing
   count (tested), and a checkpoint, which saves the generator, resumes the same masks
   (tested). Dropout needs `propagate="delta"`; input noise needs dense X; neither runs on
   Dask yet (clear errors). The estimators take `dropout=` (stochastic solvers). The draws
-  cost what the generator costs: a dropout mask about 2 ns a unit (two 32-bit uniforms
-  from each 64-bit step of PCG64), input noise about 10 ns an input (one normal each). So
-  on a narrow network input noise is dear: asv's `Regularisers` (784-200-10, batches of
-  64, one quick run on the AMD EPYC Zen 3 of "Dropout on Fashion-MNIST") had an epoch with
-  input noise at 1.6x (float64) and 2.1x (float32) the plain one, with dropout at 1.04x
-  and 1.11x.
+  cost what the generator costs: two 32-bit uniforms from each 64-bit step of PCG64 for a
+  dropout mask, one normal an input for input noise, so on a narrow network input noise is
+  dear (asv_benchmarks/README.md, "Figures behind the documented choices").
 - **The reported loss.** `history["loss"]` is each epoch's mean per-sample loss, each
   sample's taken before its own step (the running loss, as scikit-learn's `loss_curve_`):
   it costs no extra pass. Call `net.loss(X, Y)` for the loss at the end.
@@ -83,10 +80,9 @@ Choices worth knowing
   and where, unknown names, labels out of range), raised before anything changes. NaN and
   inf are found by one product of X with a vector of ones (a NaN or an inf in a row makes
   its sum NaN or inf; only then, or when finite values overflow, is each element looked
-  at): 1.6 ms for 10,000 x 784 float32 rows, where `np.isfinite(X).all()` took 5.0
-  (`fastbp.checks.check_finite`). It goes through the BLAS of the backend that will use X:
-  a product through the other copy of OpenBLAS left its threads spinning on the cores
-  the next product needed, and predicting those rows took 32 ms instead of 15.
+  at), faster than `np.isfinite(X).all()` (`fastbp.checks.check_finite`). It goes
+  through the BLAS of the backend that will use X: a product through the other copy of
+  OpenBLAS left its threads spinning on the cores the next product needed.
 - **Reproducibility.** The same seed gives the same run, bit for bit, from the same
   compiled kernels. A kernel compiled in the running process and the same kernel loaded
   from Numba's on-disk cache can differ in the last bit of some sums (measured: 5e-16 in
@@ -102,8 +98,8 @@ Choices worth knowing
   process: kernels missing from the cache are compiled by a child Python process, which
   writes them there, and then loaded (where the cache cannot be written, they compile in
   the process). The demo's and `train`'s first run, with an empty cache, train exactly
-  what every later run does (tested). A first compile costs about 1.5 s more this way,
-  the child's start.
+  what every later run does (tested). A first compile costs the child's start more this
+  way.
 - **Ctrl-C.** A KeyboardInterrupt during an epoch undoes that epoch and is raised on: the
   network, its random generator and the optimizer are as after the last finished epoch,
   and the exception carries `.history` (the finished epochs) and `.state`, so the run can

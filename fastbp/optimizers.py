@@ -63,13 +63,8 @@ line) and once in the kernels (one compiled function, chosen by the rule's code 
 hand calculations on a one-weight network (`tests/test_optimizers.py`, every rule from
 `fastbp.cases`). Per-sample plain SGD keeps its blocked kernel; momentum, Adam
 and clipping at batch size 1 run the batched kernel with batches of one. Parameters and
-moments that become subnormal are set to zero (before, they slowed long runs down: the
-default classifier's epochs averaged 1.2 s over 200 epochs on Fashion-MNIST, from 0.33 s
-at the start, on an earlier machine). Re-measured on this page's machine (Intel Xeon @
-2.60 GHz, Ice Lake, 2 vCPUs) with the flush: `MLPClassifier(max_iter=200,
-n_iter_no_change=np.inf, random_state=0)` on Fashion-MNIST in float32 averaged 0.307 s per
-epoch over the 200 epochs (0.387 s over the first 5, 0.323 s over the last 50; test
-accuracy 0.8791).
+moments that become subnormal are set to zero: before, they slowed long runs down
+(asv_benchmarks/README.md, "Figures behind the documented choices").
 """
 import inspect
 from dataclasses import dataclass

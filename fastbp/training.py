@@ -43,9 +43,9 @@ Long runs: validation, early stopping, checkpoints, diagnostics
   `val_loss` and `val_accuracy`/`val_r2`. `fastbp.plot_history(history, "history.png")`
   draws them (needs matplotlib: `pip install 'fastbp[plot]'`).
 - During a run with the kernels, from the input check on, fastbp holds BLAS to one thread
-  (threadpoolctl, a run-time dependency; `training.blas_for`): BLAS's threads spin for about
-  0.1 s after a call, and slowed the start of the next epoch by a third, and the batched
-  kernels call BLAS from threads of their own. The NumPy reference keeps BLAS's threads.
+  (threadpoolctl, a run-time dependency; `training.blas_for`): BLAS's threads spin for a while
+  after a call, which slowed the start of the next epoch, and the batched kernels call BLAS
+  from threads of their own. The NumPy reference keeps BLAS's threads.
 """
 import contextlib
 import hashlib

@@ -1,4 +1,4 @@
-"""Hostile and damaged model files (issue 12, items 1-4): every bad file is a
+"""Hostile and damaged model files: every bad file is a
 ModelFileError, the JSON is under the checksum and checked field by field, loading costs no
 more than the network it declares, and saving leaves no debris and respects the user."""
 import json

@@ -1,4 +1,4 @@
-"""scikit-learn parity (issue 11, in part): warm starts and partial_fit as scikit-learn's,
+"""scikit-learn parity: warm starts and partial_fit as scikit-learn's,
 MLPRegressor(loss="poisson"), init="sklearn", to_sklearn/from_sklearn, the validation loss
 curve. Each is held to scikit-learn 1.9's own behaviour, run beside it."""
 import contextlib

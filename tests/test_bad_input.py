@@ -1,6 +1,6 @@
-"""Issue 12's items 5-13: NaN and inf through the compiled rules, resume's loopholes, inputs
-checked before anything changes, the IDX reader's sizes, progress, and the command line's
-rough edges."""
+"""Bad input, and what it must not do: NaN and inf through the compiled rules, resume's
+loopholes, inputs checked before anything changes, the IDX reader's sizes, progress, and
+the command line's rough edges."""
 import gzip
 import os
 import subprocess
