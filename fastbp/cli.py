@@ -56,8 +56,8 @@ first N samples), `--preprocess seed000` for seed 000's scaling and 0.01/0.99 ta
 - Ctrl-C stops within the slice in hand (about 1% of an epoch) and goes back to the last
   finished epoch: it saves that when `--save` is given, writes it to `--checkpoint` when
   one was asked for and prints the command that resumes it, and exits with status 130. Output
-  into a closed pipe (`fastbp evaluate m.npz |
-  head -1`) ends quietly with status 141, as a process stopped by SIGPIPE.
+  into a closed pipe (`fastbp evaluate m.npz | head -1`) ends quietly with status 141, as a
+  process stopped by SIGPIPE.
 """
 import argparse
 import json

@@ -1,5 +1,5 @@
-"""Saving and loading networks: a portable .npz file (NumPy arrays, no pickle) holding
-the parameters and a JSON description, written atomically.
+"""The file layer: portable .npz files (NumPy arrays, no pickle) with a JSON description,
+written atomically and checked when read. Saved models and checkpoints are such files.
 
 This module is the file layer and imports nothing of fastbp: what a file holds is its
 caller's schema. The network's record (Network.record, network.network_members) lives with
@@ -10,8 +10,8 @@ so a truncated, foreign or tampered file is an error, never a silently different
 Reading trusts nothing in the file. The zip directory, the .npy headers and the JSON are
 read and checked first: every member must be one the metadata calls for (the caller's
 schema), with the shape and dtype it calls for, and the network no larger than
-MAX_PARAMETERS, before any array is read. Reading a file therefore costs about twice the memory of the network it
-declares, and any bad file, however made, is a ModelFileError.
+MAX_PARAMETERS, before any array is read. Reading a file therefore costs about twice the
+memory of the network it declares, and any bad file, however made, is a ModelFileError.
 
 
 Saved models
