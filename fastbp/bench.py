@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from . import kernels
-from .info import blas_core_note, blas_libraries
+from .info import blas_core_note, blas_libraries, processor
 from .network import Network
 from .optimizers import Optimizer
 
@@ -289,6 +289,44 @@ PEERS = {  # name -> (module it needs, seconds function)
 # (batch size, rule) rows of the peer table: per-sample and mini-batch SGD, and Adam with
 # batches of 200 (the estimators' default)
 PEER_CASES = ((1, "sgd"), (64, "sgd"), (200, "sgd"), (200, "adam"))
+
+
+PEER_COLUMNS = (("PyTorch", "PyTorch autograd"), ("JAX", "JAX jit + lax.scan"),
+                ("both in order: fastbp, JAX", "JAX jit + lax.scan, in order"),
+                ("scikit-learn", "scikit-learn MLPClassifier"))
+
+
+def peers_markdown(figures):
+    """The peers' table (`fastbp bench --peers --json`'s "peers") as Markdown: seconds per
+    epoch (predicting: per call), each peer's with its ratio to fastbp's time; the in-order
+    column pairs fastbp in order with JAX in order. asv_benchmarks/readme_table.py writes it
+    into the README, so that nobody types a figure by hand."""
+    def g3(x):                          # three significant digits, trailing zeros kept
+        return ("%#.3g" % x).rstrip(".")
+
+    def cell(r):
+        return "%s (%sx)" % (g3(r["seconds"]), "%.2f" % r["ratio"] if r["ratio"] < 10 else g3(r["ratio"]))
+
+    lines = ["| network | batch, rule | fastbp | %s |" % " | ".join(h for h, _ in PEER_COLUMNS),
+             "|---|---|---|" + "---|" * len(PEER_COLUMNS)]
+    rows = figures["peers"]
+    for hidden in sorted({r["hidden"] for r in rows}):
+        cases = list(dict.fromkeys((r["batch_size"], r["rule"]) for r in rows if r["hidden"] == hidden))
+        for k, (batch, rule) in enumerate(cases):
+            got = {r["who"]: r for r in rows if (r["hidden"], r["batch_size"], r["rule"]) == (hidden, batch, rule)}
+            cells = []
+            for _, who in PEER_COLUMNS:
+                if who not in got:
+                    cells.append("")
+                elif "in order" in who:
+                    cells.append("%s, %s (%.2fx)" % (g3(got["fastbp, in order"]["seconds"]), g3(got[who]["seconds"]),
+                                                     got[who]["ratio"]))
+                else:
+                    cells.append(cell(got[who]))
+            case = "predict" if rule == "predict" else "%d, %s" % (batch, "SGD" if rule == "sgd" else rule.title())
+            lines.append("| %s | %s | %s | %s |" % ("784-%d-10" % hidden if k == 0 else "", case,
+                                                    g3(got["fastbp"]["seconds"]), " | ".join(cells)))
+    return "\n".join(lines)
 
 
 def installed_peers():
@@ -790,7 +828,8 @@ def main(argv=None):
     m, ref_m = args.samples, args.reference_samples or args.samples
     print("fastbp %d-%d-10, per-sample SGD (seed 000's network), %d samples, median of %d epochs"
           % (784, args.hidden, m, args.repeats))
-    rows, figures = [], {"samples": m, "hidden": args.hidden, "repeats": args.repeats}
+    rows, figures = [], {"samples": m, "hidden": args.hidden, "repeats": args.repeats, "processor": processor(),
+                         "cpus": os.cpu_count()}
     for dtype in args.dtypes.split(","):
         X, Y = synthetic_data(m, dtype=dtype)
         ref = epoch_seconds(seed000_network(hidden=args.hidden, dtype=dtype), X[:ref_m], Y[:ref_m],

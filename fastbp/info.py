@@ -75,6 +75,18 @@ def cpu_flags(path="/proc/cpuinfo"):
     return set()
 
 
+def processor(path="/proc/cpuinfo"):
+    """The processor's model name (Linux's /proc/cpuinfo; else platform.processor())."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def blas_core_note(blas, environ=os.environ, flags=None):
     """A warning line when OPENBLAS_CORETYPE holds OpenBLAS to kernels narrower than the
     processor's (Haswell's AVX2 on an AVX-512 machine), else None. fastbp leaves the

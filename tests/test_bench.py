@@ -133,6 +133,10 @@ def test_bench_times_the_peers_at_each_hidden_size(tmp_path, capsys):
         assert {row["who"] for row in rows if row["rule"] == "predict"} == {"fastbp", *bench.installed_peers()}
     printed = capsys.readouterr().out
     assert "peers: 784-8-10" in printed and "peers: 784-16-10" in printed
+    figures = json.loads(out.read_text())               # what asv_benchmarks/readme_table.py reads
+    table = bench.peers_markdown(figures).splitlines()
+    assert figures["processor"] and len(table) == 2 + 2 * (len(bench.PEER_CASES) + 1)
+    assert table[2].startswith("| 784-8-10 | 1, SGD |") and table[-1].startswith("|  | predict |")
 
 
 @pytest.mark.parametrize("batch_size", [1, 32])

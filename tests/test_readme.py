@@ -119,3 +119,24 @@ def test_the_readme_python_blocks_run_in_order_in_one_interpreter(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert done.stdout.count("block ") == len(blocks)
+
+
+def test_the_performance_table_is_the_one_its_json_file_makes(tmp_path):
+    """The README's table is asv_benchmarks/readme_table.py's output for the bench run it
+    names, not figures typed by hand; and the script rewrites a table in place."""
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("readme_table", ROOT / "asv_benchmarks" / "readme_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from fastbp.bench import peers_markdown
+    source, table = script.table_in((ROOT / "README.md").read_text())
+    figures = json.loads((ROOT / source).read_text())
+    assert figures["processor"] and table == peers_markdown(figures)
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- the table from old.json, written by asv_benchmarks/readme_table.py -->\n"
+                      "| stale |\n<!-- end of the table -->\nafter\n")
+    (tmp_path / "run.json").write_text(json.dumps(figures))
+    script.write(tmp_path / "run.json", readme)
+    assert script.table_in(readme.read_text()) == ("run.json", peers_markdown(figures))
+    assert readme.read_text().startswith("before\n") and readme.read_text().endswith("\nafter\n")
