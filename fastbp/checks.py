@@ -1,5 +1,10 @@
-"""Argument checks shared by the network, the training loop and the optimizers: each
-raises a ValueError that names the argument, what it must be and what it got."""
+"""Argument and input checks shared by the network, the training loop, the optimizers, the
+estimators and Dask's shards: each raises a ValueError (a TypeError for a value that is not
+a number at all) that names the argument, what it must be and what it got.
+
+Data goes through one validator, `check_array` (and `check_sample_weight` for weights), so
+that `Network`, the estimators and `fastbp.distributed` give one set of messages; the
+network checks its targets against its loss itself (`Network.check_targets`)."""
 import difflib
 import numbers
 
@@ -91,3 +96,71 @@ def check_finite(name, A, backend="numba"):
     bad = ~np.isfinite(A)
     if bad.any():
         raise ValueError("%s contains NaN or inf (first in row %d)" % (name, int(np.argwhere(bad)[0][0])))
+
+
+def check_array(X, name="X", n_features=None, dtype=None, backend="numba"):
+    """X as a C-contiguous 2-D array of dtype (None: float32 stays float32, anything else
+    becomes float64), or, for a scipy sparse matrix or array, as CSR of that dtype with its
+    structure checked (the kernels index by it). A clear error otherwise: not numbers,
+    complex, not 2-D, no samples or no features, n_features columns when it is given, NaN
+    or inf (with the first row that holds one). backend: the one that will use X, whose
+    BLAS tests it for NaN and inf (check_finite). The messages that scikit-learn's
+    estimator checks look for are scikit-learn's own."""
+    sparse = is_sparse(X)
+    if not sparse:
+        X = np.asarray(X)
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported: %s has dtype %s" % (name, X.dtype))
+    if X.dtype.kind not in "biufO":
+        raise TypeError("%s must hold numbers, got dtype %s" % (name, X.dtype))
+    if X.ndim != 2:
+        raise ValueError("Expected a 2-D array for %s, got %d-D (shape %s). Reshape your data with "
+                         "X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+                         % (name, X.ndim, X.shape))
+    for count, what in ((X.shape[0], "sample"), (X.shape[1], "feature")):
+        if count < 1:
+            raise ValueError("Found array with 0 %s(s) (shape=%s) while a minimum of 1 is required: %s is empty"
+                             % (what, X.shape, name))
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError("%s has shape %s; expected (n_samples, %d) for this network's %d inputs"
+                         % (name, X.shape, n_features, n_features))
+    if dtype is None:
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+    try:
+        X = X.tocsr().astype(dtype, copy=False) if sparse else np.ascontiguousarray(X, dtype=dtype)
+    except (TypeError, ValueError) as error:          # an object array of other things
+        raise TypeError("%s must hold numbers: %s" % (name, error)) from None
+    if not sparse:
+        check_finite(name, X, backend)
+        return X
+    try:
+        X.check_format(full_check=True)                  # indices in range, indptr consistent
+    except ValueError as error:
+        raise ValueError("%s is not a valid CSR matrix: %s" % (name, error)) from None
+    bad = ~np.isfinite(X.data)
+    if bad.any():
+        row = int(np.searchsorted(X.indptr, np.argmax(bad), side="right")) - 1
+        raise ValueError("%s contains NaN or inf (first in row %d)" % (name, row))
+    return X
+
+
+def check_sample_weight(sample_weight, m, dtype, name="sample_weight"):
+    """Sample weights as a (m,) array of dtype (a scalar: the same for every sample), or
+    None for none: finite, not negative, not all zero; a clear error otherwise."""
+    if sample_weight is None:
+        return None
+    s = np.asarray(sample_weight)
+    if s.dtype.kind not in "biuf":
+        raise TypeError("%s must hold numbers, got dtype %s" % (name, s.dtype))
+    if s.ndim == 0:
+        s = np.full(m, s)
+    if s.shape != (m,):
+        raise ValueError("%s has shape %s; expected (%d,): one weight per sample" % (name, s.shape, m))
+    s = np.ascontiguousarray(s, dtype=dtype)
+    check_finite(name, s)
+    if s.min() < 0:
+        raise ValueError("%s has a negative weight (%g at row %d); weights must be >= 0"
+                         % (name, s.min(), int(np.argmin(s))))
+    if not s.sum() > 0:
+        raise ValueError("%s: all the sample weights are zero; at least one sample must have weight" % name)
+    return s

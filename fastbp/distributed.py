@@ -232,7 +232,8 @@ def _check_shard(net, X, Y, index, first):
         X = net.check_inputs(X)
         T = net.check_targets(Y, X.shape[0])
     except (ValueError, TypeError) as error:
-        raise type(error)("shard %d (rows %d..%d): %s" % (index, first, first + len(X) - 1, error)) from None
+        rows = X.shape[0] if getattr(X, "shape", ()) else len(X)     # (len() of a sparse X raises)
+        raise type(error)("shard %d (rows %d..%d): %s" % (index, first, first + rows - 1, error)) from None
     # Dask hands over read-only arrays, for which Numba compiles the kernels apart from the
     # writable specialisation that net.train uses; a kernel compiled in a process can round
     # differently from one loaded from the cache (network.py's docstring, "Reproducibility"),

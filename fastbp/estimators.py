@@ -178,9 +178,9 @@ import warnings
 import numpy as np
 
 from . import training
-from .checks import check_finite, choice, is_sparse, number, positive_int
+from .checks import check_array, check_sample_weight, choice, number, positive_int
 from .functions import HIDDEN_ACTIVATIONS, mean_loss
-from .network import Network, check_sample_weight
+from .network import Network
 from .optimizers import RULES, Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
 from .threads import blas_on_one_thread
@@ -244,43 +244,6 @@ def _as_sklearn(cls):
 
 
 # ---------------------------------------------------------------- input checks
-
-def check_X(X, name="X"):
-    """A 2-D finite float array (float32 kept, anything else float64), or a clear error. A
-    scipy sparse matrix or array becomes CSR (not dense: the kernels read its rows)."""
-    if is_sparse(X):
-        return _check_sparse_X(X, name)
-    X = np.asarray(X)
-    if X.dtype.kind == "c":
-        raise ValueError("Complex data not supported: %s has dtype %s" % (name, X.dtype))
-    if X.ndim != 2:
-        raise ValueError("Expected a 2-D array for %s, got %d-D (shape %s). Reshape your data with "
-                         "X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
-                         % (name, X.ndim, X.shape))
-    X = X.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
-    if X.shape[0] < 1:
-        raise ValueError("Found array with 0 sample(s) (shape=%s) while a minimum of 1 is required."
-                         % (X.shape,))
-    if X.shape[1] < 1:
-        raise ValueError("Found array with 0 feature(s) (shape=%s) while a minimum of 1 is required."
-                         % (X.shape,))
-    check_finite(name, X)
-    return X
-
-
-def _check_sparse_X(X, name):
-    if X.ndim != 2:
-        raise ValueError("Expected a 2-D sparse matrix for %s, got shape %s" % (name, X.shape))
-    if X.dtype.kind not in "biuf":
-        raise ValueError("%s: sparse data of dtype %s is not supported; give numbers" % (name, X.dtype))
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError("Found array with %d sample(s) and %d feature(s) (shape=%s) while a minimum of 1 "
-                         "is required." % (X.shape[0], X.shape[1], X.shape))
-    X = X.tocsr().astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
-    if not np.isfinite(X.data).all():
-        raise ValueError("%s contains NaN or inf" % name)
-    return X
-
 
 def _check_y(y, n_samples):
     if y is None:
@@ -452,7 +415,7 @@ class _MLP:
             raise ValueError("partial_fit does not support early_stopping=True (as scikit-learn's)")
         if incremental and self.solver == "lbfgs":
             raise ValueError("partial_fit is only available for stochastic optimizers. lbfgs is not stochastic.")
-        X = check_X(X)
+        X = check_array(X)
         y = _check_y(y, X.shape[0])
         sample_weight = check_sample_weight(sample_weight, X.shape[0], np.float64)
         continuing = hasattr(self, "net_") and (self.warm_start or incremental)
@@ -668,11 +631,11 @@ class _MLP:
     def _predict_outputs(self, X):
         self._check_is_fitted()
         self._check_feature_names(X)
-        X = check_X(X)
+        X = check_array(X, dtype=self.net_.dtype)        # (checked once: outputs takes it as it is)
         if X.shape[1] != self.n_features_in_:
             raise ValueError("X has %d features, but %s is expecting %d features as input."
                              % (X.shape[1], type(self).__name__, self.n_features_in_))
-        return self.net_.predict(X.astype(self.net_.dtype, copy=False))
+        return self.net_.outputs(X, "numba")
 
     def _check_feature_names(self, X, fitting=False):
         """feature_names_in_ from a data frame's string column names (fit), and the check

@@ -125,7 +125,7 @@ from numpy.typing import ArrayLike
 from scipy import linalg
 
 from . import functions, info, io, kernels, reference, run, training
-from .checks import check_finite, choice, is_sparse, keywords, number, positive_int
+from .checks import check_array, check_finite, check_sample_weight, choice, is_sparse, keywords, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULE_CODES, RULES, Optimizer
 from .run import BACKENDS, RUN_SETTINGS, RunConfig
@@ -237,28 +237,6 @@ class _Layers(list):
 def _csr(X):
     """The CSR arrays the kernels read: data, indices, indptr."""
     return X.data, X.indices, X.indptr
-
-
-def check_sample_weight(sample_weight, m, dtype, name="sample_weight"):
-    """Sample weights as a (m,) array of dtype (a scalar: the same for every sample), or
-    None for none: finite, not negative, not all zero; a clear error otherwise."""
-    if sample_weight is None:
-        return None
-    s = np.asarray(sample_weight)
-    if s.dtype.kind not in "biuf":
-        raise TypeError("%s must hold numbers, got dtype %s" % (name, s.dtype))
-    if s.ndim == 0:
-        s = np.full(m, s)
-    if s.shape != (m,):
-        raise ValueError("%s has shape %s; expected (%d,): one weight per sample" % (name, s.shape, m))
-    s = np.ascontiguousarray(s, dtype=dtype)
-    check_finite(name, s)
-    if s.min() < 0:
-        raise ValueError("%s has a negative weight (%g at row %d); weights must be >= 0"
-                         % (name, s.min(), int(np.argmin(s))))
-    if not s.sum() > 0:
-        raise ValueError("%s: all the sample weights are zero; at least one sample must have weight" % name)
-    return s
 
 
 class Network:
@@ -580,39 +558,8 @@ class Network:
         """X as a C-contiguous (m, n_in) array in the network's dtype, or a clear error
         (shape, dtype, NaN or inf). A scipy sparse matrix or array stays sparse: CSR in
         the network's dtype, its structure checked (the kernels index by it). backend:
-        the one that will use X, whose BLAS tests it for NaN and inf (check_finite)."""
-        if is_sparse(X):
-            return self._check_sparse(X, name)
-        X = np.asarray(X)
-        if X.dtype.kind not in "biuf":
-            raise TypeError("%s must hold numbers, got dtype %s" % (name, X.dtype))
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError("%s has shape %s; expected (n_samples, %d) for this network's %d inputs"
-                             % (name, X.shape, self.sizes[0], self.sizes[0]))
-        if X.shape[0] == 0:
-            raise ValueError("%s has no samples" % name)
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        check_finite(name, X, backend)
-        return X
-
-    def _check_sparse(self, X, name):
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError("%s has shape %s; expected (n_samples, %d) for this network's %d inputs"
-                             % (name, X.shape, self.sizes[0], self.sizes[0]))
-        if X.shape[0] == 0:
-            raise ValueError("%s has no samples" % name)
-        if X.dtype.kind not in "biuf":
-            raise TypeError("%s must hold numbers, got dtype %s" % (name, X.dtype))
-        X = X.tocsr().astype(self.dtype, copy=False)
-        try:
-            X.check_format(full_check=True)        # indices in range, indptr consistent
-        except ValueError as error:
-            raise ValueError("%s is not a valid CSR matrix: %s" % (name, error)) from None
-        bad = ~np.isfinite(X.data)
-        if bad.any():
-            row = int(np.searchsorted(X.indptr, np.argmax(bad), side="right")) - 1
-            raise ValueError("%s contains NaN or inf (first in row %d)" % (name, row))
-        return X
+        the one that will use X, whose BLAS tests it for NaN and inf (checks.check_array)."""
+        return check_array(X, name, self.sizes[0], self.dtype, backend)
 
     def check_targets(self, Y, m, name="Y"):
         """Targets as (m, n_out) in the network's dtype; 1-D integer labels are one-hot

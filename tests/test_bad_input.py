@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -169,6 +170,57 @@ def write_idx_header(path, type_byte, dims, data=b"", compress=False):
     raw = bytes([0, 0, type_byte, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + data
     path.write_bytes(gzip.compress(raw) if compress else raw)
     return path
+
+
+def _object_with_a_dict(X):
+    X = X.astype(object)
+    X[0, 0] = {"foo": "bar"}
+    return X
+
+
+def _sparse_with_inf(X):
+    from scipy import sparse
+    X = X.copy()
+    X[3, 1] = np.inf
+    return sparse.csr_matrix(X)
+
+
+BAD_X = [  # (what X becomes, the error, the message every entry point gives for it)
+    (lambda X: X[0], ValueError, r"Expected a 2-D array for X, got 1-D \(shape \(4,\)\)\. Reshape your data"),
+    (lambda X: X[:0], ValueError, r"Found array with 0 sample\(s\) \(shape=\(0, 4\)\) while a minimum of 1"),
+    (lambda X: X[:, :0], ValueError, r"Found array with 0 feature\(s\) \(shape=\(10, 0\)\) while a minimum of 1"),
+    (lambda X: X + 1j, ValueError, "Complex data not supported: X has dtype complex128"),
+    (lambda X: np.full(X.shape, "a"), TypeError, "X must hold numbers, got dtype <U1"),
+    (_object_with_a_dict, TypeError, r"X must hold numbers: float\(\) argument must be a string or a"),
+    (lambda X: np.where(np.arange(10)[:, None] == 7, np.nan, X), ValueError,
+     r"X contains NaN or inf \(first in row 7\)"),
+    (_sparse_with_inf, ValueError, r"X contains NaN or inf \(first in row 3\)"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", BAD_X, ids=range(len(BAD_X)))
+def test_one_validator_gives_every_entry_point_the_same_message(make, error, message):
+    """Network.train, the estimators' fit and predict, and a Dask shard check their X
+    through checks.check_array: the same error and words for the same bad X (the shard's
+    prefixed with the shard), the network's weights untouched."""
+    from fastbp import distributed
+    X, y = np.random.default_rng(0).random((10, 4)), np.arange(10) % 2
+    bad = make(X)
+    net = fastbp.Network([4, 3, 2], seed=0)
+    before = [w.copy() for w in net.weights]
+    with pytest.raises(error, match=message):
+        net.train(bad, y, epochs=1)
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.weights))
+    with pytest.raises(error, match=message):
+        fastbp.MLPClassifier(hidden_layer_sizes=(3,), max_iter=1).fit(bad, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastbp.estimators.ConvergenceWarning)
+        fitted = fastbp.MLPClassifier(hidden_layer_sizes=(3,), max_iter=1).fit(X, y)
+    with pytest.raises(error, match=message):
+        fitted.predict(bad)
+    with pytest.raises(error, match=r"shard 2 \(rows 30\.\.\d+\): " + message):
+        distributed._check_shard(net, bad, y, 2, 30)
+    assert fitted.predict(X.astype(object)).shape == (10,)  # an object array of numbers is numbers
 
 
 @pytest.mark.parametrize("compress", [False, True])

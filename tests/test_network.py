@@ -78,8 +78,9 @@ def test_bad_training_input_is_a_clear_error(net, data, backend):
     X, Y = data
     cases = [
         (dict(X=X[:, :3]), ValueError, r"X has shape \(10, 3\); expected \(n_samples, 4\)"),
-        (dict(X=X[0]), ValueError, r"X has shape \(4,\)"),
-        (dict(X=X[:0], Y=Y[:0]), ValueError, "X has no samples"),
+        (dict(X=X[0]), ValueError, r"Expected a 2-D array for X, got 1-D \(shape \(4,\)\)\. Reshape"),
+        (dict(X=X[:0], Y=Y[:0]), ValueError, r"Found array with 0 sample\(s\) \(shape=\(0, 4\)\).*: X is empty"),
+        (dict(X=X + 1j), ValueError, "Complex data not supported: X has dtype complex128"),
         (dict(X=np.where(np.arange(4) == 2, np.nan, X)), ValueError, r"X contains NaN or inf \(first in row 0\)"),
         (dict(Y=np.where(np.arange(10)[:, None] == 5, np.inf, Y)), ValueError,
          r"Y contains NaN or inf \(first in row 5\)"),

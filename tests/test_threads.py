@@ -106,13 +106,13 @@ def test_a_run_keeps_blas_on_one_thread_with_the_kernels_only():
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_an_estimators_fit_checks_its_input_with_blas_on_one_thread(monkeypatch):
     """The input check's BLAS threads would keep spinning into the first epochs."""
-    from fastbp import estimators
-    seen, check = [], estimators.check_finite
+    from fastbp import checks
+    seen, check = [], checks.check_finite
 
     def spy(name, A, *args):
         seen.append({lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"})
         return check(name, A, *args)
-    monkeypatch.setattr(estimators, "check_finite", spy)
+    monkeypatch.setattr(checks, "check_finite", spy)
     rng = np.random.default_rng(0)
     X, y = rng.random((64, 5)), rng.integers(0, 2, 64)
     fastbp.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1).fit(X, y)

@@ -55,7 +55,9 @@ def test_full_batch_integer_weights_equal_repeated_rows_and_zeros_removed_rows(r
     weighted, plain = net, make_problem(*SPEC, len(s), seed=3)[0]
     h_weighted = weighted.train(X, T, sample_weight=s, **settings)
     h_plain = plain.train(X[repeated], T[repeated], **settings)
-    assert max_difference(weighted, plain) < 1e-12
+    # equal up to the order of the sums: SCG's step divides by curvature estimates, which
+    # lifts that rounding to 2.3e-12 on an AMD EPYC (Zen 3, OpenBLAS's Haswell kernels)
+    assert max_difference(weighted, plain) < TOLERANCE["float64"]
     np.testing.assert_allclose(h_weighted["loss"], h_plain["loss"], rtol=1e-12)
 
 
