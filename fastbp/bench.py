@@ -742,6 +742,54 @@ def first_fit_seconds(names=ESTIMATORS):
     return out
 
 
+_PROFILE = """
+import json, sys, time
+from numba.core import event
+
+class Compiles(event.Listener):       # each compile's own seconds: its nested compiles taken out
+    def __init__(self):
+        self.open, self.done = [], []
+    def on_start(self, ev):
+        self.open.append([ev.data["dispatcher"].py_func.__name__, time.perf_counter(), 0.0])
+    def on_end(self, ev):
+        name, start, nested = self.open.pop()
+        seconds = time.perf_counter() - start
+        if self.open:
+            self.open[-1][2] += seconds
+        self.done.append((name, seconds - nested))
+
+compiles = Compiles()
+event.register("numba:compile", compiles)
+start = time.perf_counter()
+exec(sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - start, "compiles": compiles.done}))
+"""
+
+
+FIRST_CLASSIFIER_FIT = ("import warnings, numpy as np, fastbp; warnings.simplefilter('ignore'); "
+                        "rng = np.random.default_rng(0); "
+                        "fastbp.MLPClassifier(max_iter=1).fit(rng.random((1797, 64)), rng.integers(0, 10, 1797))")
+
+
+def compile_profile(code=FIRST_CLASSIFIER_FIT):
+    """Where a cold compile's time goes: code (default: first_fit_seconds' first
+    MLPClassifier fit, 1,797 x 64 random rows) runs in a fresh interpreter with an empty NUMBA_CACHE_DIR while a
+    listener for Numba's "numba:compile" events times each compile. Returns (the code's
+    seconds, [(function, signatures compiled, own seconds)], largest own time first),
+    where a function's own seconds leave out the compiles nested in it (the helpers a
+    kernel calls are compiled while it is)."""
+    with tempfile.TemporaryDirectory() as cache:
+        done = subprocess.run([sys.executable, "-c", _PROFILE, code], env=dict(os.environ, NUMBA_CACHE_DIR=cache),
+                              check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    functions = {}
+    for name, own in result["compiles"]:
+        count, seconds = functions.get(name, (0, 0.0))
+        functions[name] = (count + 1, seconds + own)
+    rows = sorted(((name, count, own) for name, (count, own) in functions.items()), key=lambda row: -row[2])
+    return result["seconds"], rows
+
+
 def distributed_table(epochs=5, worker_counts=(1, 2), hidden=256, batch_size=200, lr=0.001):
     """Fashion-MNIST, 784-hidden-10 ReLU/softmax/cross-entropy, Adam: test accuracy and
     the training call's wall time for net.train in this process and for

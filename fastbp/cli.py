@@ -1,4 +1,4 @@
-"""The fastbp command line: train, evaluate, demo, seed001, bench, compare.
+"""The fastbp command line: train, evaluate, demo, seed001, info, warm-up, bench, compare.
 
 Command line
 ============
@@ -16,13 +16,14 @@ fastbp train ...the same options... --resume   # continue run.npz after a crash 
 fastbp seed001 --plot seed001.png             # seed 001's vanishing-gradient experiment
 fastbp bench                                  # speed report (asv_benchmarks/README.md)
 fastbp info                                   # versions, threads, BLAS, Numba's cache (--json)
+fastbp warm-up                                # compile every mode into Numba's cache, ahead
 fastbp compare                                # Fashion-MNIST accuracy and time vs scikit-learn
 ```
 
 `fastbp train` shows a progress bar (tqdm) with the running loss, the last test accuracy
 and samples per second, and ends with the test accuracy and seconds per epoch.
 `--data fashion-mnist|mnist|synthetic` (`--data-dir` for the IDX files, `--subset N` for the
-first N samples), `--preprocess seed000` for seed 000's scaling and 0.01/0.99 targets,
+first N samples), `--preprocess offset` for seed 000's scaling and 0.01/0.99 targets (`seed000`: its old name),
 `--dtype`, `--backend numpy`, `--seed`, `--l2`, `--l1`, `--max-norm`, `--dropout`, `--input-noise`,
 `--propagate error`, `--no-bias`,
 `--optimizer`, `--momentum`, `--schedule`, `--clip`, `--validation-fraction`,
@@ -65,10 +66,11 @@ import os
 import shlex
 import statistics
 import sys
+import time
 
 import numpy as np
 
-from . import datasets, functions, io, network, training
+from . import datasets, functions, io, network, training, warmup
 from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from .network import INITIALISERS, Network, load_checkpoint
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
@@ -111,6 +113,16 @@ def _one_of(what, allowed):
     return check
 
 
+def _names_of(what, allowed):
+    """A comma-separated list of names, each one of allowed."""
+    def parse(text):
+        names = [_one_of(what, allowed)(v.strip()) for v in text.split(",") if v.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError("give one or more of: %s" % ", ".join(allowed))
+        return names
+    return parse
+
+
 def _names(text):
     """One hidden activation for every hidden layer, or a comma-separated list of them."""
     names = [_one_of("activation", HIDDEN_ACTIVATIONS)(v.strip()) for v in text.split(",") if v.strip()]
@@ -144,8 +156,9 @@ def load_data(name, data_dir=None, subset=None, scaling="unit", dtype="float64")
 
 
 def targets_for(net, y, preprocess):
-    """Targets for integer labels y: seed 000's 0.01/0.99 rows or plain one-hot."""
-    style = "seed000" if preprocess == "seed000" and net.loss_name != "cross_entropy" else "plain"
+    """Targets for integer labels y: with preprocess 'offset', seed 000's soft 0.01/0.99
+    rows (plain one-hot for cross-entropy); else plain one-hot."""
+    style = "soft" if preprocess == "offset" and net.loss_name != "cross_entropy" else "plain"
     return datasets.one_hot(y, net.sizes[-1], style=style, dtype=net.dtype)
 
 
@@ -363,7 +376,7 @@ def cmd_train(args):
         print("note: no checkpoint at %s yet, so this starts a new run (--resume continues it "
               "from there after a stop)" % args.checkpoint)
     X, y, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset,
-                                                   "seed000" if args.preprocess == "seed000" else "unit",
+                                                   args.preprocess,
                                                    dtype=args.dtype)   # converted once, not per epoch
     n_classes = int(max(y.max(), y_test.max())) + 1
     net = Network([X.shape[1]] + args.hidden + [n_classes], activation=args.activation,
@@ -428,8 +441,7 @@ def confusion_matrix(y, predicted, n_classes):
 
 def cmd_evaluate(args):
     net = network.load(args.model)
-    scaling = "seed000" if args.preprocess == "seed000" else "unit"
-    _, _, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset, scaling)
+    _, _, X_test, y_test, description = load_data(args.data, args.data_dir, args.subset, args.preprocess)
     predicted = net.predict(X_test).argmax(axis=1)
     n = net.sizes[-1]
     print("%s on %s test split (%d samples): accuracy %.4f"
@@ -455,15 +467,15 @@ def cmd_demo(args):
     from .bench import epoch_seconds, seed000_network
     try:
         X, y, X_test, y_test, description = load_data("fashion-mnist", args.data_dir, args.subset,
-                                                       "seed000")
+                                                       "offset")
     except datasets.DataError as error:
         if args.data_dir is not None or os.environ.get("FASTBP_DATA"):
             raise                           # a directory the user named: never passed over
         print("Fashion-MNIST is not installed here: %s\nRunning on a generated data set instead."
               % error)
-        X, y, X_test, y_test, description = load_data("synthetic", None, args.subset, "seed000")
+        X, y, X_test, y_test, description = load_data("synthetic", None, args.subset, "offset")
     net = seed000_network(n_in=X.shape[1], hidden=args.hidden)
-    T = targets_for(net, y, "seed000")
+    T = targets_for(net, y, "offset")
     print("fastbp demo: seed 000's network %s (sigmoid, mse, no biases, the book's error "
           "propagation), per-sample SGD in file order as the seed does, lr %g, on %s: %d "
           "training and %d test samples"
@@ -517,6 +529,23 @@ def cmd_info(args):
     return 0
 
 
+def cmd_warm_up(args):
+    def line(case):
+        print("%-8s %-10s %-6s %s in %.1f s" % (case["dtype"], case["mode"], case["rows"],
+                                                "compiled" if case["compiled"] else "already cached",
+                                                case["seconds"]), flush=True)
+    start = time.perf_counter()
+    done = warmup.warm_up(args.dtypes, args.modes, sparse=not args.no_sparse, report=None if args.json else line)
+    if args.json:
+        print(json.dumps(done, indent=1))
+    else:
+        from .kernels import batch_epoch, cache_dir
+        print("%d of %d compiled in %.1f s; later processes load them from Numba's cache in %s"
+              % (sum(case["compiled"] for case in done), len(done), time.perf_counter() - start,
+                 cache_dir(batch_epoch)))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastbp", description="Train fully-connected networks "
                                      "by backpropagation, fast.")
@@ -530,8 +559,10 @@ def build_parser():
                        "(default: $FASTBP_DATA, else the Debian package's, else ~/.cache/fastbp)")
         p.add_argument("--subset", type=_positive, help="use the first N training samples, and the "
                        "first N/6 test samples (at least 1) for the test accuracy")
-        p.add_argument("--preprocess", default="unit", choices=["unit", "seed000"],
-                       help="pixels /255 and one-hot targets, or seed 000's x/255*0.99+0.01 and 0.01/0.99")
+        p.add_argument("--preprocess", default="unit", choices=list(datasets.SCALINGS),
+                       type=lambda name: datasets.ALIASES["scaling"].get(name, name),
+                       help="unit: pixels /255 and one-hot targets; offset: seed 000's x/255*0.99+0.01 "
+                       "and 0.01/0.99 targets (seed000: offset's old name)")
 
     p = sub.add_parser("train", help="train a network on a data set", allow_abbrev=False)
     parser.train_parser = p               # (main reads which options a command line gives)
@@ -631,6 +662,16 @@ def build_parser():
                        "whether it can be written, which kernels it holds")
     p.add_argument("--json", action="store_true", help="print it as JSON")
     p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("warm-up", help="compile every training mode and predicting into Numba's cache, "
+                       "ahead of the first fit (fastbp.warmup)")
+    p.add_argument("--dtypes", type=_names_of("dtype", warmup.DTYPES), default=list(warmup.DTYPES),
+                   help="comma-separated: %s (default both)" % ", ".join(warmup.DTYPES))
+    p.add_argument("--modes", type=_names_of("mode", tuple(warmup.MODES)), default=list(warmup.MODES),
+                   help="comma-separated: %s (default all)" % ", ".join(warmup.MODES))
+    p.add_argument("--no-sparse", action="store_true", help="leave out the kernels for sparse (CSR) rows")
+    p.add_argument("--json", action="store_true", help="print the cases as JSON")
+    p.set_defaults(run=cmd_warm_up)
 
     p = sub.add_parser("bench", help="speed report: kernels vs the NumPy reference",
                        add_help=False)

@@ -17,8 +17,10 @@ Data
   directory you named that lacks the files is an error, never passed over; a missing data
   set is an error saying how to get it. `find_fashion_mnist(path)` says which directory is
   read. `load_idx_dataset(directory)` reads original MNIST the same way.
-- `scaling="unit"` (pixels/255), `"seed000"` (pixels/255*0.99 + 0.01) or `None` (uint8);
-  `one_hot(y, n, style="plain"|"seed000")` (0/1 or seed 000's 0.01/0.99 targets).
+- `scaling="unit"` (pixels/255), `"offset"` (pixels/255*0.99 + 0.01: seed 000's, no input
+  exactly 0) or `None` (uint8); `one_hot(y, n, style="plain"|"soft")` (0/1 targets, or
+  seed 000's 0.01/0.99, which a sigmoid output can reach). `"seed000"`, the spelling of
+  earlier versions, still names both (ALIASES).
 - `two_clusters(n=100)` is seed 001's data: n 3-D points uniform in the unit ball around
   (1, 1, 1) labelled 1, and n around (-1, 2, -7) labelled 0. `xor()` is its XOR example.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import choice
 from .io import open_regular
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -180,32 +183,37 @@ def load_fashion_mnist(path=None, scaling="unit", dtype="float64"):
     directory named by path or $FASTBP_DATA that lacks the files is an error
     (find_fashion_mnist). Reads original MNIST the same way when `path` names its
     directory (or use load_idx_dataset).
-    scaling: 'unit' (pixels / 255), 'seed000' (pixels / 255 * 0.99 + 0.01) or None (uint8).
+    scaling: 'unit' (pixels / 255), 'offset' (pixels / 255 * 0.99 + 0.01) or None (uint8).
     """
     X_train, y_train, X_test, y_test = load_idx_dataset(find_fashion_mnist(path))
     return scale_pixels(X_train, scaling, dtype), y_train, scale_pixels(X_test, scaling, dtype), y_test
 
 
+# pixels / 255 * scale + shift, by name
+SCALINGS = {"unit": (1.0, 0.0), "offset": (0.99, 0.01)}
+# one-hot targets (off, on), by name
+TARGET_STYLES = {"plain": (0.0, 1.0), "soft": (0.01, 0.99)}
+# the names of earlier versions, which still work: option -> {old name: its name now}
+ALIASES = {"scaling": {"seed000": "offset"}, "style": {"seed000": "soft"}}
+
+
 def scale_pixels(X, scaling="unit", dtype="float64"):
-    """0..255 pixels to 'unit' [0, 1], or seed 000's 'seed000' [0.01, 1.0]; None: unchanged."""
+    """0..255 pixels to 'unit' [0, 1], or 'offset' [0.01, 1.0] (seed 000's); None: unchanged."""
     if scaling is None:
         return X
+    scale, shift = SCALINGS[choice("scaling", ALIASES["scaling"].get(scaling, scaling), tuple(SCALINGS))]
     X = np.asarray(X, dtype=dtype) / 255.0
-    if scaling == "unit":
-        return X
-    if scaling == "seed000":
-        return X * 0.99 + 0.01
-    raise ValueError("unknown scaling %r; choose 'unit', 'seed000' or None" % (scaling,))
+    return X * scale + shift if shift else X
 
 
 def one_hot(y, n_classes, style="plain", dtype="float64"):
-    """Integer labels to target rows: 'plain' 0/1, or seed 000's 'seed000' 0.01/0.99."""
+    """Integer labels to target rows: 'plain' 0/1, or 'soft' 0.01/0.99 (seed 000's)."""
+    low, high = TARGET_STYLES[choice("style", ALIASES["style"].get(style, style), tuple(TARGET_STYLES))]
     y = np.asarray(y)
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise ValueError("labels must be a 1-D integer array, got %s %s" % (y.dtype, y.shape))
     if y.size and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError("labels out of range: found %d..%d for %d classes" % (y.min(), y.max(), n_classes))
-    low, high = {"plain": (0.0, 1.0), "seed000": (0.01, 0.99)}[style]
     T = np.full((y.size, n_classes), low, dtype=dtype)
     T[np.arange(y.size), y] = high
     return T

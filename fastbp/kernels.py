@@ -322,9 +322,10 @@ def first_call(kernel, what, seconds):
     """Around a call of a kernel: if it is the kernel's first in this process, and it is
     still running after NOTICE_AFTER seconds because Numba is compiling (not loading from
     its on-disk cache), say so on stderr while it runs: what, about how many seconds it
-    takes (`seconds`, measured on a 2-core Xeon: CONTRIBUTING.md, "Compile time") and where the
-    cache is. (Once the kernel has a signature this is a constant: asking Numba for its
-    signatures took 5.6 microseconds, a tenth of predicting one sample.)"""
+    takes (`seconds`: each entry point's own compile in a fresh cache on a 2-core machine,
+    CONTRIBUTING.md, "Compile time"), where the cache is, and that `fastbp warm-up`
+    compiles every mode ahead. Once the kernel has a signature this costs one look at
+    Numba's list of them."""
     if kernel in _warm:
         return _NOTHING
     if kernel.signatures:
@@ -343,7 +344,8 @@ def cache_dir(kernel):
 def _announce(kernel, what, seconds):
     where = cache_dir(kernel)
     message = ("fastbp: compiling the %s, once: about %d s on a 2-core machine (%s)..."
-               % (what, seconds, "later runs load it from Numba's cache in " + where if where
+               % (what, seconds, "later runs load it from Numba's cache in %s; `fastbp warm-up` compiles "
+                  "every mode ahead" % where if where
                   else "no on-disk cache can be written here: each process compiles it again"))
     with compiles() as count:
         timer = threading.Timer(NOTICE_AFTER, lambda: count() and print(message, file=sys.stderr, flush=True))

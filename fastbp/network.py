@@ -475,10 +475,10 @@ class Network:
         if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend, l1, max_norm, rates, input_noise):
             step = (kind(lr), kind(1.0 - lr * l2), self._eps(), np.finfo(self.dtype).tiny)
             if sparse:
-                with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 6):
+                with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 7):
                     total = kernels.sgd_epoch_sparse(*net, *_csr(X), T, S, order, *step)
             else:
-                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 7):
+                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 30):
                     total = kernels.sgd_epoch(*net, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
@@ -490,7 +490,7 @@ class Network:
             net = net[:5] + (self._training_acts(bs, rates, input_noise),) + net[6:]
             parts, draws = self._draw_regularisers(order, bs, rates, input_noise, S)
         total, last = 0.0, np.array([optimizer.last_loss])
-        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 15), blas_on_one_thread():
+        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 55), blas_on_one_thread():
             for part, (U, N) in zip(parts, draws):
                 loss, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, part, batch_size,
                                                         RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
@@ -610,7 +610,7 @@ class Network:
         (check_inputs)."""
         if choice("backend", backend, BACKENDS) == "numpy":
             return reference.forward(*self._params(), self._reference_activations, X)[1:]
-        with kernels.first_call(kernels.forward_batch, "batched forward pass", 2):
+        with kernels.first_call(kernels.forward_batch, "batched forward pass", 3):
             A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
             self._forward_kernel(X, A, A)                            # (no z kept: inference)
         return list(A)
@@ -626,7 +626,7 @@ class Network:
     def outputs(self, X, backend):
         """The last layer's outputs, (m, n_out), for X already checked (check_inputs)."""
         if backend == "numba" and not is_sparse(X):
-            with kernels.first_call(kernels.predict_batch, "batched forward pass", 2):
+            with kernels.first_call(kernels.predict_batch, "batched forward pass", 3):
                 return kernels.predict_batch(*self._layout(), X)
         return self.forward(X, backend)[-1]
 
@@ -688,7 +688,7 @@ class Network:
         for r0 in range(0, X.shape[0], block):
             Xb = np.ascontiguousarray(X[r0:r0 + block])
             B = Xb.shape[0]
-            with kernels.first_call(kernels.jacobian_block, "Jacobian kernel", 14):
+            with kernels.first_call(kernels.jacobian_block, "Jacobian kernel", 9):
                 O = kernels.jacobian_block(self._w, self._b, self._sizes, self._w_off, self._u_off, self._acts,
                                            self.bias, Xb, self._eps(), J[:B * K])
             yield J[:B * K], O
@@ -775,12 +775,16 @@ class Network:
             db = [self._layer_view(db_flat, "b", l) for l in range(self.n_layers)]
         return dW, (db if self.bias else None)
 
-    def warm_up(self, batch_size: Optional[int] = 1, backend: str = "numba", optimizer: str = "sgd") -> None:
+    def warm_up(self, batch_size: Optional[int] = 1, backend: str = "numba", optimizer: str = "sgd",
+                sparse: bool = False) -> bool:
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
         with batch_size (None: the full batch) and its inference use, on a throwaway copy:
         this network, its weights and its random state are unchanged. Call it before
         timing anything. optimizer, a RULES name, matters for the full-batch rules
-        (batch_size is then theirs): 'lm' and 'br' call the Jacobian kernel.
+        (batch_size is then theirs): 'lm' and 'br' call the Jacobian kernel. sparse: for
+        training on scipy sparse (CSR) rows, which have kernels of their own. Returns
+        whether anything had to be compiled (False: it all came from the cache, or the
+        backend is 'numpy'). `fastbp warm-up` does this for every mode (fastbp.warmup).
 
         Kernels that are not in the cache yet are compiled in a child process, which
         writes them to the cache, and then loaded from there: a kernel compiled in the
@@ -788,20 +792,21 @@ class Network:
         from the cache, and so every run, the first included, trains with the same code.
         Where the cache cannot be written, or the child fails, they compile here."""
         if choice("backend", backend, BACKENDS) == "numpy":
-            return
+            return False
         definition = {"sizes": self.sizes, "activation": self.activations[:-1], "output": self.output,
                       "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate,
                       "dtype": str(self.dtype), "activation_parameters": self.activation_parameters}
         choice("optimizer", optimizer, tuple(RULES))
         try:
             with kernels.refusing_compiles():
-                warm_up_twin(definition, batch_size, optimizer)
-            return                                     # all of it came from the cache
+                warm_up_twin(definition, batch_size, optimizer, sparse)
+            return False                               # all of it came from the cache
         except kernels.WouldCompile:
             pass
         if info.cache_writable():
-            compile_in_child(definition, batch_size, optimizer)
-        warm_up_twin(definition, batch_size, optimizer)
+            compile_in_child(definition, batch_size, optimizer, sparse)
+        warm_up_twin(definition, batch_size, optimizer, sparse)
+        return True
 
     def save(self, path: Union[str, os.PathLike]):
         """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""
@@ -1033,13 +1038,16 @@ def _dtype_name(value):
         return value
 
 
-def warm_up_twin(definition, batch_size, optimizer="sgd"):
+def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False):
     """Train a throwaway network of this definition (Network's keyword arguments) for one
-    epoch at batch_size (None: the full batch) on two samples with the optimizer (a RULES
-    name), and take its error terms and predictions: every kernel the definition's
-    training and inference call is then compiled or loaded."""
+    epoch at batch_size (None: the full batch) on two samples (as CSR rows if sparse) with
+    the optimizer (a RULES name), and take its error terms and predictions: every kernel
+    the definition's training and inference call is then compiled or loaded."""
     twin = Network(seed=0, **definition)
     X = np.zeros((2, twin.sizes[0]), twin.dtype)
+    if sparse:
+        from scipy.sparse import csr_matrix
+        X = csr_matrix(X)
     T = np.zeros((2, twin.sizes[-1]), twin.dtype)
     T[:, 0] = 1.0                                  # a valid target for every loss
     if RULES[optimizer].full_batch:
@@ -1050,7 +1058,7 @@ def warm_up_twin(definition, batch_size, optimizer="sgd"):
     twin.predict(X)
 
 
-def compile_in_child(definition, batch_size, optimizer="sgd"):
+def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False):
     """warm_up_twin in a fresh Python process (which fills Numba's on-disk cache); its
     compile notice goes to this process's stderr. Returns whether it succeeded."""
     import json
@@ -1058,10 +1066,10 @@ def compile_in_child(definition, batch_size, optimizer="sgd"):
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
     code = ("import json, sys; sys.path.insert(0, sys.argv[3]); from fastbp.network import warm_up_twin; "
-            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4])")
+            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4], sys.argv[5] == 'sparse')")
     try:
         done = subprocess.run([sys.executable, "-c", code, json.dumps(definition), json.dumps(batch_size), root,
-                               optimizer],
+                               optimizer, "sparse" if sparse else "dense"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
     except OSError:
         return False

@@ -155,3 +155,19 @@ def test_a_forced_narrow_openblas_kernel_is_named():
     assert blas_core_note(haswell, {"OPENBLAS_CORETYPE": "Haswell"}, {"avx2"}) is None    # no AVX-512 to lose
     skylake = [{"internal_api": "openblas", "architecture": "SkylakeX"}]
     assert blas_core_note(skylake, {"OPENBLAS_CORETYPE": "SkylakeX"}, {"avx512f"}) is None
+
+
+def test_compile_profile_times_each_compiled_function_in_a_fresh_cache():
+    """Two functions compiled, the caller's own time without its callee's: both are
+    listed with one signature each, and the code's seconds hold every compile."""
+    code = ("from numba import njit\n"
+            "@njit\ndef inner(x):\n    return x * 2.0\n"
+            "@njit\ndef outer(x):\n    return inner(x) + 1.0\n"
+            "assert outer(1.0) == 3.0 and outer(2.0) == 5.0")
+    seconds, rows = bench.compile_profile(code)
+    names = {name: (count, own) for name, count, own in rows}
+    assert set(names) == {"inner", "outer"}
+    assert names["inner"][0] == names["outer"][0] == 1
+    assert 0 < names["inner"][1] and 0 < names["outer"][1]
+    assert sum(own for _, _, own in rows) <= seconds
+    assert [own for _, _, own in rows] == sorted((own for _, _, own in rows), reverse=True)

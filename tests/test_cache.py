@@ -1,7 +1,8 @@
 """No stale kernels: Numba's cache is keyed on kernels.py alone, so the code the kernels
 compile in from other modules is fingerprinted (kernels.FINGERPRINT) and added to the
-stamp each cache entry is checked against. And where no cache can be written, the
-kernels still run."""
+stamp each cache entry is checked against. Where no cache can be written, the kernels
+still run; and `fastbp warm-up` fills the cache with every mode ahead of the first fit."""
+import json
 import os
 import subprocess
 import sys
@@ -93,3 +94,55 @@ def test_an_unwritable_install_uses_a_writable_numba_cache_dir(tmp_path):
     done = subprocess.run([sys.executable, "-c", TRAIN], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "on-disk cache" not in done.stderr, done.stderr[-3000:]
     assert list((tmp_path / "cache").rglob("*.nbi"))                      # the kernels went there
+
+
+AFTER_WARM_UP = """
+import warnings, numpy as np, fastbp
+from scipy.sparse import csr_matrix
+from fastbp import kernels
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+X = rng.random((300, 8)); y = rng.integers(0, 3, 300); Y = rng.random((300, 2))
+with kernels.refusing_compiles():                   # WouldCompile if anything is not cached
+    for solver in ("adam", "sgd", "lbfgs"):
+        fastbp.MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, solver=solver).fit(X, y).predict_proba(X)
+        fastbp.MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, solver=solver).fit(X, Y).predict(X)
+    fastbp.MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, early_stopping=True).fit(X, y)
+    fastbp.MLPClassifier(hidden_layer_sizes=(5,), max_iter=2).fit(csr_matrix(X), y).predict(csr_matrix(X))
+    net = fastbp.Network([8, 4, 2], activation="relu", seed=0)
+    for settings in ({"batch_size": 1}, {"batch_size": 32, "optimizer": "momentum"}, {"optimizer": "rprop"},
+                     {"optimizer": "lm"}, {"optimizer": "br"}, {"optimizer": "scg"}):
+        net.train(X, Y, epochs=1, diagnostics=False, **settings)
+    net.train(csr_matrix(X), Y, epochs=1, batch_size=1, diagnostics=False)
+    net.predict(X); net.deltas(X, Y)
+print("ok")
+"""
+
+
+@pytest.mark.slow                      # (every mode's cold compile, in fresh processes)
+def test_after_fastbp_warm_up_a_new_process_compiles_nothing(tmp_path):
+    """`fastbp warm-up` fills an empty cache with every mode's kernels: a new process then
+    fits the estimators (each solver, dense and sparse) and trains every kind of rule
+    without compiling, and a second warm-up finds it all cached."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    warm = [sys.executable, "-m", "fastbp.cli", "warm-up", "--dtypes", "float64"]
+    first = subprocess.run(warm, env=env, capture_output=True, text=True, timeout=1200)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert " compiled in " in first.stdout and str(tmp_path) in first.stdout
+    after = subprocess.run([sys.executable, "-c", AFTER_WARM_UP], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert after.returncode == 0 and after.stdout.strip() == "ok", after.stderr[-2000:]
+    again = subprocess.run(warm + ["--json"], env=env, capture_output=True, text=True, timeout=600)
+    cases = json.loads(again.stdout)
+    assert {case["mode"] for case in cases} == set(fastbp.warmup.MODES)
+    assert not any(case["compiled"] for case in cases)
+
+
+def test_warm_up_refuses_a_cache_it_cannot_write_before_compiling(monkeypatch):
+    from fastbp import warmup
+    monkeypatch.setattr(warmup, "cache_writable", lambda: False)
+    monkeypatch.setattr(fastbp.Network, "warm_up", lambda *args, **kwargs: pytest.fail("compiled"))
+    with pytest.raises(OSError, match="cannot be written, so nothing compiled now would be kept"):
+        warmup.warm_up()
+    with pytest.raises(ValueError, match="mode"):
+        warmup.warm_up(modes=["per-sample", "batched"])

@@ -31,16 +31,26 @@ def test_real_fashion_mnist(fashion):
 
 def test_scaling_options(fashion):
     X = fashion[0][:100]
-    unit, seed = datasets.scale_pixels(X, "unit"), datasets.scale_pixels(X, "seed000")
+    unit, offset = datasets.scale_pixels(X, "unit"), datasets.scale_pixels(X, "offset")
     assert unit.min() >= 0 and unit.max() <= 1
-    np.testing.assert_allclose(seed, X / 255 * 0.99 + 0.01)
-    assert seed.min() >= 0.01 and seed.max() <= 1.0
-    T = datasets.one_hot(np.array([2, 0]), 3, style="seed000")
+    np.testing.assert_allclose(offset, X / 255 * 0.99 + 0.01)
+    assert offset.min() >= 0.01 and offset.max() <= 1.0
+    T = datasets.one_hot(np.array([2, 0]), 3, style="soft")
     np.testing.assert_array_equal(T, [[0.01, 0.01, 0.99], [0.99, 0.01, 0.01]])
+    np.testing.assert_array_equal(datasets.one_hot(np.array([1]), 2), [[0.0, 1.0]])
     with pytest.raises(ValueError, match="labels out of range"):
         datasets.one_hot(np.array([3]), 3)
-    with pytest.raises(ValueError, match="unknown scaling"):
+    with pytest.raises(ValueError, match="unknown scaling 'zscore'; choose from 'unit', 'offset'"):
         datasets.scale_pixels(X, "zscore")
+    with pytest.raises(ValueError, match="unknown style 'hard'; choose from 'plain', 'soft'"):
+        datasets.one_hot(np.array([0]), 2, style="hard")
+
+
+def test_the_old_seed000_spelling_still_names_the_offset_scaling_and_the_soft_targets(fashion):
+    X = fashion[0][:100]
+    np.testing.assert_array_equal(datasets.scale_pixels(X, "seed000"), datasets.scale_pixels(X, "offset"))
+    np.testing.assert_array_equal(datasets.one_hot(np.array([2, 0]), 3, style="seed000"),
+                                  datasets.one_hot(np.array([2, 0]), 3, style="soft"))
 
 
 @pytest.mark.parametrize("compress", [False, True])

@@ -322,7 +322,8 @@ def test_the_compile_notice_names_the_cache_directory(monkeypatch, capsys, tmp_p
     with kernels.first_call(kernel, "relu kernel", 1):
         kernel(2.0)
         time.sleep(0.2)
-    assert "in %s)" % tmp_path in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Numba's cache in %s; `fastbp warm-up` compiles every mode ahead)" % tmp_path in err
 
 
 def test_compiles_counts_fastbps_own_compiles_nested_blocks_too():
