@@ -114,7 +114,11 @@ with kernels.refusing_compiles():                   # WouldCompile if anything i
                      {"optimizer": "lm"}, {"optimizer": "br"}, {"optimizer": "scg"}):
         net.train(X, Y, epochs=1, diagnostics=False, **settings)
     net.train(csr_matrix(X), Y, epochs=1, batch_size=1, diagnostics=False)
+    net.train(X, Y, epochs=1, batch_size=16, optimizer="adam", dropout=0.2, input_noise=0.1, l1=1e-4,
+              max_norm=3.0, sample_weight=rng.random(300), shuffle=False, diagnostics=False)
     net.predict(X); net.deltas(X, Y)
+    seed000 = fastbp.Network([8, 6, 2], bias=False, propagate="error", seed=0)     # (fastbp demo's kind)
+    seed000.train(X, Y, epochs=1, lr=0.1, batch_size=1, shuffle=False, diagnostics=False)
 print("ok")
 """
 

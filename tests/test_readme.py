@@ -140,3 +140,19 @@ def test_the_performance_table_is_the_one_its_json_file_makes(tmp_path):
     script.write(tmp_path / "run.json", readme)
     assert script.table_in(readme.read_text()) == ("run.json", peers_markdown(figures))
     assert readme.read_text().startswith("before\n") and readme.read_text().endswith("\nafter\n")
+
+
+def test_each_kept_bench_run_is_quoted_as_the_table_it_makes():
+    """Every `fastbp bench --peers --json` run kept in asv_benchmarks/figures/ appears, in
+    the README or asv_benchmarks/README.md, as bench.peers_markdown's table of it, beside
+    its file's name: no figure of those tables is typed by hand."""
+    import json
+
+    from fastbp.bench import peers_markdown
+    runs = sorted((ROOT / "asv_benchmarks" / "figures").glob("*.json"))
+    assert len(runs) >= 2
+    for run in runs:
+        quoting = [doc for doc in (ROOT / "README.md", ROOT / "asv_benchmarks" / "README.md")
+                   if "figures/" + run.name in doc.read_text()]
+        assert quoting, "nothing names %s" % run.name
+        assert peers_markdown(json.loads(run.read_text())) in quoting[0].read_text(), run.name

@@ -1,9 +1,11 @@
 """Each kernel and each training mode: time_ for both backends, and track_speedup_ (the
 NumPy reference's time over the Numba kernels', measured in the same process)."""
+import subprocess
+import sys
+
 import numba
 
 import fastbp
-from fastbp import kernels
 from fastbp.bench import SPARSE_MODES, sparse_data
 from fastbp.cases import FULL_BATCH_CASES, REGULARISERS, problem
 
@@ -259,10 +261,22 @@ class SparseInput:
     track_dense_over_sparse.unit = "x (dense s / sparse s)"
 
 
+_LAYER = """
+import fastbp
+from fastbp import kernels
+net = fastbp.Network([784, 200, 10], seed=0)
+net.warm_up(1)       # per-sample SGD on a layer this wide runs a parallel region: the layer is chosen
+print(kernels.threading_info()["threading_layer"])
+"""
+
+
 def _threading_layer():
-    # per-sample SGD on a layer this wide runs a parallel region: the layer is chosen
-    warm(make("784-200-10", "float64", 8)[0], 1)
-    return kernels.threading_info()["threading_layer"]
+    """The threading layer Numba chooses here, asked of another interpreter: asv forks
+    every benchmark from a process that has imported this module (asv.conf.json,
+    launch_method), and a fork after OpenMP's threads have started is unsafe, so this
+    module starts none."""
+    done = subprocess.run([sys.executable, "-c", _LAYER], capture_output=True, text=True, check=True)
+    return done.stdout.split()[-1]
 
 
 class Threads:
@@ -279,7 +293,14 @@ class Threads:
 class Compile:
     """First-call time of each training mode's kernel, and of MLPClassifier's first fit,
     in a fresh interpreter: cold (an empty Numba cache, so compiling) and from the
-    on-disk cache. A kernel that grows shows here as a slower cold compile."""
+    on-disk cache. A kernel that grows shows here as a slower cold compile.
+
+    Each call has a cache directory of its own, under one named for the sources
+    (every fastbp module, Python's and Numba's versions): the cold timing empties it
+    first and leaves what it compiled there, and the cached one, which asv runs after it
+    (benchmarks run in the order of their names), reads it, filling it from another
+    interpreter, untimed, only where no cold run of the same sources did (so each call
+    compiles once per run: asv_benchmarks/README.md, "How long")."""
     number = 1
     repeat = (1, 3, 120.0)
     timeout = 600
@@ -291,16 +312,32 @@ class Compile:
         "MLPClassifier fit": "fastbp.MLPClassifier(max_iter=1).fit(X, Y.argmax(axis=1))",
     }
     _setup = """
-import atexit, os, shutil, subprocess, sys, tempfile, warnings
+import glob, hashlib, importlib.metadata, importlib.util, os, shutil, subprocess, sys, tempfile, warnings
 warnings.simplefilter("ignore")
-cache = tempfile.mkdtemp(prefix="fastbp-asv-numba-cache-")
-atexit.register(shutil.rmtree, cache, True)
+call, cold = {call!r}, {cold!r}
+sources = hashlib.sha256(("%s %s" % (sys.version, importlib.metadata.version("numba"))).encode())
+package = os.path.dirname(importlib.util.find_spec("fastbp").origin)
+for name in sorted(glob.glob(os.path.join(package, "*.py"))):
+    sources.update(open(name, "rb").read())
+root = os.path.join(tempfile.gettempdir(), "fastbp-asv-numba-cache")
+here = os.path.join(root, sources.hexdigest()[:16])
+cache = os.path.join(here, hashlib.sha256(call.encode()).hexdigest()[:16])
+filled = os.path.join(cache, "filled")
+for other in glob.glob(os.path.join(root, "*")):          # (other sources' caches)
+    if other != here:
+        shutil.rmtree(other, True)
+if cold:
+    shutil.rmtree(cache, True)
+os.makedirs(cache, exist_ok=True)
 os.environ["NUMBA_CACHE_DIR"] = cache
-prime = {prime!r}
-if prime:   # fill the cache from another interpreter first, untimed
-    subprocess.run([sys.executable, "-c", "import warnings; warnings.simplefilter('ignore'); import fastbp;"
-                    "from fastbp.bench import seed000_network, synthetic_data;"
-                    "X, Y = synthetic_data(8); net = seed000_network();" + prime], check=True)
+prime = ("import warnings; warnings.simplefilter('ignore'); import fastbp; "
+         "from fastbp.bench import seed000_network, synthetic_data; X, Y = synthetic_data(8); net = seed000_network();")
+if not cold and not os.path.exists(filled):                # fill it from another interpreter, untimed
+    subprocess.run([sys.executable, "-c", prime + call], check=True)
+    open(filled, "w").close()
+import atexit
+if cold:
+    atexit.register(lambda: open(filled, "w").close())    # (after the timed call: what it compiled is kept)
 import fastbp
 from fastbp.bench import seed000_network, synthetic_data
 net = seed000_network()
@@ -308,7 +345,7 @@ X, Y = synthetic_data(8)
 """
 
     def timeraw_compile_cold(self, call):
-        return self._calls[call], self._setup.format(prime=None)
+        return self._calls[call], self._setup.format(call=self._calls[call], cold=True)
 
-    def timeraw_compile_cached(self, call):
-        return self._calls[call], self._setup.format(prime=self._calls[call])
+    def timeraw_compile_from_cache(self, call):
+        return self._calls[call], self._setup.format(call=self._calls[call], cold=False)
