@@ -121,8 +121,9 @@ if __name__ == "__main__":
   the client. Shards whose columns, labels or values are wrong are errors naming the shard
   and its rows (`shard 1 (rows 300..599): X contains NaN or inf (first in row 150)`).
 - **Command line.** `fastbp train ... --workers N` (a LocalCluster) or `--scheduler
-  tcp://host:8786`, with `--sync-every`; the progress bar advances per round; Ctrl-C stops
-  after the round in hand.
+  tcp://host:8786`, with `--sync-every`; the progress bar advances per round. Ctrl-C undoes
+  the round in hand, as `Network.train` undoes the epoch in hand, and `--checkpoint` saves
+  the last finished one.
 - **A real cluster**, with Dask's own commands:
 
   ```bash
@@ -144,7 +145,7 @@ from .checks import is_sparse, keywords
 from .io import check_writable, hash_array
 from .network import Network, load_checkpoint
 from .optimizers import RULES, Optimizer, make_optimizer, make_schedule
-from .run import RUN_SETTINGS, RunConfig, RunState, save_checkpoint
+from .run import RUN_SETTINGS, RunConfig, RunState
 from .threads import available_cpus
 
 # Each worker process runs one thread: OpenMP's (BLAS) and fastbp's kernels alike
@@ -467,19 +468,42 @@ def resume(path, X, Y, client=None, validation=None, epochs=None, sync_every=1, 
 
 
 def _run(client, net, shards, config, state, sync_every, X_val, T_val, progress, callback):
-    history, optimizer = state.history, state.optimizer
-    m = int(shards.sizes.sum())
-    one = len(shards.futures) == 1
-    history.setdefault("round_seconds", [])
-    history.setdefault("worker_seconds", [])
-    while state.epoch < config.epochs and state.stopped is None:
-        n = min(sync_every, config.epochs - state.epoch)
-        lrs = [optimizer.lr * state.schedule.factor(state.epoch + i) for i in range(n)]
+    """The run: training.Loop, with a round over the shards as its step."""
+    validation = (X_val, T_val, None) if X_val is not None else None
+    return training.Loop(net, config, state, Rounds(client, net, shards, config, state, sync_every),
+                         validation).run(progress, callback)
+
+
+class Rounds:
+    """A Dask run's step (training.Loop's): one round of sync_every epochs on every shard
+    at once, from the same parameters and optimizer state, then their average, weighted by
+    the shards' sizes. With one shard, the round trains with the network's own generator
+    (and so as net.train does); with more, each shard's sample orders come from a seed
+    drawn from it."""
+
+    def __init__(self, client, net, shards, config, state, sync_every):
+        self.client, self.net, self.shards, self.config, self.state = client, net, shards, config, state
+        self.sync_every, self.progress = sync_every, None
+        self.m = int(shards.sizes.sum())
+        state.history.setdefault("round_seconds", [])
+        state.history.setdefault("worker_seconds", [])
+
+    def begin(self, progress):
+        self.progress = progress
+
+    def epochs(self, left):
+        return min(self.sync_every, left)
+
+    def what(self, first, n):
+        return "the round of epochs %d..%d" % (first + 1, first + n)
+
+    def train(self, lrs):
+        net, optimizer, shards, history = self.net, self.state.optimizer, self.shards, self.state.history
+        one = len(shards.futures) == 1
         seeds = [None] if one else [int(s) for s in net.rng.integers(0, 2 ** 63, len(shards.futures))]
         start = time.perf_counter()
-        results = _run_round(client, shards, net, optimizer, lrs, seeds, config)
+        results = _run_round(self.client, shards, net, optimizer, lrs, seeds, self.config)
         elapsed = time.perf_counter() - start
-        saved = net.snapshot(), optimizer.t, {p: s.copy() for p, s in optimizer.state.items()}
         params, opt_state, opt_t = _average(results, shards.sizes)
         net.restore(params)
         for p in ("w", "b"):
@@ -487,43 +511,17 @@ def _run(client, net, shards, config, state, sync_every, X_val, T_val, progress,
         optimizer.t = opt_t
         if one:
             net.rng.bit_generator.state = results[0][3]
-        totals = [sum(r[4][i] for r in results) / m for i in range(n)]
-        if not (np.all(np.isfinite(totals)) and net.is_finite()):
-            net.restore(saved[0])
-            optimizer.t = saved[1]
-            for p in ("w", "b"):
-                optimizer.state[p][...] = saved[2][p]
-            raise training.TrainingDiverged(
-                "training diverged in the round of epochs %d..%d (mean loss %r); the network keeps "
-                "the weights from before it. Try a smaller lr, or clip."
-                % (state.epoch + 1, state.epoch + n, totals[-1]), history)
-        compute = max(r[5] for r in results)
+        n = len(lrs)
+        losses = [sum(r[4][i] for r in results) / self.m for i in range(n)]
         history["round_seconds"].append(elapsed)
-        history["worker_seconds"].append(compute)
-        for i in range(n):
-            history["seconds"].append(elapsed / n)
-            history["loss"].append(totals[i])
-            history["lr"].append(lrs[i])
-        state.epoch += n - 1
-        training.record(net, config, state, totals[-1], (X_val, T_val) if X_val is not None else None)
-        state.epoch += 1
-        if progress is not None:
-            progress(m * n, totals[-1])
-        if callback is not None:
-            callback(net, history)
-        if config.checkpoint and (state.epoch // config.checkpoint_every > (state.epoch - n) // config.checkpoint_every
-                                  or state.epoch == config.epochs or state.stopped):
-            save_checkpoint(config.checkpoint, net, config, state)
-    if state.stopped is None:
-        state.stopped = "epochs"
-    if state.best is not None and state.best_epoch is not None:
-        net.restore(state.best)
-    history["stopped"] = state.stopped
-    history["best_epoch"] = state.best_epoch
-    history["train_samples"] = m
-    history["workers"] = len(shards.futures)
-    history["bytes_per_round"] = 2 * len(shards.futures) * _state_bytes(net, optimizer)
-    return history
+        history["worker_seconds"].append(max(r[5] for r in results))
+        if self.progress is not None:
+            self.progress(self.m * n, losses[-1])
+        return losses, [elapsed / n] * n
+
+    def finish(self, history):
+        history["workers"] = len(self.shards.futures)
+        history["bytes_per_round"] = 2 * len(self.shards.futures) * _state_bytes(self.net, self.state.optimizer)
 
 
 def _state_bytes(net, optimizer):

@@ -401,7 +401,7 @@ class _MLP:
     def _fit(self, X, y, incremental=False, classes=None, sample_weight=None):
         """fit and partial_fit: with the stochastic solvers, BLAS on one thread from the
         input check on, as training.train holds it (training.blas_for: the check's BLAS
-        threads kept spinning into the first epochs and made them 2x slower). L-BFGS's
+        threads kept spinning into the first epochs and slowed them). L-BFGS's
         products keep BLAS's threads."""
         with contextlib.nullcontext() if self.solver == "lbfgs" else blas_on_one_thread():
             return self._fit_checked(X, y, incremental, classes, sample_weight)

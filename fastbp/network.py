@@ -1,5 +1,6 @@
-"""fastbp.Network: the network definition and the training loop, a thin layer that
-validates its input and dispatches to the NumPy reference or the Numba kernels.
+"""fastbp.Network: the network definition, its parameters and its public API, a thin layer
+that validates its input and hands every computation to a backend (backends.py: the NumPy
+reference or the Numba kernels).
 
 Using a Network
 ===============
@@ -118,18 +119,15 @@ import numbers
 import os
 from typing import Callable, Optional, Sequence, Union
 
-import numba
 import numpy as np
-from numba.typed import List
 from numpy.typing import ArrayLike
 from scipy import linalg
 
-from . import functions, info, io, kernels, reference, run, training
+from . import backends, functions, info, io, kernels, run, training
 from .checks import check_array, check_finite, check_sample_weight, choice, is_sparse, keywords, number, positive_int
-from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
-from .optimizers import RULE_CODES, RULES, Optimizer
+from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
+from .optimizers import RULES, Optimizer
 from .run import BACKENDS, RUN_SETTINGS, RunConfig
-from .threads import batch_chunks, blas_on_one_thread
 from .training import TrainingDiverged  # noqa: F401  (TrainingDiverged: raised by train)
 from .version import __version__
 
@@ -232,11 +230,6 @@ class _Layers(list):
         if value.dtype.kind not in "biuf" or not np.all(np.isfinite(value)):
             raise ValueError("layer %d: the new values contain NaN or inf, or are not numbers" % index)
         return value
-
-
-def _csr(X):
-    """The CSR arrays the kernels read: data, indices, indptr."""
-    return X.data, X.indices, X.indptr
 
 
 class Network:
@@ -410,12 +403,9 @@ class Network:
 
     def uses_per_sample_kernel(self, batch_size, optimizer, clip, backend, l1=0.0, max_norm=None, dropout=None,
                                input_noise=0.0):
-        """Whether these settings train with the blocked per-sample kernel (kernels.sgd_epoch):
-        plain SGD, one sample a step, no clipping, no penalty but L2, no max-norm (its
-        blocks of pending steps hold only for a linear shrink), no dropout and no input
-        noise; every other case runs batch_epoch."""
-        return (backend == "numba" and batch_size == 1 and optimizer.rule == "sgd" and not clip and not l1
-                and not max_norm and not any(dropout or ()) and not input_noise)
+        """Whether the backend trains these settings with a per-sample kernel (only
+        Numba's has one: backends.NumbaBackend.per_sample)."""
+        return backends.get(backend).per_sample(batch_size, optimizer, clip, l1, max_norm, dropout, input_noise)
 
     def dropout_rates(self, dropout):
         """dropout (None, a rate, or one rate per hidden layer) as one rate per hidden
@@ -433,23 +423,16 @@ class Network:
             raise ValueError("dropout needs propagate='delta' (the error rule sends back no derivative to mask)")
         return [float(self.dtype.type(r)) for r in rates]
 
-    def _training_acts(self, rows, rates, input_noise):
-        """The kernels' acts with buffers for dropout masks and input noise of `rows` rows."""
-        codes, parameters = self._acts[:2]
-        masks = np.ones((rows, self._u_off[-2]), self.dtype) if any(rates) else np.empty((0, 0), self.dtype)
-        noise = np.empty((rows, self.sizes[0]), self.dtype) if input_noise else np.empty((0, 0), self.dtype)
-        return codes, parameters, np.array(rates + [0.0], self.dtype), masks, noise
-
     def train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip=None, backend="numba", threads=1,
                     sample_weight=None, l1=0.0, max_norm=None, dropout=None, input_noise=0.0):
         """Train on the samples X[order] (X, T checked), in batches of batch_size, with the
         optimizer (bound to this network) at learning rate lr; returns their summed loss,
         each taken before its step (times its weight: sample_weight, checked, over X's
-        rows, as reference.train_epoch weighs). One compiled call (kernels.sgd_epoch for
-        plain per-sample SGD, else kernels.batch_epoch) or the NumPy reference's
-        train_epoch; threads is the kernel's thread count (threads.py: it never changes
-        the result). dropout: a rate per hidden layer (dropout_rates), input_noise a
-        standard deviation; both drawn from the network's generator."""
+        rows, as reference.train_epoch weighs). A method with a step of its own
+        (methods.py) takes the whole epoch; every other rule runs the backend's
+        train_epoch (backends.py). threads is the kernels' thread count (threads.py: it
+        never changes the result). dropout: a rate per hidden layer (dropout_rates),
+        input_noise a standard deviation; both drawn from the network's generator."""
         if optimizer.entry.step is not None:                  # a method with its own step (methods.py)
             with np.errstate(over="ignore", invalid="ignore"):   # (divergence is checked after)
                 return optimizer.entry.step(self, X, T, sample_weight, optimizer, l2, backend)
@@ -458,94 +441,8 @@ class Network:
             raise ValueError("input_noise needs dense X (noise would fill a sparse matrix)")
         if sample_weight is not None and batch_size == 1:
             order = order[sample_weight[order] != 0]          # weight 0: no step at all
-        if backend == "numpy":
-            weights, biases = self._params()
-            state = self._reference_state(optimizer) if optimizer.state["w"].shape[0] else None
-            with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
-                return reference.train_epoch(weights, biases, self._reference_activations, self.loss_name, X, T, order,
-                                             batch_size, lr, l2, self.propagate, optimizer, state, clip,
-                                             sample_weight, l1, max_norm, rates, input_noise, self._rng)
-        kind = self.dtype.type
-        S = self._weights_or_none(sample_weight)
-        net = self._layout() + (LOSS_CODES[self.loss_name], self.propagate == "error", self.bias)
-        sparse = is_sparse(X)
-        threads = 1 if sparse else max(1, threads)         # (sparse rows: the serial kernels)
-        if threads > 1:
-            numba.set_num_threads(threads)
-        if self.uses_per_sample_kernel(batch_size, optimizer, clip, backend, l1, max_norm, rates, input_noise):
-            step = (kind(lr), kind(1.0 - lr * l2), self._eps(), np.finfo(self.dtype).tiny)
-            if sparse:
-                with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 7):
-                    total = kernels.sgd_epoch_sparse(*net, *_csr(X), T, S, order, *step)
-            else:
-                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 30):
-                    total = kernels.sgd_epoch(*net, X, T, S, order, *step, threads)
-            optimizer.t += order.size
-            return total
-        hyper = optimizer.hyper(lr, l2, clip, self.dtype, l1, max_norm, input_noise)
-        rows = (np.empty((0, self.sizes[0]), self.dtype),) + _csr(X) if sparse else (X,) + self._no_csr
-        parts, draws = [order], [self._no_draws]
-        if any(rates) or input_noise:
-            bs = min(batch_size, order.size)
-            net = net[:5] + (self._training_acts(bs, rates, input_noise),) + net[6:]
-            parts, draws = self._draw_regularisers(order, bs, rates, input_noise, S)
-        total, last = 0.0, np.array([optimizer.last_loss])
-        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 55), blas_on_one_thread():
-            for part, (U, N) in zip(parts, draws):
-                loss, optimizer.t = kernels.batch_epoch(*net, *rows, T, S, part, batch_size,
-                                                        RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
-                                                        optimizer.state["b"], optimizer.t, self._eps(),
-                                                        batch_chunks(), threads, U, N, last)
-                total += loss
-        optimizer.last_loss = float(last[0])
-        return total
-
-    _no_draws = (np.empty((0, 0), np.uint32), np.empty((0, 0)))    # (U, N) of _draw_regularisers
-
-    def _draw_regularisers(self, order, bs, rates, input_noise, S, budget=1 << 22):
-        """The order cut into parts of whole batches, each with its draws (U, N) for
-        kernels.batch_epoch: for every batch that takes a step (weight > 0), the normals of
-        its input noise, then the uniforms of its dropout masks, drawn in that order from
-        the network's generator as reference.train_epoch draws them; each part's draws
-        hold about `budget` numbers at most."""
-        drawn = sum(self.sizes[l + 1] for l, p in enumerate(rates) if p > 0)
-        width = drawn + (self.sizes[0] if input_noise else 0)
-        per_part = max(1, budget // (bs * max(1, width))) * bs
-        parts, draws = [], []
-        for first in range(0, order.size, per_part):
-            part = order[first:first + per_part]
-            batches = [part[i:i + bs] for i in range(0, part.size, bs)]
-            if S.size > 0:
-                batches = [rows for rows in batches if S[rows].sum() > 0]     # (no weight: no step)
-            n = sum(rows.size for rows in batches)
-            U = np.empty((n, 2 * (-(-drawn // 2))), np.uint32)
-            N = np.empty((n, self.sizes[0]) if input_noise else (0, 0))
-            at = 0
-            for rows in batches:
-                if input_noise:
-                    N[at:at + rows.size] = self._rng.standard_normal((rows.size, self.sizes[0]))
-                if drawn:
-                    U[at:at + rows.size] = reference.dropout_draws(self._rng, rows.size, drawn)
-                at += rows.size
-            parts.append(part)
-            draws.append((U, N))
-        return parts, draws
-
-    _no_csr = (None, None, None)      # what batch_epoch takes for the CSR arrays of dense X
-
-    def _weights_or_none(self, sample_weight):
-        """What the kernels take for sample_weight: the weights, or an empty array for none."""
-        return np.empty(0, self.dtype) if sample_weight is None else sample_weight
-
-    def _reference_state(self, optimizer):
-        """The optimizer's state as the reference takes it: for each parameter (weights,
-        then biases), the list of its state arrays, as views."""
-        k = optimizer.state["w"].shape[0]
-        per_w = [[self._layer_view(optimizer.state["w"][i], "w", l) for i in range(k)]
-                 for l in range(self.n_layers)]
-        per_b = [[self._layer_view(optimizer.state["b"][i], "b", l) for i in range(k)]
-                 for l in range(self.n_layers)] if self.bias else []
-        return per_w + per_b
+        return backends.get(backend).train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip, threads,
+                                                 sample_weight, l1, max_norm, rates, input_noise)
 
     def __repr__(self):
         parameters = ", activation_parameters=%r" % self.activation_parameters if self.activation_parameters else ""
@@ -608,33 +505,17 @@ class Network:
     def forward(self, X, backend):
         """Every layer's outputs [A1, ..., AL], each (m, n_l), for X already checked
         (check_inputs)."""
-        if choice("backend", backend, BACKENDS) == "numpy":
-            return reference.forward(*self._params(), self._reference_activations, X)[1:]
-        with kernels.first_call(kernels.forward_batch, "batched forward pass", 3):
-            A = kernels.layer_buffers(self._sizes, X.shape[0], self._w)
-            self._forward_kernel(X, A, A)                            # (no z kept: inference)
-        return list(A)
-
-    def _forward_kernel(self, X, A, Z):
-        """The compiled batched forward pass of all of X (dense or CSR) into A (and Z)."""
-        if is_sparse(X):
-            WT = np.ascontiguousarray(self.weights[0].T)
-            kernels.forward_batch_sparse(*self._layout(), WT, *_csr(X), np.arange(X.shape[0]), A, Z)
-        else:
-            kernels.forward_batch(*self._layout(), X, A, Z, 0)
+        return backends.get(backend).forward(self, X)
 
     def outputs(self, X, backend):
         """The last layer's outputs, (m, n_out), for X already checked (check_inputs)."""
-        if backend == "numba" and not is_sparse(X):
-            with kernels.first_call(kernels.predict_batch, "batched forward pass", 3):
-                return kernels.predict_batch(*self._layout(), X)
-        return self.forward(X, backend)[-1]
+        return backends.get(backend).outputs(self, X)
 
     def predict(self, X: ArrayLike, backend: str = "numba") -> np.ndarray:
         """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
         one = np.ndim(X) == 1
-        X = self.check_inputs(np.atleast_2d(X) if one else X, backend=choice("backend", backend, BACKENDS))
-        O = self.outputs(X, backend)
+        chosen = backends.get(backend)
+        O = chosen.outputs(self, self.check_inputs(np.atleast_2d(X) if one else X, backend=backend))
         return O[0] if one else O
 
     def loss(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba",
@@ -675,23 +556,8 @@ class Network:
     def _jacobian_blocks(self, X, backend, block=None):
         """Yield (J rows, outputs) for blocks of X's rows: J's row s * n_out + k is
         d o_k / d theta for the block's sample s, in the network's dtype."""
-        K, P = self.sizes[-1], self.n_trainable
-        block = block or max(1, min(X.shape[0], (1 << 22) // (K * P)))     # J's block: 4M numbers at most
-        if backend == "numpy":
-            weights, biases = self._params()
-            for r0 in range(0, X.shape[0], block):
-                Xb = X[r0:r0 + block]
-                J = reference.jacobian(weights, biases, self._reference_activations, Xb)
-                yield J.reshape(-1, P), reference.forward(weights, biases, self._reference_activations, Xb)[-1]
-            return
-        J = np.empty((min(block, X.shape[0]) * K, P), self.dtype)
-        for r0 in range(0, X.shape[0], block):
-            Xb = np.ascontiguousarray(X[r0:r0 + block])
-            B = Xb.shape[0]
-            with kernels.first_call(kernels.jacobian_block, "Jacobian kernel", 9):
-                O = kernels.jacobian_block(self._w, self._b, self._sizes, self._w_off, self._u_off, self._acts,
-                                           self.bias, Xb, self._eps(), J[:B * K])
-            yield J[:B * K], O
+        block = block or max(1, min(X.shape[0], (1 << 22) // (self.sizes[-1] * self.n_trainable)))  # 4M numbers
+        return backends.get(backend).jacobian_blocks(self, X, block)
 
     def jacobian_products(self, X, T, S, backend):
         """(J^T S J, J^T S r, r^T S r) in float64 for the residuals r = o - t of the
@@ -740,40 +606,12 @@ class Network:
         check_targets): (A, D), lists of per-layer (m, n_l) arrays, A without the input;
         propagate: 'delta' (the true gradient's) or 'error' (seed 000's). With
         sample_weight (checked), each row's error terms are times its weight."""
-        if choice("backend", backend, BACKENDS) == "numpy":
-            weights, biases = self._params()
-            Z, A = reference.layers(weights, biases, self._reference_activations, X)
-            return A[1:], reference.backward(weights, A, T, self._reference_activations, self.loss_name, propagate, Z,
-                                             sample_weight)
-        A, Z, D, E = (kernels.layer_buffers(self._sizes, X.shape[0], self._w) for _ in range(4))
-        self._forward_kernel(X, A, Z)
-        with kernels.first_call(kernels.backward_batch, "batched delta propagation", 4):
-            kernels.backward_batch(self._w, self._sizes, self._w_off, self._u_off, self._acts,
-                                   LOSS_CODES[self.loss_name], propagate == "error", A, Z, T,
-                                   self._weights_or_none(sample_weight), D, E, np.empty(X.shape[0]), self._eps(), 0)
-        return list(A), list(D)
+        return backends.get(backend).backprop(self, X, T, propagate, sample_weight)
 
     def pass_gradients(self, X, A, D, backend, total=None):
         """(dW list, db list or None): the mean gradient from a pass (A, D) of backprop with
         delta propagation (the sum over total, if given: a weighted pass's total weight)."""
-        if backend == "numpy":
-            dense = X.toarray() if is_sparse(X) else X                # (the reference reads dense rows)
-            dW, db = (list(g) for g in zip(*reference.gradients([dense] + A, D, total)))
-        else:
-            dw, db_flat = np.empty_like(self._w), np.empty_like(self._b)
-            layout = self._sizes, self._w_off, self._u_off
-            if is_sparse(X):
-                GT = np.empty((self.sizes[0], self.sizes[1]), self.dtype)
-                kernels.gradient_batch_sparse(*layout, *_csr(X), np.arange(X.shape[0]), List(A), List(D), GT, dw,
-                                              db_flat)
-                self._layer_view(dw, "w", 0)[...] = GT.T
-            else:
-                kernels.gradient_batch(*layout, X, List(A), List(D), dw, db_flat)
-            dw /= X.shape[0] if total is None else total     # the kernel sums; the mean
-            db_flat /= X.shape[0] if total is None else total
-            dW = [self._layer_view(dw, "w", l) for l in range(self.n_layers)]
-            db = [self._layer_view(db_flat, "b", l) for l in range(self.n_layers)]
-        return dW, (db if self.bias else None)
+        return backends.get(backend).gradients(self, X, A, D, total)
 
     def warm_up(self, batch_size: Optional[int] = 1, backend: str = "numba", optimizer: str = "sgd",
                 sparse: bool = False) -> bool:
@@ -791,7 +629,7 @@ class Network:
         running process can round differently in the last bit from the same kernel loaded
         from the cache, and so every run, the first included, trains with the same code.
         Where the cache cannot be written, or the child fails, they compile here."""
-        if choice("backend", backend, BACKENDS) == "numpy":
+        if choice("backend", backend, BACKENDS) != "numba":       # (only Numba compiles)
             return False
         definition = {"sizes": self.sizes, "activation": self.activations[:-1], "output": self.output,
                       "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate,

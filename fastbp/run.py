@@ -16,10 +16,10 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from . import io
+from .backends import BACKENDS
 from .checks import choice, flag, number, positive_int
 from .optimizers import N_STATE, RULES, Optimizer, Schedule, make_schedule
 
-BACKENDS = ("numba", "numpy")
 STOPPED = (None, "epochs", "no improvement", "target loss", "mu at mu_max", "zero gradient")
 # the settings a checkpoint records under "run" (the optimizer and the schedule are saved
 # with their state, the validation fraction beside it)

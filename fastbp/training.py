@@ -4,9 +4,12 @@ divergence guard and per-epoch diagnostics. ``Network.train`` is this module's `
 
 A run's settings are a run.RunConfig and what it carries between epochs a run.RunState;
 the network is used through its public interface (check_inputs, check_targets, rng,
-snapshot, restore, train_epoch, backprop, forward). One epoch is one compiled call
-(``Network.train_epoch``); everything here runs between epochs, in Python, and is not
-counted in an epoch's seconds.
+snapshot, restore, train_epoch, backprop, forward). ``Loop`` is the one epoch loop, here
+and on Dask: it takes the step as a part (``LocalEpochs`` here, ``distributed.Rounds``
+there) and writes the divergence guard, the history, validation and stopping, Ctrl-C and
+the checkpoints once. A local epoch is one compiled call (``Network.train_epoch``), or a
+few; everything else runs between epochs, in Python, and is not counted in an epoch's
+seconds.
 
 
 Long runs: validation, early stopping, checkpoints, diagnostics
@@ -235,9 +238,9 @@ def evaluate(net, X, T, backend, sample_weight=None):
 def blas_for(backend):
     """Around a run: with the kernels, BLAS on one thread from the first check on. The
     batched kernels call it from threads of their own, and the per-sample kernel's
-    threads share the cores with it; a BLAS pool's threads keep spinning for about 0.1 s
-    after a call (the input check's, an evaluation's), long enough to slow down the next
-    epoch's start by a third. The NumPy reference keeps BLAS's threads."""
+    threads share the cores with it; a BLAS pool's threads keep spinning for a while
+    after a call (the input check's, an evaluation's), long enough to slow down the start of
+    the next epoch. The NumPy reference keeps BLAS's threads."""
     return blas_on_one_thread() if backend == "numba" else contextlib.nullcontext()
 
 
@@ -291,7 +294,7 @@ def _train(net, X, Y, config, validation, progress, callback, sample_weight):
     if config.checkpoint:
         state.data_sha256 = fingerprint(*data_of(X, T, S))
         state.validation_sha256 = fingerprint(*data_of(X_val, T_val, S_val)) if X_val is not None else None
-    return Loop(net, (X, T, S), (X_val, T_val, S_val), config, state).run(progress, callback)
+    return local_loop(net, (X, T, S), (X_val, T_val, S_val), config, state).run(progress, callback)
 
 
 def data_of(X, T, S):
@@ -338,7 +341,7 @@ def _resume(path, net, config, state, X, Y, epochs, validation, progress, callba
             if config.validation_fraction is not None else "without a validation set"))
     if state.val_rows is not None:
         check_validation_rows(path, state.val_rows, X.shape[0])
-    return net, Loop(net, (X, T, S), (X_val, T_val, S_val), config, state).run(progress, callback)
+    return net, local_loop(net, (X, T, S), (X_val, T_val, S_val), config, state).run(progress, callback)
 
 
 def check_validation_rows(path, rows, m):
@@ -447,50 +450,97 @@ class EpochPlan:
         return total
 
 
-class Loop:
-    """One training run between epochs: the network and its data, the run's config and
-    its state (what a checkpoint saves)."""
+class LocalEpochs:
+    """A run's step in this process: one epoch over (X, T), weighted by S, cut into calls
+    of the backend as EpochPlan says (Loop's step; distributed.Rounds is the other)."""
 
-    def __init__(self, net, data, validation, config, state):
-        """data: (X, T, S), S the sample weights or None; validation: (X_val, T_val, S_val),
-        all None without an explicit validation set."""
-        self.net, self.config, self.state = net, config, state
-        (X, T, S), (X_val, T_val, S_val) = data, validation
-        if state.val_rows is not None and S is None:
-            X, T, X_val, T_val = held_out(X, T, state.val_rows)
-        elif state.val_rows is not None:
-            X, T, S, X_val, T_val, S_val = held_out(X, T, state.val_rows, S)
-        self.X, self.T, self.S, self.X_val, self.T_val, self.S_val = X, T, S, X_val, T_val, S_val
-        self.has_validation = X_val is not None
-        self.total_weight = X.shape[0] if S is None else float(S.sum())
-        m = X.shape[0]
-        self.batch_size = m if config.batch_size is None else min(config.batch_size, m)
-        self.diagnostic_rows = np.unique(np.linspace(0, m - 1, min(m, DIAGNOSTIC_SAMPLES)).astype(np.int64))
+    def __init__(self, net, X, T, S, config, optimizer):
+        self.net, self.X, self.T, self.S, self.config, self.optimizer = net, X, T, S, config, optimizer
+        self.m = X.shape[0]
+        self.total_weight = self.m if S is None else float(S.sum())
+        self.batch_size = self.m if config.batch_size is None else min(config.batch_size, self.m)
+        self.plan = None
+
+    def begin(self, progress):
+        self.plan = EpochPlan(self.net, self.m, self.batch_size, self.optimizer, self.config, progress,
+                              is_sparse(self.X))
+
+    def epochs(self, left):
+        return 1
+
+    def what(self, first, n):
+        return "epoch %d" % (first + 1)
+
+    def train(self, lrs):
+        (lr,) = lrs
+        order = self.net.rng.permutation(self.m) if self.config.shuffle else np.arange(self.m)
+        start = time.perf_counter()
+        mean_loss = self.plan.run(self.X, self.T, self.S, order, lr) / self.total_weight
+        return [mean_loss], [time.perf_counter() - start]
+
+    def finish(self, history):
+        pass
+
+
+def local_loop(net, data, validation, config, state):
+    """The Loop of a run in this process. data: (X, T, S), S the sample weights or None;
+    validation: (X_val, T_val, S_val), all None without an explicit validation set (the
+    rows of a validation_fraction, state.val_rows, are held out of data here)."""
+    (X, T, S), (X_val, T_val, S_val) = data, validation
+    if state.val_rows is not None and S is None:
+        X, T, X_val, T_val = held_out(X, T, state.val_rows)
+    elif state.val_rows is not None:
+        X, T, S, X_val, T_val, S_val = held_out(X, T, state.val_rows, S)
+    diagnostic = None
+    if config.diagnostics:
+        rows = np.unique(np.linspace(0, X.shape[0] - 1, min(X.shape[0], DIAGNOSTIC_SAMPLES)).astype(np.int64))
+        diagnostic = X[rows], T[rows]
+    return Loop(net, config, state, LocalEpochs(net, X, T, S, config, state.optimizer),
+                (X_val, T_val, S_val) if X_val is not None else None, diagnostic)
+
+
+class Loop:
+    """The epoch loop of every run, in this process or on Dask: around each step, the
+    divergence guard, the history, validation and the stopping rules (record), Ctrl-C,
+    the callback and the checkpoints. What a step trains is its step's, an object with
+
+    - m: the number of training rows;
+    - begin(progress): called once, with the progress function (or None);
+    - epochs(left): how many epochs the next step trains, at most left;
+    - what(first, n): the step's name in a divergence message ("epoch 3");
+    - train(lrs): train len(lrs) epochs at those learning rates, counted from
+      state.epoch; returns each epoch's mean loss and seconds;
+    - finish(history): add its own entries to the history at the end of the run.
+
+    validation: (X_val, T_val, S_val) or None; diagnostic: the (X, T) rows that
+    diagnostics are computed on after each step, or None."""
+
+    def __init__(self, net, config, state, step, validation=None, diagnostic=None):
+        self.net, self.config, self.state, self.step = net, config, state, step
+        self.validation, self.diagnostic = validation, diagnostic
 
     def run(self, progress, callback):
-        m = self.X.shape[0]
-        progress, bar = _progress_bar(progress, (self.config.epochs - self.state.epoch) * m)
+        progress, bar = _progress_bar(progress, (self.config.epochs - self.state.epoch) * self.step.m)
         try:
-            return self._run(progress, callback)
+            self.step.begin(progress)
+            return self._run(callback)
         finally:
             if bar is not None:
                 bar.close()
 
-    def _run(self, progress, callback):
+    def _run(self, callback):
         net, config, state = self.net, self.config, self.state
         history, optimizer = state.history, state.optimizer
-        m = self.X.shape[0]
-        plan = EpochPlan(net, m, self.batch_size, optimizer, config, progress, is_sparse(self.X))
         while state.epoch < config.epochs and state.stopped is None:
-            epoch = state.epoch
-            saved = Rollback(net, optimizer, state)     # the last finished epoch's
+            n = self.step.epochs(config.epochs - state.epoch)
+            saved = Rollback(net, optimizer, state)     # the last finished step's
             try:
-                self._epoch(epoch, plan, saved)
+                self._step(n, saved)
             except TrainingDiverged as error:
                 error.best = state.best
-                error.history["train_samples"] = m
+                error.history["train_samples"] = self.step.m
                 raise
-            except KeyboardInterrupt as stop:     # Ctrl-C: back to the last finished epoch
+            except KeyboardInterrupt as stop:     # Ctrl-C: back to the last finished step
                 saved.restore()
                 self._interrupted(stop)
                 raise
@@ -498,10 +548,11 @@ class Loop:
             try:
                 if callback is not None:
                     callback(net, history)
-                if config.checkpoint and (state.epoch % config.checkpoint_every == 0
+                every = config.checkpoint_every
+                if config.checkpoint and (state.epoch // every > (state.epoch - n) // every
                                           or state.epoch == config.epochs or state.stopped):
                     save_checkpoint(config.checkpoint, net, config, state)
-            except KeyboardInterrupt as stop:     # (the epoch is finished: kept)
+            except KeyboardInterrupt as stop:     # (the step is finished: kept)
                 self._interrupted(stop)
                 raise
         if state.stopped is None:
@@ -510,41 +561,40 @@ class Loop:
             net.restore(state.best)                  # the best validation epoch's weights
         history["stopped"] = state.stopped
         history["best_epoch"] = state.best_epoch
-        history["train_samples"] = m
+        history["train_samples"] = self.step.m
+        self.step.finish(history)
         return history
 
     def _interrupted(self, stop):
-        """Attach the run's history (as of its last finished epoch), state, config and
+        """Attach the run's history (as of its last finished step), state, config and
         network to a KeyboardInterrupt, as stop.history, .state, .config and .net (what a
         checkpoint of it needs)."""
-        self.state.history["train_samples"] = self.X.shape[0]
+        self.state.history["train_samples"] = self.step.m
         stop.history, stop.state, stop.config, stop.net = self.state.history, self.state, self.config, self.net
 
-    def _epoch(self, epoch, plan, saved):
-        """Train epoch (counted from 0) and record it (saved: the Rollback to its start)."""
-        net, state, history, m = self.net, self.state, self.state.history, self.X.shape[0]
-        optimizer = state.optimizer
-        lr = optimizer.lr * state.schedule.factor(epoch)
-        order = net.rng.permutation(m) if self.config.shuffle else np.arange(m)
-        start = time.perf_counter()
+    def _step(self, n, saved):
+        """Train n epochs from state.epoch (counted from 0) and record them (saved: the
+        Rollback to their start); state.epoch is left at the last of them."""
+        net, state, history = self.net, self.state, self.state.history
+        optimizer, first = state.optimizer, state.epoch
+        lrs = [optimizer.lr * state.schedule.factor(first + i) for i in range(n)]
+        trained = {}
 
-        def one_epoch():
-            return plan.run(self.X, self.T, self.S, order, lr) / self.total_weight
+        def step():
+            trained["losses"], trained["seconds"] = self.step.train(lrs)
+            bad = [loss for loss in trained["losses"] if not np.isfinite(loss)]
+            return bad[0] if bad else trained["losses"][-1]
 
-        mean_loss = guarded(net, optimizer, "epoch %d" % (epoch + 1), history, one_epoch, saved)
-        history["seconds"].append(time.perf_counter() - start)
-        history["loss"].append(mean_loss)
-        history["lr"].append(lr)
+        mean_loss = guarded(net, optimizer, self.step.what(first, n), history, step, saved)
+        history["seconds"] += trained["seconds"]
+        history["loss"] += trained["losses"]
+        history["lr"] += lrs
         for key in optimizer.entry.reports:             # (a method's scalars: mu, gamma, ...)
             history.setdefault(key, []).append(optimizer.scalars[key])
-        self._record(mean_loss)
+        state.epoch = first + n - 1
+        record(net, self.config, state, mean_loss, self.validation, self.diagnostic)
         if optimizer.entry.stop is not None and state.stopped is None:
             state.stopped = optimizer.entry.stop(optimizer)
-
-    def _record(self, mean_loss):
-        diagnostic = (self.X[self.diagnostic_rows], self.T[self.diagnostic_rows]) if self.config.diagnostics else None
-        record(self.net, self.config, self.state, mean_loss,
-               (self.X_val, self.T_val, self.S_val) if self.has_validation else None, diagnostic)
 
 
 def record(net, config, state, mean_loss, validation=None, diagnostic=None):

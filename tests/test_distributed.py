@@ -120,6 +120,49 @@ def test_a_worker_killed_mid_round_costs_only_that_round(two_workers):
     two_workers.wait_for_workers(2, timeout=60)
 
 
+def test_a_diverging_round_keeps_everything_from_before_it(two_workers):
+    """The local loop's guard (training.Loop): the weights, the optimizer and the
+    generator as before the round, and the history so far."""
+    X, y = problem()
+    net = network()
+    fd.train(net, X, y, client=two_workers, epochs=1, batch_size=16, lr=0.05)
+    before, rng = net.snapshot(), net.rng.bit_generator.state
+    with pytest.raises(fastbp.TrainingDiverged, match=r"diverged in the round of epochs 1\.\.3"):
+        fd.train(net, X * 1e30, y, client=two_workers, epochs=4, sync_every=3, batch_size=16, lr=10.0)
+    np.testing.assert_array_equal(net.snapshot()[0], before[0])
+    assert net.rng.bit_generator.state == rng
+
+
+def test_ctrl_c_in_a_round_undoes_it_and_carries_the_run(two_workers, monkeypatch):
+    """As an interrupted epoch of net.train: the run as after its last finished round, on
+    the KeyboardInterrupt (.history, .state), so that the command line can checkpoint it."""
+    X, y = problem()
+    settings = dict(batch_size=16, optimizer="adam", lr=0.01)
+    one_round = network()
+    fd.train(one_round, X, y, client=two_workers, epochs=1, **settings)
+    rounds, real = [], fd._run_round
+
+    def interrupted_second(*args, **kwargs):
+        rounds.append(1)
+        if len(rounds) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fd, "_run_round", interrupted_second)
+    net = network()
+    with pytest.raises(KeyboardInterrupt) as stop:
+        fd.train(net, X, y, client=two_workers, epochs=3, **settings)
+    np.testing.assert_array_equal(net.snapshot()[0], one_round.snapshot()[0])
+    assert len(stop.value.history["loss"]) == 1 and stop.value.state.epoch == 1
+    assert len(stop.value.history["round_seconds"]) == 1
+
+
+def test_progress_true_shows_a_bar_per_round(two_workers, capsys):
+    X, y = problem()
+    h = fd.train(network(), X, y, client=two_workers, epochs=2, batch_size=16, progress=True)
+    assert len(h["loss"]) == 2 and "1.20k/1.20k" in capsys.readouterr().err
+
+
 def test_checkpoints_and_resume(two_workers, tmp_path):
     X, y = problem()
     whole = network()

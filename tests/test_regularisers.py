@@ -114,12 +114,11 @@ def test_the_dropout_experiment_reports_both_arms():
 
 
 def test_the_draws_cut_into_parts_train_as_one(monkeypatch):
-    """Network.train_epoch draws masks for a few batches at a time; parts of one batch
+    """The Numba backend draws masks for a few batches at a time; parts of one batch
     each give the same run, bit for bit."""
-    weights, draw = [], fastbp.Network._draw_regularisers
+    weights = []
     for budget in (1 << 22, 1):
-        monkeypatch.setattr(fastbp.Network, "_draw_regularisers",
-                            lambda self, *args, budget=budget: draw(self, *args, budget=budget))
+        monkeypatch.setattr(fastbp.backends, "DRAW_BUDGET", budget)
         net, X, T = problem([10, 12, 3], "relu", "softmax", "cross_entropy", 90, seed=2)
         net.train(X, T, epochs=2, lr=0.05, batch_size=8, dropout=0.4, input_noise=0.1)
         weights.append(np.concatenate([w.ravel() for w in net.weights]))

@@ -1,0 +1,262 @@
+"""The backends a Network computes on, behind one interface.
+
+- ``NumpyBackend`` runs ``reference.py``, the readable specification.
+- ``NumbaBackend`` runs ``kernels.py``. It chooses, inside, between the dense and the CSR
+  kernels, and between the per-sample and the mini-batch epoch.
+
+A ``Network`` keeps the definition, the parameters and the public API. Every computation
+on the parameters goes through ``get(name)``, one of ``BACKENDS``. Each backend has the
+same operations, every array given to them already checked (``Network.check_inputs``,
+``check_targets``, ``check_sample_weight``):
+
+- ``forward(net, X)``: every layer's outputs ``[A1, ..., AL]``, each ``(m, n_l)``;
+- ``outputs(net, X)``: the last layer's outputs only (inference);
+- ``backprop(net, X, T, propagate, S)``: the forward pass and every layer's error terms,
+  ``(A, D)``; ``propagate`` is 'delta' (the true gradient's) or 'error' (seed 000's); with
+  sample weights ``S``, each row's error terms are times its weight;
+- ``gradients(net, X, A, D, total)``: ``(dW list, db list or None)`` from such a pass, the
+  mean over the rows (the sum over ``total``, if given);
+- ``jacobian_blocks(net, X, block)``: ``(J rows, outputs)`` for blocks of ``block`` rows of
+  ``X``; J's row ``s * n_out + k`` is ``d o_k / d theta`` for the block's sample ``s``;
+- ``train_epoch(net, X, T, order, batch_size, lr, l2, optimizer, clip, threads, S, l1,
+  max_norm, rates, input_noise)``: one pass of a gradient rule over ``X[order]`` (the
+  methods with a step of their own, ``methods.py``, are built on the operations above);
+  returns the summed loss, each taken before its step;
+- ``per_sample(batch_size, optimizer, clip, l1, max_norm, rates, input_noise)``: whether
+  ``train_epoch`` takes a per-sample kernel with these settings (``training.py`` cuts its
+  epochs to suit it).
+
+A new backend (a GPU one) is a class with these operations and an entry in ``BACKENDS``.
+A backend holds no state: it reads and writes the network's flat parameter buffers
+(``net._w``, ``net._b``, laid out as ``kernels.py`` describes) and its generator.
+"""
+import numba
+import numpy as np
+from numba.typed import List
+
+from . import kernels, reference
+from .checks import choice, is_sparse
+from .functions import LOSS_CODES
+from .optimizers import RULE_CODES
+from .threads import batch_chunks, blas_on_one_thread
+
+DRAW_BUDGET = 1 << 22         # numbers in one part's dropout and noise draws, about
+OPERATIONS = ("forward", "outputs", "backprop", "gradients", "jacobian_blocks", "train_epoch", "per_sample")
+
+
+class NumpyBackend:
+    """The NumPy reference (reference.py): one seed formula to a line, for reading and for
+    the tests to hold the kernels to."""
+
+    def forward(self, net, X):
+        return reference.forward(*net._params(), net._reference_activations, X)[1:]
+
+    def outputs(self, net, X):
+        return self.forward(net, X)[-1]
+
+    def backprop(self, net, X, T, propagate, S=None):
+        weights, biases = net._params()
+        Z, A = reference.layers(weights, biases, net._reference_activations, X)
+        return A[1:], reference.backward(weights, A, T, net._reference_activations, net.loss_name, propagate, Z, S)
+
+    def gradients(self, net, X, A, D, total=None):
+        dense = X.toarray() if is_sparse(X) else X                # (the reference reads dense rows)
+        dW, db = (list(g) for g in zip(*reference.gradients([dense] + A, D, total)))
+        return dW, (db if net.bias else None)
+
+    def jacobian_blocks(self, net, X, block):
+        weights, biases = net._params()
+        for r0 in range(0, X.shape[0], block):
+            Xb = X[r0:r0 + block]
+            J = reference.jacobian(weights, biases, net._reference_activations, Xb)
+            yield J.reshape(-1, net.n_trainable), reference.forward(weights, biases, net._reference_activations, Xb)[-1]
+
+    def train_epoch(self, net, X, T, order, batch_size, lr, l2, optimizer, clip, threads, S, l1, max_norm, rates,
+                    input_noise):
+        weights, biases = net._params()
+        state = self._state(net, optimizer) if optimizer.state["w"].shape[0] else None
+        with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked after
+            return reference.train_epoch(weights, biases, net._reference_activations, net.loss_name, X, T, order,
+                                         batch_size, lr, l2, net.propagate, optimizer, state, clip, S, l1, max_norm,
+                                         rates, input_noise, net._rng)
+
+    def per_sample(self, batch_size, optimizer, clip, l1=0.0, max_norm=None, rates=None, input_noise=0.0):
+        return False
+
+    @staticmethod
+    def _state(net, optimizer):
+        """The optimizer's state as the reference takes it: for each parameter (weights,
+        then biases), the list of its state arrays, as views."""
+        k = optimizer.state["w"].shape[0]
+        per_w = [[net._layer_view(optimizer.state["w"][i], "w", l) for i in range(k)] for l in range(net.n_layers)]
+        per_b = [[net._layer_view(optimizer.state["b"][i], "b", l) for i in range(k)]
+                 for l in range(net.n_layers)] if net.bias else []
+        return per_w + per_b
+
+
+def _csr(X):
+    """The CSR arrays the kernels read: data, indices, indptr."""
+    return X.data, X.indices, X.indptr
+
+
+class NumbaBackend:
+    """The compiled kernels (kernels.py), dense rows or CSR. Each call announces a first
+    compile (kernels.first_call), with how long it takes on a 2-core machine."""
+
+    NO_CSR = (None, None, None)                                    # batch_epoch's CSR arrays for dense X
+    NO_DRAWS = (np.empty((0, 0), np.uint32), np.empty((0, 0)))     # (U, N) of draw_regularisers
+
+    def forward(self, net, X):
+        with kernels.first_call(kernels.forward_batch, "batched forward pass", 3):
+            A = kernels.layer_buffers(net._sizes, X.shape[0], net._w)
+            self._forward(net, X, A, A)                               # (no z kept: inference)
+        return list(A)
+
+    def outputs(self, net, X):
+        if is_sparse(X):
+            return self.forward(net, X)[-1]
+        with kernels.first_call(kernels.predict_batch, "batched forward pass", 3):
+            return kernels.predict_batch(*net._layout(), X)
+
+    def backprop(self, net, X, T, propagate, S=None):
+        A, Z, D, E = (kernels.layer_buffers(net._sizes, X.shape[0], net._w) for _ in range(4))
+        self._forward(net, X, A, Z)
+        with kernels.first_call(kernels.backward_batch, "batched delta propagation", 4):
+            kernels.backward_batch(net._w, net._sizes, net._w_off, net._u_off, net._acts, LOSS_CODES[net.loss_name],
+                                   propagate == "error", A, Z, T, self._weights(net, S), D, E, np.empty(X.shape[0]),
+                                   net._eps(), 0)
+        return list(A), list(D)
+
+    def gradients(self, net, X, A, D, total=None):
+        dw, db_flat = np.empty_like(net._w), np.empty_like(net._b)
+        layout = net._sizes, net._w_off, net._u_off
+        if is_sparse(X):
+            GT = np.empty((net.sizes[0], net.sizes[1]), net.dtype)
+            kernels.gradient_batch_sparse(*layout, *_csr(X), np.arange(X.shape[0]), List(A), List(D), GT, dw, db_flat)
+            net._layer_view(dw, "w", 0)[...] = GT.T
+        else:
+            kernels.gradient_batch(*layout, X, List(A), List(D), dw, db_flat)
+        dw /= X.shape[0] if total is None else total     # the kernel sums; the mean
+        db_flat /= X.shape[0] if total is None else total
+        dW = [net._layer_view(dw, "w", l) for l in range(net.n_layers)]
+        db = [net._layer_view(db_flat, "b", l) for l in range(net.n_layers)]
+        return dW, (db if net.bias else None)
+
+    def jacobian_blocks(self, net, X, block):
+        K = net.sizes[-1]
+        J = np.empty((min(block, X.shape[0]) * K, net.n_trainable), net.dtype)
+        for r0 in range(0, X.shape[0], block):
+            Xb = np.ascontiguousarray(X[r0:r0 + block])
+            B = Xb.shape[0]
+            with kernels.first_call(kernels.jacobian_block, "Jacobian kernel", 9):
+                O = kernels.jacobian_block(net._w, net._b, net._sizes, net._w_off, net._u_off, net._acts, net.bias, Xb,
+                                           net._eps(), J[:B * K])
+            yield J[:B * K], O
+
+    def per_sample(self, batch_size, optimizer, clip, l1=0.0, max_norm=None, rates=None, input_noise=0.0):
+        """The blocked per-sample kernel (kernels.sgd_epoch) takes plain SGD, one sample a
+        step, no clipping, no penalty but L2, no max-norm (its blocks of pending steps hold
+        only for a linear shrink), no dropout and no input noise; batch_epoch takes every
+        other case."""
+        return (batch_size == 1 and optimizer.rule == "sgd" and not clip and not l1 and not max_norm
+                and not any(rates or ()) and not input_noise)
+
+    def train_epoch(self, net, X, T, order, batch_size, lr, l2, optimizer, clip, threads, S, l1, max_norm, rates,
+                    input_noise):
+        """One compiled call: kernels.sgd_epoch(_sparse) for plain per-sample SGD, else
+        kernels.batch_epoch (in parts, when dropout or input noise draw more than
+        DRAW_BUDGET numbers). threads: the dense kernels' thread count (threads.py: it never
+        changes the result)."""
+        kind = net.dtype.type
+        S = self._weights(net, S)
+        layout = net._layout() + (LOSS_CODES[net.loss_name], net.propagate == "error", net.bias)
+        sparse = is_sparse(X)
+        threads = 1 if sparse else max(1, threads)         # (sparse rows: the serial kernels)
+        if threads > 1:
+            numba.set_num_threads(threads)
+        if self.per_sample(batch_size, optimizer, clip, l1, max_norm, rates, input_noise):
+            step = (kind(lr), kind(1.0 - lr * l2), net._eps(), np.finfo(net.dtype).tiny)
+            if sparse:
+                with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 7):
+                    total = kernels.sgd_epoch_sparse(*layout, *_csr(X), T, S, order, *step)
+            else:
+                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 30):
+                    total = kernels.sgd_epoch(*layout, X, T, S, order, *step, threads)
+            optimizer.t += order.size
+            return total
+        hyper = optimizer.hyper(lr, l2, clip, net.dtype, l1, max_norm, input_noise)
+        rows = (np.empty((0, net.sizes[0]), net.dtype),) + _csr(X) if sparse else (X,) + self.NO_CSR
+        parts, draws = [order], [self.NO_DRAWS]
+        if any(rates) or input_noise:
+            bs = min(batch_size, order.size)
+            layout = layout[:5] + (self._training_acts(net, bs, rates, input_noise),) + layout[6:]
+            parts, draws = self.draw_regularisers(net, order, bs, rates, input_noise, S)
+        total, last = 0.0, np.array([optimizer.last_loss])
+        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 55), blas_on_one_thread():
+            for part, (U, N) in zip(parts, draws):
+                loss, optimizer.t = kernels.batch_epoch(*layout, *rows, T, S, part, batch_size,
+                                                        RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
+                                                        optimizer.state["b"], optimizer.t, net._eps(),
+                                                        batch_chunks(), threads, U, N, last)
+                total += loss
+        optimizer.last_loss = float(last[0])
+        return total
+
+    def draw_regularisers(self, net, order, bs, rates, input_noise, S):
+        """The order cut into parts of whole batches, each with its draws (U, N) for
+        kernels.batch_epoch: for every batch that takes a step (weight > 0), the normals of
+        its input noise, then the uniforms of its dropout masks, drawn in that order from
+        the network's generator as reference.train_epoch draws them; each part's draws
+        hold about DRAW_BUDGET numbers at most."""
+        drawn = sum(net.sizes[l + 1] for l, p in enumerate(rates) if p > 0)
+        width = drawn + (net.sizes[0] if input_noise else 0)
+        per_part = max(1, DRAW_BUDGET // (bs * max(1, width))) * bs
+        parts, draws = [], []
+        for first in range(0, order.size, per_part):
+            part = order[first:first + per_part]
+            batches = [part[i:i + bs] for i in range(0, part.size, bs)]
+            if S.size > 0:
+                batches = [rows for rows in batches if S[rows].sum() > 0]     # (no weight: no step)
+            n = sum(rows.size for rows in batches)
+            U = np.empty((n, 2 * (-(-drawn // 2))), np.uint32)
+            N = np.empty((n, net.sizes[0]) if input_noise else (0, 0))
+            at = 0
+            for rows in batches:
+                if input_noise:
+                    N[at:at + rows.size] = net._rng.standard_normal((rows.size, net.sizes[0]))
+                if drawn:
+                    U[at:at + rows.size] = reference.dropout_draws(net._rng, rows.size, drawn)
+                at += rows.size
+            parts.append(part)
+            draws.append((U, N))
+        return parts, draws
+
+    @staticmethod
+    def _forward(net, X, A, Z):
+        """The compiled batched forward pass of all of X (dense or CSR) into A (and Z)."""
+        if is_sparse(X):
+            WT = np.ascontiguousarray(net.weights[0].T)
+            kernels.forward_batch_sparse(*net._layout(), WT, *_csr(X), np.arange(X.shape[0]), A, Z)
+        else:
+            kernels.forward_batch(*net._layout(), X, A, Z, 0)
+
+    @staticmethod
+    def _training_acts(net, rows, rates, input_noise):
+        """The kernels' acts with buffers for dropout masks and input noise of `rows` rows."""
+        codes, parameters = net._acts[:2]
+        masks = np.ones((rows, net._u_off[-2]), net.dtype) if any(rates) else np.empty((0, 0), net.dtype)
+        noise = np.empty((rows, net.sizes[0]), net.dtype) if input_noise else np.empty((0, 0), net.dtype)
+        return codes, parameters, np.array(rates + [0.0], net.dtype), masks, noise
+
+    @staticmethod
+    def _weights(net, S):
+        """What the kernels take for sample weights: the weights, or an empty array for none."""
+        return np.empty(0, net.dtype) if S is None else S
+
+
+BACKENDS = {"numba": NumbaBackend(), "numpy": NumpyBackend()}
+
+
+def get(name):
+    """The backend called name, or a clear error naming the choices."""
+    return BACKENDS[choice("backend", name, tuple(BACKENDS))]

@@ -1,0 +1,55 @@
+"""The backends behind one interface (fastbp/backends.py): each has every operation, and
+a Network reaches a backend only through the table, so a new one is one entry."""
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import backends
+from fastbp.cases import problem
+
+
+@pytest.mark.parametrize("name", list(backends.BACKENDS))
+def test_every_backend_has_every_operation(name):
+    backend = backends.BACKENDS[name]
+    missing = [op for op in backends.OPERATIONS if not callable(getattr(backend, op, None))]
+    assert not missing, "%s lacks %s" % (name, missing)
+
+
+def test_an_unknown_backend_is_a_clear_error():
+    net = fastbp.Network([3, 4, 2], seed=0)
+    with pytest.raises(ValueError, match="unknown backend 'gpu'; choose from 'numba', 'numpy'"):
+        net.predict(np.zeros((2, 3)), backend="gpu")
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        net.train(np.zeros((2, 3)), np.zeros((2, 2)), backend="gpu")
+
+
+class Recording(backends.NumpyBackend):
+    """The reference, noting each operation it is asked for."""
+
+    def __init__(self):
+        self.calls = set()
+
+    def __getattribute__(self, name):
+        if name in backends.OPERATIONS:
+            object.__getattribute__(self, "calls").add(name)
+        return object.__getattribute__(self, name)
+
+
+def test_a_new_backend_is_one_entry_in_the_table(monkeypatch):
+    """Registered under a new name, a backend serves every public computation of Network
+    (predict, loss, gradients, deltas, jacobian, train with a gradient rule and with LM),
+    with the same results as the reference it wraps."""
+    recording = Recording()
+    monkeypatch.setitem(backends.BACKENDS, "recording", recording)
+    results = {}
+    for name in ("numpy", "recording"):
+        net, X, T = problem([4, 5, 3], "tanh", "identity", "mse", 24, seed=1)
+        out = [net.predict(X, backend=name), net.loss(X, T, backend=name),
+               *net.gradients(X, T, backend=name)[0], *net.deltas(X, T, backend=name),
+               net.jacobian(X, backend=name)]
+        net.train(X, T, epochs=2, batch_size=8, lr=0.05, optimizer="adam", backend=name)
+        net.train(X, T, epochs=2, optimizer="lm", backend=name)
+        results[name] = out + [np.concatenate([w.ravel() for w in net.weights])]
+    assert recording.calls == set(backends.OPERATIONS)
+    for a, b in zip(results["numpy"], results["recording"]):
+        np.testing.assert_array_equal(a, b)
