@@ -3,12 +3,14 @@ estimators and Dask's shards: each raises a ValueError (a TypeError for a value 
 a number at all) that names the argument, what it must be and what it got.
 
 Data goes through one validator, `check_array` (and `check_sample_weight` for weights), so
-that `Network`, the estimators and `fastbp.distributed` give one set of messages; the
-network checks its targets against its loss itself (`Network.check_targets`)."""
+that `Network`, the estimators and `fastbp.distributed` give one set of messages; targets
+go through `check_targets`, against the network's loss."""
 import difflib
 import numbers
 
 import numpy as np
+
+from .functions import LOSSES
 
 
 def choice(what, value, allowed):
@@ -163,3 +165,43 @@ def check_sample_weight(sample_weight, m, dtype, name="sample_weight"):
     if not s.sum() > 0:
         raise ValueError("%s: all the sample weights are zero; at least one sample must have weight" % name)
     return s
+
+
+def check_targets(Y, m, n_out, dtype, loss, name="Y"):
+    """Targets as a C-contiguous (m, n_out) array of dtype, for a network of n_out outputs
+    trained on the loss named `loss`; 1-D integer labels are one-hot encoded. A clear
+    error for a wrong shape, NaN or inf, labels out of range, or targets the loss does not
+    take (functions.LOSSES: what each loss's targets must be)."""
+    Y = np.asarray(Y)
+    if Y.dtype.kind not in "biuf":
+        raise TypeError("%s must hold numbers, got dtype %s" % (name, Y.dtype))
+    if Y.ndim == 1 and n_out == 1:
+        Y = Y[:, None]
+    elif Y.ndim == 1:
+        if Y.dtype.kind not in "biu":
+            raise ValueError("%s is 1-D but not integer class labels; give (n_samples, %d) "
+                             "targets or integer labels in 0..%d" % (name, n_out, n_out - 1))
+        if Y.size and (Y.min() < 0 or Y.max() >= n_out):
+            raise ValueError("%s has labels out of range: found %d..%d, but the network has "
+                             "%d outputs (labels 0..%d)" % (name, Y.min(), Y.max(), n_out, n_out - 1))
+        Y = np.eye(n_out, dtype=dtype)[Y]
+    if Y.shape != (m, n_out):
+        raise ValueError("%s has shape %s; expected (%d, %d): one target row per sample of X"
+                         % (name, Y.shape, m, n_out))
+    Y = np.ascontiguousarray(Y, dtype=dtype)
+    check_finite(name, Y)
+    kind = LOSSES[loss].targets            # what the loss takes (functions.py)
+    if kind in ("unit", "distribution") and (Y.min() < 0 or Y.max() > 1):
+        raise ValueError("%s: loss %r needs targets in [0, 1]" % (name, loss))
+    if kind == "nonnegative" and Y.min() < 0:
+        raise ValueError("%s: loss %r needs targets >= 0 (counts or rates); found %g"
+                         % (name, loss, Y.min()))
+    if kind == "distribution":
+        off = np.abs(Y.sum(axis=1) - 1.0) > 1e-3
+        if off.any():
+            raise ValueError("%s: %s needs each target row to sum to 1 (one-hot or "
+                             "a distribution); row %d sums to %g"
+                             % (name, loss, int(np.argmax(off)), Y[np.argmax(off)].sum()))
+    elif kind not in ("any", "unit", "nonnegative"):
+        raise ValueError("loss %r: unknown kind of targets %r" % (loss, kind))
+    return Y

@@ -469,7 +469,8 @@ class _MLP:
             diagnostics=self.diagnostics, dropout=self.dropout)
         diverged = None
         try:
-            history = training.train(net, X, T, config, callback=self._after_epoch, sample_weight=S)
+            history = training.train(net, X, T, config, callback=self._after_epoch, sample_weight=S,
+                                     inputs_checked=True)          # (check_array above; once is enough)
         except KeyboardInterrupt as stop:
             if not hasattr(stop, "history"):
                 raise                                  # before training began: nothing to keep

@@ -30,12 +30,18 @@ def exponential(z):
     return np.exp(z)
 
 
+def hyperbolic_tangent(z):
+    """tanh z: np.tanh here and in the reference. The kernels compile their own, from
+    their exponential, which vectorises (kernels.py, "the hyperbolic tangent")."""
+    return np.tanh(z)
+
+
 def sigmoid(z):
     return 1.0 / (1.0 + exponential(-z))
 
 
 def tanh(z):
-    return np.tanh(z)
+    return hyperbolic_tangent(z)
 
 
 def relu(z):
@@ -70,7 +76,7 @@ GELU_K, GELU_C = math.sqrt(2.0 / math.pi), 0.044715     # PyTorch's approximate=
 
 
 def gelu(z):
-    return 0.5 * z * (1.0 + np.tanh(GELU_K * (z + GELU_C * z * z * z)))
+    return 0.5 * z * (1.0 + hyperbolic_tangent(GELU_K * (z + GELU_C * z * z * z)))
 
 
 def hard_sigmoid(z):             # relu6(z + 3) / 6, PyTorch's form: exactly 0 and 1 at the kinks
@@ -119,7 +125,7 @@ def softplus_derivative(z, a):
 
 
 def gelu_derivative(z, a):
-    t = np.tanh(GELU_K * (z + GELU_C * z * z * z))
+    t = hyperbolic_tangent(GELU_K * (z + GELU_C * z * z * z))
     return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * GELU_K * (1.0 + 3.0 * GELU_C * z * z)
 
 
@@ -171,7 +177,7 @@ class Activation:
 # written out in operators it has for both dtypes.)
 ACTIVATIONS = {
     "sigmoid": Activation(sigmoid, sigmoid_derivative, (("Sigmoid", ("z",)),), own_loop=True),
-    "tanh": Activation(tanh, tanh_derivative, (("Tanh", ("z",)),)),
+    "tanh": Activation(tanh, tanh_derivative, (("Tanh", ("z",)),), own_loop=True),
     "relu": Activation(relu, relu_derivative, (("Relu", ("z",)),), own_loop=True, kinks=(0.0,)),
     "identity": Activation(identity, identity_derivative, (("Identity", ("z",)),), own_loop=True),
     "softmax": Activation(softmax, None, (("Softmax", ("z",), {"axis": 1}),), hidden=False),

@@ -16,9 +16,9 @@ would promote a float32 sum to float64).
 
 Parallelism: in per-sample SGD, when the caller asks for threads > 1 (threads.py; the
 default is 1), ``prange`` over the rows of a layer only when the layer has at least
-PARALLEL_MIN_WEIGHTS weights (about 10 microseconds of work): a parallel region costs
-about 2 microseconds with the OpenMP threading layer, which fastbp asks Numba
-to prefer (see ``_prefer_openmp``), and about 150 with workqueue. The dense mini-batch
+PARALLEL_MIN_WEIGHTS weights: a parallel region costs far less with the OpenMP threading
+layer, which fastbp asks Numba to prefer (see ``_prefer_openmp``), than with workqueue
+(the figures behind this file's choices: asv_benchmarks/README.md). The dense mini-batch
 epoch (batch_epoch) splits each batch into fixed ranges of rows and blocks of units on
 Numba's threads, each calling a one-thread BLAS (see the comment above batch_epoch);
 the other batched kernels hand their products to BLAS, on whatever threads it has.
@@ -54,13 +54,23 @@ from numba.extending import intrinsic, overload
 from numba.np.linalg import _BLAS, ensure_blas  # (Numba's own BLAS binding: gradient_rows)
 from numba.typed import List
 
-from .functions import ACTIVATION_CODES, ACTIVATIONS, DELTA_KINDS, DELTA_OF, LOSS_CODES, NEEDS_Z, PENALTIES, exponential
+from .functions import (
+    ACTIVATION_CODES,
+    ACTIVATIONS,
+    DELTA_KINDS,
+    DELTA_OF,
+    LOSS_CODES,
+    NEEDS_Z,
+    PENALTIES,
+    exponential,
+    hyperbolic_tangent,
+)
 from .optimizers import HYPER_SLOTS, RULE_CODES
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # NumPy's error model: a float division by zero gives inf or nan instead of raising.
 # Python's model checks every division for a zero divisor, and that branch kept loops with
-# a division (the sigmoid, Adam's step) from vectorising: Adam's update ran 6x slower.
+# a division (the sigmoid, Adam's step) from vectorising.
 ERRORS = "numpy"
 
 
@@ -154,10 +164,9 @@ CHAIN, MATCHING = (DELTA_KINDS.index(kind) for kind in ("chain", "matching"))
 
 # ---------------------------------------------------------------- the exponential
 # functions.exponential is np.exp, which Numba compiles to a call of libm's exp, one
-# number at a time (pip's llvmlite has no vector maths library): 5.5 ns per sigmoid in
-# float64, where NumPy's own exp is vectorised. Inside the kernels it is this instead,
-# arithmetic only, so that a loop of sigmoids vectorises (1.1 ns each in float32, 1.9 in
-# float64): e^x = 2^n e^r, n the integer nearest x / ln 2, r = x - n ln 2 in two parts
+# number at a time (pip's llvmlite has no vector maths library), where NumPy's own exp is
+# vectorised. Inside the kernels it is this instead, arithmetic only, so that a loop of
+# sigmoids vectorises: e^x = 2^n e^r, n the integer nearest x / ln 2, r = x - n ln 2 in two parts
 # (|r| <= ln(2) / 2), e^r by its Taylor polynomial (to degree 12 in float64, 7 in float32:
 # the remainder is below the dtype's rounding), and 2^n as two powers of two built from
 # their bits (so that 2^1024 and subnormal results need no special case). Below the
@@ -229,6 +238,43 @@ def _exponential(x):
     return e
 
 
+
+# ---------------------------------------------------------------- the hyperbolic tangent
+# functions.hyperbolic_tangent is np.tanh, which Numba compiles to libm's tanh, one number
+# at a time (tanh and GELU layers, LM's and SCG's usual networks). Inside the kernels it is
+# this instead, arithmetic and the exponential above, so that a loop of them vectorises:
+# with y = |x| and e = e^(-2y), tanh y = 1 - 2e / (1 + e), whose rounding is that of 1
+# minus a small term, as a correctly rounded tanh's (tanh's derivative 1 - a^2 reads a's
+# last bits). Near 0 that difference cancels, so below `small` it is tanh's Taylor series
+# to y^13 instead (its remainder there is below the dtype's rounding); the sign is x's.
+# tests/test_agreement.py holds it to np.tanh over the dtype's range, and its -0, inf
+# and NaN.
+_TANH_SERIES = (21844 / 6081075, -1382 / 155925, 62 / 2835, -17 / 315, 2 / 15, -1 / 3, 1.0)   # z^13 ... z
+_TANH = {kind: dict(one=f(1.0), two=f(2.0), small=f(small), series=tuple(f(c) for c in _TANH_SERIES))
+         for kind, f, small in ((types.float64, np.float64, 0.1), (types.float32, np.float32, 0.3))}
+
+
+@overload(hyperbolic_tangent, jit_options={"fastmath": {"contract"}, "error_model": ERRORS})
+def _hyperbolic_tangent(x):
+    if x not in _TANH:
+        return None
+    c = _TANH[x]
+    one, two, small, series = c["one"], c["two"], c["small"], c["series"]
+
+    def t(x):
+        y = abs(x)
+        e = exponential(-two * y)
+        r = one - two * e / (one + e)
+        y2 = y * y
+        p = series[0]
+        for k in range(1, len(series)):               # Horner's rule in y^2
+            p = p * y2 + series[k]
+        if y < small:
+            r = y * p
+        if y != y:
+            r = y
+        return math.copysign(r, x)
+    return t
 
 
 def _prefer_openmp():
@@ -463,7 +509,7 @@ def _codes(acts, l):
 @kernel
 def _softmax_rows(Z):
     """Each row of Z <- its softmax (shifted by the row's maximum). Indexed in two
-    dimensions, with no view per row: a call per row with views took 110 ns a row."""
+    dimensions, with no view per row (a call per row with views cost more than the row)."""
     for s in range(Z.shape[0]):
         top = Z[s, 0]
         for j in range(1, Z.shape[1]):
@@ -1004,9 +1050,8 @@ def _bias_activate(Z, bias, code, p, keep):
 # layer; two from each 64-bit step of the generator, reference.dropout_draws);
 # reference.train_epoch draws the same numbers. Network.train_epoch draws them with NumPy
 # for a few batches at a time and batch_epoch turns them into each batch's masks and
-# noise. (For a batch of 128 rows of 1024 units, on a 2-core EPYC: the same generator
-# called from compiled code took 1.1 ms, NumPy's float64 draws 0.66 ms, float32 ones
-# 0.47-0.54 ms, and the raw 64-bit stream halved, 0.26 ms.) A seed so
+# noise (NumPy's draws from the raw 64-bit stream were the fastest of the ways tried,
+# compiled draws the slowest). A seed so
 # reproduces a run bit for bit, whatever the threads, and a checkpoint (which saves the
 # generator) resumes the same masks.
 
@@ -1203,8 +1248,8 @@ def _bias_gradient(d, bias, j0, j1):
 @kernel(fastmath=FASTMATH)
 def _gather(X, rows, out):
     """out[s] <- the row X[rows[s]], for each s. An element loop of its own: as a slice
-    assignment (out[s] = X[rows[s]]) the copy of a shuffled 784-wide epoch took 0.037 s
-    instead of 0.025, which is a sequential copy's time."""
+    assignment (out[s] = X[rows[s]]) the copy of a shuffled epoch took half as long again
+    as a sequential copy; this loop takes a sequential copy's time."""
     for s in range(rows.size):
         source, target = X[rows[s]], out[s]
         for j in range(target.size):
@@ -1496,9 +1541,8 @@ def _in_parallel(part, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X
                  Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db, step):
     """Step 1 (part 0) for every range of `span` rows, or step 2 (part 1: step, its update)
     for every one of the `blocks` blocks of units, at once. (One parallel kernel for both, apart from
-    batch_epoch, so that Numba's parallel passes see only this: the parallel steps added
-    about 4 s to the mini-batch kernel's cold compile, 12.8 -> 16.3-17.1 s on a 2-core
-    EPYC.)"""
+    batch_epoch, so that Numba's parallel passes see only this: inside batch_epoch they
+    added a third to its cold compile.)"""
     B = rows.size
     n = blocks
     if part == 0:
@@ -1525,7 +1569,7 @@ def _before_step(losses, B, total_weight, t, last):
 def _no_step(rule, w, b, state_w, state_b, hyper, t, has_bias):
     """_units_pass's step argument for a pass that updates nothing, of the same types: off
     is False as a bool (a literal False would be another signature, and compile
-    _units_pass, _update and the parallel kernel once more: 10 s of a cold first fit)."""
+    _units_pass, _update and the parallel kernel once more, in every cold first fit)."""
     off = t < 0
     return rule, w, b, state_w, state_b, hyper, t, _cast(hyper, 0.0), off, has_bias, off
 
@@ -1543,7 +1587,7 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     reference.train_epoch. X is dense, or empty with the rows in CSR (data, indices,
     indptr; see "sparse inputs"), or None for the three with dense X: Numba then compiles
     no sparse branch (it prunes branches on `is None` of an argument at compile time: the
-    sparse path would add 4 s to the cold compile). Dense steps run in ranges and blocks
+    sparse path would add to the cold compile). Dense steps run in ranges and blocks
     of at most `chunks` (see above), on `threads` threads (Numba's count must be set to
     it; 1: no parallel region is entered); sparse ones on one thread. U and N: the
     uniform and normal draws for dropout masks and input noise of the stepping batches, in

@@ -6,7 +6,7 @@ Each is one function: one epoch is one step of the method, on the whole training
 taken in float64 whatever the network's dtype. What a method needs of the network comes
 through four of its operations, each by either backend (the NumPy reference or the
 kernels, which tests hold together): the flat parameters (``parameter_vector``,
-``set_parameter_vector``), the products of the Jacobian (``jacobian_products``: J^T J,
+``set_parameter_vector``), the products of the Jacobian (``jacobian_products`` here: J^T J,
 J^T r and r^T r of the residuals r = o - t, accumulated over blocks of samples), the
 outputs, and the mean loss's gradient (``loss_gradient``). Their scalar state (mu; gamma,
 alpha, beta; lambda) lives in ``Optimizer.scalars`` and goes into every checkpoint.
@@ -83,7 +83,7 @@ norm (`trainscg` divides by the new one's), and stops on `epochs` or a zero grad
   full-batch momentum at its best of four learning rates, after as many gradient evaluations.
 - `net.jacobian(X)` (an `(m, n_out, P)` array; `net.jacobian(X, Y)` that of the errors) is
   held to finite differences; J^T J is accumulated over blocks of samples
-  (`net.jacobian_products`), O(P^2) memory, and a network whose P x P system would not fit
+  (`methods.jacobian_products`), O(P^2) memory, and a network whose P x P system would not fit
   in memory is refused by name.
 """
 import math
@@ -92,6 +92,7 @@ import os
 import numpy as np
 from scipy import linalg
 
+from .checks import is_sparse
 from .functions import mean_loss
 from .threads import available_cpus, blas_threads
 
@@ -149,7 +150,7 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
     total = X.shape[0] if S is None else float(S.sum())
     with blas_threads(available_cpus() if net.n_trainable >= BLAS_THREADS_FROM else 1):
         w = net.parameter_vector()
-        JtJ, Jtr, sse = net.jacobian_products(X, T, S, backend)
+        JtJ, Jtr, sse = jacobian_products(net, X, T, S, backend)
         if bayesian:
             alpha, beta = scalars["alpha"], scalars["beta"]
             H, g, D = beta * JtJ, beta * Jtr + alpha * w, np.full(w.size, alpha)
@@ -161,10 +162,8 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
         before = objective(sse, w)
         mu, kept, e_d = scalars["mu"], None, None
         while mu <= optimizer.mu_max:
-            A = H + np.diag(D + mu)
-            try:
-                dx = -linalg.cho_solve(linalg.cho_factor(A, check_finite=False), g, check_finite=False)
-            except linalg.LinAlgError:              # not positive definite at this mu: damp more
+            dx = _damped_solve(H, D + mu, g)
+            if dx is None:                          # not positive definite at this mu: damp more
                 mu *= optimizer.mu_inc
                 continue
             net.set_parameter_vector(w + dx)
@@ -181,6 +180,49 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
             _reestimate(scalars, JtJ, kept, e_d, total * T.shape[1])   # N: errors (weighted: the total's)
     optimizer.t += 1
     return sse / 2.0
+
+
+def _damped_solve(H, diagonal, g):
+    """-(H + diag(diagonal))^-1 g by Cholesky (LAPACK's potrf and potrs, called directly:
+    scipy's cho_factor and cho_solve check and copy around them, which is most of a small
+    network's solve), or None where that matrix is not positive definite."""
+    A = H.copy(order="F")
+    A.flat[::A.shape[0] + 1] += diagonal
+    factor, info = _potrf(A, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        return None
+    dx, info = _potrs(factor, g, lower=0)
+    return -dx if info == 0 else None
+
+
+_potrf, _potrs = linalg.lapack.get_lapack_funcs(("potrf", "potrs"), dtype=np.float64)
+
+
+def jacobian_products(net, X, T, S, backend):
+    """(J^T S J, J^T S r, r^T S r) in float64 for the residuals r = o - t of the network
+    net on the checked (X, T), S the sample weights (None: ones), accumulated over blocks
+    of samples (net.jacobian_blocks): memory O(P^2), never O(m P)."""
+    P = net.n_trainable
+    JtJ, Jtr, sse = np.zeros((P, P), order="F"), np.zeros(P), 0.0
+    if is_sparse(X):
+        X = X.toarray()
+    r0 = 0
+    for J, O in net.jacobian_blocks(X, backend):
+        B = O.shape[0]
+        J = J.astype(np.float64, copy=False)
+        r = (O.astype(np.float64) - T[r0:r0 + B]).reshape(-1)
+        if S is not None:                                # J^T S J = (S^1/2 J)^T (S^1/2 J), ...
+            root = np.sqrt(np.repeat(S[r0:r0 + B].astype(np.float64), net.sizes[-1]))
+            J, r = J * root[:, None], r * root
+        # J^T J's upper triangle by BLAS's syrk, half a general product's work (J.T is
+        # the Fortran-ordered matrix it takes, no copy)
+        JtJ = linalg.blas.dsyrk(1.0, J.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=True)
+        Jtr += J.T @ r
+        sse += float(r @ r)
+        r0 += B
+    full = JtJ + JtJ.T                                   # (syrk left the lower triangle at 0)
+    full.flat[::P + 1] = JtJ.flat[::P + 1]
+    return full, Jtr, sse
 
 
 def bayesian_regularisation(net, X, T, S, optimizer, l2, backend):

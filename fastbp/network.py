@@ -121,10 +121,9 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import linalg
 
 from . import backends, functions, info, io, kernels, run, training
-from .checks import check_array, check_finite, check_sample_weight, choice, is_sparse, keywords, number, positive_int
+from .checks import check_array, check_sample_weight, check_targets, choice, is_sparse, keywords, number, positive_int
 from .functions import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, mean_loss
 from .optimizers import RULES, Optimizer
 from .run import BACKENDS, RUN_SETTINGS, RunConfig
@@ -459,43 +458,9 @@ class Network:
         return check_array(X, name, self.sizes[0], self.dtype, backend)
 
     def check_targets(self, Y, m, name="Y"):
-        """Targets as (m, n_out) in the network's dtype; 1-D integer labels are one-hot
-        encoded. A clear error for a wrong shape, NaN, labels out of range or targets the
-        loss does not take (functions.LOSSES)."""
-        Y = np.asarray(Y)
-        n_out = self.sizes[-1]
-        if Y.dtype.kind not in "biuf":
-            raise TypeError("%s must hold numbers, got dtype %s" % (name, Y.dtype))
-        if Y.ndim == 1 and n_out == 1:
-            Y = Y[:, None]
-        elif Y.ndim == 1:
-            if Y.dtype.kind not in "biu":
-                raise ValueError("%s is 1-D but not integer class labels; give (n_samples, %d) "
-                                 "targets or integer labels in 0..%d" % (name, n_out, n_out - 1))
-            if Y.size and (Y.min() < 0 or Y.max() >= n_out):
-                raise ValueError("%s has labels out of range: found %d..%d, but the network has "
-                                 "%d outputs (labels 0..%d)" % (name, Y.min(), Y.max(), n_out, n_out - 1))
-            Y = np.eye(n_out, dtype=self.dtype)[Y]
-        if Y.shape != (m, n_out):
-            raise ValueError("%s has shape %s; expected (%d, %d): one target row per sample of X"
-                             % (name, Y.shape, m, n_out))
-        Y = np.ascontiguousarray(Y, dtype=self.dtype)
-        check_finite(name, Y)
-        kind = LOSSES[self.loss_name].targets            # what the loss takes (functions.py)
-        if kind in ("unit", "distribution") and (Y.min() < 0 or Y.max() > 1):
-            raise ValueError("%s: loss %r needs targets in [0, 1]" % (name, self.loss_name))
-        if kind == "nonnegative" and Y.min() < 0:
-            raise ValueError("%s: loss %r needs targets >= 0 (counts or rates); found %g"
-                             % (name, self.loss_name, Y.min()))
-        if kind == "distribution":
-            off = np.abs(Y.sum(axis=1) - 1.0) > 1e-3
-            if off.any():
-                raise ValueError("%s: %s needs each target row to sum to 1 (one-hot or "
-                                 "a distribution); row %d sums to %g"
-                                 % (name, self.loss_name, int(np.argmax(off)), Y[np.argmax(off)].sum()))
-        elif kind not in ("any", "unit", "nonnegative"):
-            raise ValueError("loss %r: unknown kind of targets %r" % (self.loss_name, kind))
-        return Y
+        """Targets as (m, n_out) in the network's dtype, checked against its loss
+        (checks.check_targets); 1-D integer labels are one-hot encoded."""
+        return check_targets(Y, m, self.sizes[-1], self.dtype, self.loss_name, name)
 
     def check_sample_weight(self, sample_weight, m, name="sample_weight"):
         """Sample weights as a (m,) array in the network's dtype, or None (check_sample_weight)."""
@@ -543,47 +508,21 @@ class Network:
         J[s, k, p] = d o_k(x_s) / d theta_p, theta = parameter_vector() (each W[l] by
         rows, then each b[l]). Given targets Y, that of the errors e = t - o instead
         (its negative), as Levenberg-Marquardt takes it. m n_out P numbers: for large
-        sets, jacobian_products accumulates J^T J without holding J."""
+        sets, methods.jacobian_products accumulates J^T J without holding J."""
         X = self.check_inputs(X, backend=backend)
         if Y is not None:
             self.check_targets(Y, X.shape[0])
         if is_sparse(X):
             X = X.toarray()
-        J = np.concatenate([block.copy() for block, _ in self._jacobian_blocks(X, backend)]).reshape(
+        J = np.concatenate([block.copy() for block, _ in self.jacobian_blocks(X, backend)]).reshape(
             X.shape[0], self.sizes[-1], -1)
         return -J if Y is not None else J
 
-    def _jacobian_blocks(self, X, backend, block=None):
+    def jacobian_blocks(self, X, backend, block=None):
         """Yield (J rows, outputs) for blocks of X's rows: J's row s * n_out + k is
         d o_k / d theta for the block's sample s, in the network's dtype."""
         block = block or max(1, min(X.shape[0], (1 << 22) // (self.sizes[-1] * self.n_trainable)))  # 4M numbers
         return backends.get(backend).jacobian_blocks(self, X, block)
-
-    def jacobian_products(self, X, T, S, backend):
-        """(J^T S J, J^T S r, r^T S r) in float64 for the residuals r = o - t of the
-        checked (X, T), S the sample weights (None: ones), accumulated over blocks of
-        samples: memory O(P^2), never O(m P)."""
-        P = self.n_trainable
-        JtJ, Jtr, sse = np.zeros((P, P), order="F"), np.zeros(P), 0.0
-        if is_sparse(X):
-            X = X.toarray()
-        r0 = 0
-        for J, O in self._jacobian_blocks(X, backend):
-            B = O.shape[0]
-            J = J.astype(np.float64, copy=False)
-            r = (O.astype(np.float64) - T[r0:r0 + B]).reshape(-1)
-            if S is not None:                                # J^T S J = (S^1/2 J)^T (S^1/2 J), ...
-                root = np.sqrt(np.repeat(S[r0:r0 + B].astype(np.float64), self.sizes[-1]))
-                J, r = J * root[:, None], r * root
-            # J^T J's upper triangle by BLAS's syrk, half a general product's work (J.T is
-            # the Fortran-ordered matrix it takes, no copy)
-            JtJ = linalg.blas.dsyrk(1.0, J.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=True)
-            Jtr += J.T @ r
-            sse += float(r @ r)
-            r0 += B
-        full = JtJ + JtJ.T                                   # (syrk left the lower triangle at 0)
-        full.flat[::P + 1] = JtJ.flat[::P + 1]
-        return full, Jtr, sse
 
     def loss_gradient(self, X, T, S, backend):
         """The gradient of the (weighted) mean loss at the checked (X, T), as one float64

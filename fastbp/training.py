@@ -245,17 +245,20 @@ def blas_for(backend):
 
 
 def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback=None,
-          sample_weight=None) -> dict:
+          sample_weight=None, inputs_checked=False) -> dict:
     """Train net by backpropagation and gradient descent with the settings config (a
     RunConfig); returns the history (a dict of per-epoch lists). See Network.train.
     Everything is checked before anything changes: the network, its generator and a
-    given Optimizer are untouched by a call that raises ValueError or TypeError."""
+    given Optimizer are untouched by a call that raises ValueError or TypeError.
+    inputs_checked: X already went through checks.check_array in the network's dtype
+    (the estimators check it before they build the network), so it is not read again."""
     with blas_for(config.backend):
-        return _train(net, X, Y, config, validation, progress, callback, sample_weight)
+        return _train(net, X, Y, config, validation, progress, callback, sample_weight, inputs_checked)
 
 
-def _train(net, X, Y, config, validation, progress, callback, sample_weight):
-    X = net.check_inputs(X, backend=config.backend)
+def _train(net, X, Y, config, validation, progress, callback, sample_weight, inputs_checked=False):
+    if not inputs_checked:
+        X = net.check_inputs(X, backend=config.backend)
     T = net.check_targets(Y, X.shape[0])
     m = X.shape[0]
     S = net.check_sample_weight(sample_weight, m)

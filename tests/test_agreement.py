@@ -6,7 +6,7 @@ from conftest import make_problem
 
 import fastbp
 from fastbp.cases import DTYPES, MODES, NETWORKS, REGULARISERS, TOLERANCE, case_id
-from fastbp.functions import exponential
+from fastbp.functions import exponential, hyperbolic_tangent
 
 
 def trained_pair(spec, batch_size, dtype, bias, propagate, regularise, weighted=False, epochs=3, m=43,
@@ -128,3 +128,30 @@ def test_the_kernels_exponential_is_nps(dtype, rtol):
         sigmoid = fastbp.functions.sigmoid(x[:-5].astype(np.float64))
     np.testing.assert_allclose(a[sigmoid >= info.tiny], sigmoid[sigmoid >= info.tiny], rtol=2 * rtol, atol=0)
     assert np.all(a[sigmoid < info.tiny] <= info.tiny)
+
+
+@numba.njit
+def _hyperbolic_tangents(x, out):
+    for i in range(x.size):
+        out[i] = hyperbolic_tangent(x[i])
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 2e-15), ("float32", 4e-7)])
+def test_the_kernels_hyperbolic_tangent_is_nps(dtype, rtol):
+    """kernels.py's own tanh, which the kernels compile in for functions.hyperbolic_tangent
+    (tanh's and GELU's), against np.tanh: relative error, near 0 (its series) and across
+    the switch to the exponential's form; -0, the infinities and NaN; and in a compiled
+    loop of tanh (the vectorised one) against the reference's."""
+    from fastbp import kernels
+    tiny = np.geomspace(np.finfo(dtype).tiny, 1.0, 20_001)
+    x = np.concatenate([np.linspace(-30.0, 30.0, 400_001), tiny, -tiny,
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0]]).astype(dtype)
+    got = np.empty_like(x)
+    _hyperbolic_tangents(x, got)
+    exact = np.tanh(x[:-5].astype(np.float64))
+    np.testing.assert_allclose(got[:-5], exact, rtol=rtol, atol=0)
+    assert np.isnan(got[-5]) and got[-4] == 1.0 and got[-3] == -1.0
+    assert got[-2] == 0.0 and not np.signbit(got[-2]) and np.signbit(got[-1])
+    a = x[:-5].copy()
+    kernels._activate_inplace(fastbp.functions.ACTIVATION_CODES["tanh"], 0.0, a)
+    np.testing.assert_allclose(a, exact, rtol=rtol, atol=0)

@@ -15,6 +15,7 @@ from conftest import make_problem
 from sklearn.datasets import load_diabetes, load_digits
 
 import fastbp
+from fastbp import methods
 from fastbp.cases import FULL_BATCH_CASES, METHOD_NETWORKS, METHOD_RULES, case_id
 from fastbp.estimators import ConvergenceWarning
 
@@ -66,11 +67,11 @@ def test_the_jacobian_products_are_those_of_the_jacobian_whatever_the_blocks(wei
     r = (net.predict(X) - T).reshape(-1)
     s = np.ones(74) if S is None else np.repeat(S, 2)
     for backend in ("numpy", "numba"):
-        JtJ, Jtr, sse = net.jacobian_products(X, T, S, backend)
+        JtJ, Jtr, sse = methods.jacobian_products(net, X, T, S, backend)
         np.testing.assert_allclose(JtJ, J.T @ (J * s[:, None]), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(Jtr, J.T @ (s * r), rtol=1e-12, atol=1e-12)
         assert sse == pytest.approx(float(r @ (s * r)), rel=1e-12)
-    blocks = [J for J, _ in net._jacobian_blocks(X, "numba", block=5)]
+    blocks = [J for J, _ in net.jacobian_blocks(X, "numba", block=5)]
     assert [b.shape[0] for b in blocks] == [10] * 7 + [4]           # 5 samples of 2 outputs a block
 
 
