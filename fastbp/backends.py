@@ -26,7 +26,17 @@ same operations, every array given to them already checked (``Network.check_inpu
   ``train_epoch`` takes a per-sample kernel with these settings (``training.py`` cuts its
   epochs to suit it).
 
-A new backend (a GPU one) is a class with these operations and an entry in ``BACKENDS``.
+Two attributes say what the code around a backend must know of it:
+
+- ``blas``: whose BLAS its products run on, "numpy" (NumPy's copy of OpenBLAS) or "scipy"
+  (SciPy's, which Numba's ``np.dot`` calls); the input check (``checks.check_finite``)
+  runs its product through the same one;
+- ``own_threads``: whether it runs threads of its own beside BLAS; a run then holds BLAS
+  to one thread (``training.blas_for``) and lets the batched epochs choose their threads
+  from the load (``training.EpochPlan``).
+
+A new backend (a GPU one) is a class with these operations and attributes and an entry in
+``BACKENDS``.
 A backend holds no state: it reads and writes the network's flat parameter buffers
 (``net._w``, ``net._b``, laid out as ``kernels.py`` describes) and its generator.
 """
@@ -42,11 +52,14 @@ from .threads import batch_chunks, blas_on_one_thread
 
 DRAW_BUDGET = 1 << 22         # numbers in one part's dropout and noise draws, about
 OPERATIONS = ("forward", "outputs", "backprop", "gradients", "jacobian_blocks", "train_epoch", "per_sample")
+ATTRIBUTES = ("blas", "own_threads")
 
 
 class NumpyBackend:
     """The NumPy reference (reference.py): one seed formula to a line, for reading and for
     the tests to hold the kernels to."""
+
+    blas, own_threads = "numpy", False
 
     def forward(self, net, X):
         return reference.forward(*net._params(), net._reference_activations, X)[1:]
@@ -103,6 +116,7 @@ class NumbaBackend:
     """The compiled kernels (kernels.py), dense rows or CSR. Each call announces a first
     compile (kernels.first_call), with how long it takes on a 2-core machine."""
 
+    blas, own_threads = "scipy", True
     NO_CSR = (None, None, None)                                    # batch_epoch's CSR arrays for dense X
     NO_DRAWS = (np.empty((0, 0), np.uint32), np.empty((0, 0)))     # (U, N) of draw_regularisers
 

@@ -66,7 +66,7 @@ def is_sparse(X):
 FAST_FINITE_MIN = 4096     # elements: below, np.isfinite is quicker than a BLAS call
 
 
-def check_finite(name, A, backend="numba"):
+def check_finite(name, A, blas="scipy"):
     """A ValueError naming the first row of A that holds NaN or inf, if any.
 
     The fast test is a product with a vector of ones, one BLAS pass with no temporary of
@@ -76,8 +76,9 @@ def check_finite(name, A, backend="numba"):
     than np.isfinite(X).all() or a compiled loop (asv_benchmarks/README.md, "Figures
     behind the documented choices").
 
-    The product goes through the BLAS that the backend's own products use: NumPy's for
-    the reference, SciPy's (a copy of OpenBLAS of its own) for the kernels. A pool's
+    The product goes through the BLAS that the backend's own products use (its ``blas``,
+    backends.py): "numpy" (the reference's), or "scipy" (a copy of OpenBLAS of its own,
+    the kernels'). A pool's
     threads keep spinning for a while after a product, on the cores that the other
     pool's next product needs, and slow it down (the same section)."""
     A = np.asarray(A)
@@ -87,7 +88,7 @@ def check_finite(name, A, backend="numba"):
             and A.dtype in (np.float32, np.float64):
         ones = np.ones(A.shape[1], A.dtype)
         with np.errstate(all="ignore"):                 # (an overflow is not an error here)
-            if backend == "numpy":
+            if blas == "numpy":
                 sums = A @ ones
             else:
                 from scipy.linalg import blas  # (the kernels' products load it too)
@@ -99,13 +100,13 @@ def check_finite(name, A, backend="numba"):
         raise ValueError("%s contains NaN or inf (first in row %d)" % (name, int(np.argwhere(bad)[0][0])))
 
 
-def check_array(X, name="X", n_features=None, dtype=None, backend="numba"):
+def check_array(X, name="X", n_features=None, dtype=None, blas="scipy"):
     """X as a C-contiguous 2-D array of dtype (None: float32 stays float32, anything else
     becomes float64), or, for a scipy sparse matrix or array, as CSR of that dtype with its
     structure checked (the kernels index by it). A clear error otherwise: not numbers,
     complex, not 2-D, no samples or no features, n_features columns when it is given, NaN
-    or inf (with the first row that holds one). backend: the one that will use X, whose
-    BLAS tests it for NaN and inf (check_finite). The messages that scikit-learn's
+    or inf (with the first row that holds one). blas: the BLAS of the backend that will
+    use X, which tests it for NaN and inf (check_finite). The messages that scikit-learn's
     estimator checks look for are scikit-learn's own."""
     sparse = is_sparse(X)
     if not sparse:
@@ -132,7 +133,7 @@ def check_array(X, name="X", n_features=None, dtype=None, backend="numba"):
     except (TypeError, ValueError) as error:          # an object array of other things
         raise TypeError("%s must hold numbers: %s" % (name, error)) from None
     if not sparse:
-        check_finite(name, X, backend)
+        check_finite(name, X, blas)
         return X
     try:
         X.check_format(full_check=True)                  # indices in range, indptr consistent

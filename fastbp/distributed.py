@@ -400,7 +400,8 @@ def train_config(net, X, Y, config, client=None, sync_every=1, validation=None, 
     if is_sparse(X):
         raise TypeError("fastbp.distributed trains on dense X (NumPy or Dask arrays); sparse X is "
                         "not supported yet (fastbp.Network.train and the estimators take it)")
-    config = config.replace(diagnostics=False)           # (the rows are on the workers)
+    config = config.replace(diagnostics=False,           # (the rows are on the workers)
+                            backend=config.backend or net.backend)
     rule = config.optimizer.rule if isinstance(config.optimizer, Optimizer) else config.optimizer
     if RULES[rule].full_batch:
         raise ValueError("fastbp.distributed.train: optimizer %r steps on the whole training set, which no "

@@ -18,11 +18,14 @@ Using a Network
   optimizer="sgd",
   schedule=None, clip=None, validation=None, validation_fraction=None, n_iter_no_change=None,
   tol=1e-4, target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
-  backend="numba", progress=None, callback=None)` returns the per-epoch history (see
+  backend=None, progress=None, callback=None)` returns the per-epoch history (see
   help(fastbp.training)). `batch_size=1` is per-sample SGD (seeds 000, 002, 004),
   `1 < batch_size < m` mini-batch SGD (seed 001), `batch_size=None` (or >= m) full-batch
   gradient descent (seed 003); a step uses the mean gradient of its batch.
   `backend="numpy"` runs the reference.
+- The backend is chosen once, with the network: `Network(..., backend="numpy")` runs
+  everything on the reference (`net.backend` says which, and can be set); a call's own
+  `backend=` (predict, loss, gradients, deltas, jacobian, train) overrides it for that call.
 - The settings of `train` (all but `validation`, `progress` and `callback`) are the fields
   of one `fastbp.RunConfig`, checked when it is made; the estimators, the command line and
   `resume` build the same object, and a checkpoint records it. What a run carries from epoch
@@ -264,14 +267,23 @@ class Network:
         Drives the initial weights and the sample order of training.
     dtype : str
         'float64' or 'float32'; the kernels compute in it.
+    activation_parameters : dict or None
+        {parameter name: value} for the activations that take one (leaky ReLU's
+        'negative_slope', ELU's 'alpha'); the table's defaults otherwise.
+    backend : str
+        'numba' (the compiled kernels) or 'numpy' (the NumPy reference): where every
+        computation of the network runs, chosen once here (``net.backend`` changes it);
+        a method's or ``train``'s ``backend=`` overrides it for that call. Not saved with
+        the network: a loaded one uses 'numba'.
     """
 
     def __init__(self, sizes: Sequence[int], activation: Union[str, Sequence[str]] = "sigmoid",
                  output: str = "sigmoid", loss: str = "mse", bias: bool = True, init: str = "normal",
                  propagate: str = "delta", seed: Union[int, np.random.Generator, None] = None,
                  dtype: Union[str, np.dtype, type] = "float64",
-                 activation_parameters: Optional[dict] = None) -> None:
+                 activation_parameters: Optional[dict] = None, backend: str = "numba") -> None:
         d = check_definition(sizes, activation, output, loss, bias, init, propagate, dtype, activation_parameters)
+        self.backend = backend
         self.sizes, self.propagate, self.dtype = d["sizes"], d["propagate"], d["dtype"]
         self.activations = d["hidden"] + [output]
         self.activation_parameters = d["activation_parameters"]
@@ -310,6 +322,24 @@ class Network:
             self._layer_view(self._w, "w", l)[...] = W
             if b is not None:
                 self._layer_view(self._b, "b", l)[...] = b
+
+    # ------------------------------------------------------------ the backend
+    @property
+    def backend(self):
+        """The backend every computation of this network runs on, unless a call names
+        another: 'numba' (the kernels) or 'numpy' (the reference) (backends.BACKENDS)."""
+        return self._backend_choice
+
+    @backend.setter
+    def backend(self, name):
+        self._backend_choice = choice("backend", name, BACKENDS)
+
+    def _backend_name(self, backend):
+        """The backend a call names, or the network's (None), checked."""
+        return self._backend_choice if backend is None else choice("backend", backend, BACKENDS)
+
+    def _backend(self, backend):
+        return backends.get(self._backend_name(backend))
 
     # ------------------------------------------------------------ parameters
     def _layer_view(self, flat, kind, l):
@@ -404,7 +434,7 @@ class Network:
                                input_noise=0.0):
         """Whether the backend trains these settings with a per-sample kernel (only
         Numba's has one: backends.NumbaBackend.per_sample)."""
-        return backends.get(backend).per_sample(batch_size, optimizer, clip, l1, max_norm, dropout, input_noise)
+        return self._backend(backend).per_sample(batch_size, optimizer, clip, l1, max_norm, dropout, input_noise)
 
     def dropout_rates(self, dropout):
         """dropout (None, a rate, or one rate per hidden layer) as one rate per hidden
@@ -422,7 +452,7 @@ class Network:
             raise ValueError("dropout needs propagate='delta' (the error rule sends back no derivative to mask)")
         return [float(self.dtype.type(r)) for r in rates]
 
-    def train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip=None, backend="numba", threads=1,
+    def train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip=None, backend=None, threads=1,
                     sample_weight=None, l1=0.0, max_norm=None, dropout=None, input_noise=0.0):
         """Train on the samples X[order] (X, T checked), in batches of batch_size, with the
         optimizer (bound to this network) at learning rate lr; returns their summed loss,
@@ -440,22 +470,24 @@ class Network:
             raise ValueError("input_noise needs dense X (noise would fill a sparse matrix)")
         if sample_weight is not None and batch_size == 1:
             order = order[sample_weight[order] != 0]          # weight 0: no step at all
-        return backends.get(backend).train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip, threads,
+        return self._backend(backend).train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip, threads,
                                                  sample_weight, l1, max_norm, rates, input_noise)
 
     def __repr__(self):
         parameters = ", activation_parameters=%r" % self.activation_parameters if self.activation_parameters else ""
+        parameters += ", backend=%r" % self.backend if self.backend != "numba" else ""
         return ("Network(%s, activation=%r, output=%r, loss=%r, bias=%r, propagate=%r, dtype=%r%s)"
                 % (self.sizes, self.activations[:-1], self.output, self.loss_name, self.bias,
                    self.propagate, str(self.dtype), parameters))
 
     # ------------------------------------------------------------ input checks
-    def check_inputs(self, X, name="X", backend="numba"):
+    def check_inputs(self, X, name="X", backend=None):
         """X as a C-contiguous (m, n_in) array in the network's dtype, or a clear error
         (shape, dtype, NaN or inf). A scipy sparse matrix or array stays sparse: CSR in
         the network's dtype, its structure checked (the kernels index by it). backend:
-        the one that will use X, whose BLAS tests it for NaN and inf (checks.check_array)."""
-        return check_array(X, name, self.sizes[0], self.dtype, backend)
+        the one that will use X (None: the network's), whose BLAS tests it for NaN and inf
+        (checks.check_array)."""
+        return check_array(X, name, self.sizes[0], self.dtype, self._backend(backend).blas)
 
     def check_targets(self, Y, m, name="Y"):
         """Targets as (m, n_out) in the network's dtype, checked against its loss
@@ -467,23 +499,23 @@ class Network:
         return check_sample_weight(sample_weight, m, self.dtype, name)
 
     # ------------------------------------------------------------ inference
-    def forward(self, X, backend):
+    def forward(self, X, backend=None):
         """Every layer's outputs [A1, ..., AL], each (m, n_l), for X already checked
         (check_inputs)."""
-        return backends.get(backend).forward(self, X)
+        return self._backend(backend).forward(self, X)
 
-    def outputs(self, X, backend):
+    def outputs(self, X, backend=None):
         """The last layer's outputs, (m, n_out), for X already checked (check_inputs)."""
-        return backends.get(backend).outputs(self, X)
+        return self._backend(backend).outputs(self, X)
 
-    def predict(self, X: ArrayLike, backend: str = "numba") -> np.ndarray:
+    def predict(self, X: ArrayLike, backend: Optional[str] = None) -> np.ndarray:
         """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
         one = np.ndim(X) == 1
-        chosen = backends.get(backend)
+        chosen = self._backend(backend)
         O = chosen.outputs(self, self.check_inputs(np.atleast_2d(X) if one else X, backend=backend))
         return O[0] if one else O
 
-    def loss(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba",
+    def loss(self, X: ArrayLike, Y: ArrayLike, backend: Optional[str] = None,
              sample_weight: Optional[ArrayLike] = None) -> float:
         """Mean over the samples of the per-sample loss (no L2 term); the weighted mean
         sum_i s_i E_i / sum_i s_i with sample_weight."""
@@ -492,7 +524,7 @@ class Network:
         S = self.check_sample_weight(sample_weight, X.shape[0])
         return mean_loss(self.loss_name, self.outputs(X, backend), T, S)
 
-    def gradients(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba",
+    def gradients(self, X: ArrayLike, Y: ArrayLike, backend: Optional[str] = None,
                   sample_weight: Optional[ArrayLike] = None):
         """The gradient of ``net.loss(X, Y, sample_weight=...)``: (dW list, db list or
         None), shaped like the parameters. Always the true gradient (delta propagation),
@@ -503,7 +535,7 @@ class Network:
         return self.pass_gradients(X, *self.backprop(X, T, "delta", backend, S), backend,
                                    None if S is None else float(S.sum()))
 
-    def jacobian(self, X: ArrayLike, Y: Optional[ArrayLike] = None, backend: str = "numba") -> np.ndarray:
+    def jacobian(self, X: ArrayLike, Y: Optional[ArrayLike] = None, backend: Optional[str] = None) -> np.ndarray:
         """The Jacobian of the outputs for the samples X: an (m, n_out, P) array with
         J[s, k, p] = d o_k(x_s) / d theta_p, theta = parameter_vector() (each W[l] by
         rows, then each b[l]). Given targets Y, that of the errors e = t - o instead
@@ -518,13 +550,13 @@ class Network:
             X.shape[0], self.sizes[-1], -1)
         return -J if Y is not None else J
 
-    def jacobian_blocks(self, X, backend, block=None):
+    def jacobian_blocks(self, X, backend=None, block=None):
         """Yield (J rows, outputs) for blocks of X's rows: J's row s * n_out + k is
         d o_k / d theta for the block's sample s, in the network's dtype."""
         block = block or max(1, min(X.shape[0], (1 << 22) // (self.sizes[-1] * self.n_trainable)))  # 4M numbers
-        return backends.get(backend).jacobian_blocks(self, X, block)
+        return self._backend(backend).jacobian_blocks(self, X, block)
 
-    def loss_gradient(self, X, T, S, backend):
+    def loss_gradient(self, X, T, S, backend=None):
         """The gradient of the (weighted) mean loss at the checked (X, T), as one float64
         vector in parameter_vector()'s order."""
         dW, db = self.pass_gradients(X, *self.backprop(X, T, "delta", backend, S), backend,
@@ -532,7 +564,7 @@ class Network:
         return np.concatenate([g.ravel() for g in dW] + ([g.ravel() for g in db] if db is not None else [])).astype(
             np.float64)
 
-    def deltas(self, X: ArrayLike, Y: ArrayLike, backend: str = "numba") -> list:
+    def deltas(self, X: ArrayLike, Y: ArrayLike, backend: Optional[str] = None) -> list:
         """Each layer's error terms dE/dz for the samples X: a list of (m, n_l) arrays, by
         this network's ``propagate`` rule. Their mean absolute size per layer shows
         vanishing gradients (seed 001)."""
@@ -540,19 +572,19 @@ class Network:
         T = self.check_targets(Y, X.shape[0])
         return self.backprop(X, T, self.propagate, backend)[1]
 
-    def backprop(self, X, T, propagate, backend, sample_weight=None):
+    def backprop(self, X, T, propagate, backend=None, sample_weight=None):
         """The forward pass and the error terms for (X, T) already checked (check_inputs,
         check_targets): (A, D), lists of per-layer (m, n_l) arrays, A without the input;
         propagate: 'delta' (the true gradient's) or 'error' (seed 000's). With
         sample_weight (checked), each row's error terms are times its weight."""
-        return backends.get(backend).backprop(self, X, T, propagate, sample_weight)
+        return self._backend(backend).backprop(self, X, T, propagate, sample_weight)
 
-    def pass_gradients(self, X, A, D, backend, total=None):
+    def pass_gradients(self, X, A, D, backend=None, total=None):
         """(dW list, db list or None): the mean gradient from a pass (A, D) of backprop with
         delta propagation (the sum over total, if given: a weighted pass's total weight)."""
-        return backends.get(backend).gradients(self, X, A, D, total)
+        return self._backend(backend).gradients(self, X, A, D, total)
 
-    def warm_up(self, batch_size: Optional[int] = 1, backend: str = "numba", optimizer: str = "sgd",
+    def warm_up(self, batch_size: Optional[int] = 1, backend: Optional[str] = None, optimizer: str = "sgd",
                 sparse: bool = False) -> bool:
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
         with batch_size (None: the full batch) and its inference use, on a throwaway copy:
@@ -568,7 +600,7 @@ class Network:
         running process can round differently in the last bit from the same kernel loaded
         from the cache, and so every run, the first included, trains with the same code.
         Where the cache cannot be written, or the child fails, they compile here."""
-        if choice("backend", backend, BACKENDS) != "numba":       # (only Numba compiles)
+        if self._backend_name(backend) != "numba":       # (only Numba compiles)
             return False
         definition = {"sizes": self.sizes, "activation": self.activations[:-1], "output": self.output,
                       "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate,
@@ -619,7 +651,7 @@ class Network:
         optimizer='sgd', schedule=None,
         clip=None, validation_fraction=None, n_iter_no_change=None, tol=1e-4,
         target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
-        backend='numba'. sample_weight, validation, progress and callback are not
+        backend=None (the network's). sample_weight, validation, progress and callback are not
         settings: data and hooks.
 
         batch_size=1 is per-sample SGD (seeds 000, 002, 004), 1 < batch_size < m mini-batch
@@ -697,7 +729,7 @@ class Network:
         return training.train(self, X, Y, RunConfig(**settings), validation, progress, callback, sample_weight)
 
     def train_steps(self, X: ArrayLike, Y: ArrayLike, steps: int, lr: float = 0.1, batch_size: int = 128,
-                    l2: float = 0.0, backend: str = "numba") -> float:
+                    l2: float = 0.0, backend: Optional[str] = None) -> float:
         """`steps` plain SGD steps, each on batch_size samples drawn at random without
         replacement (as seed 001's random.sample), in compiled calls of up to STEP_CHUNK
         samples' steps: memory stays small and Ctrl-C works however many steps. Returns
@@ -709,7 +741,7 @@ class Network:
         lr = number("lr", lr, low_open=True)
         l2 = number("l2", l2)
         batch_size = min(positive_int("batch_size", batch_size), X.shape[0])
-        choice("backend", backend, BACKENDS)
+        backend = self._backend_name(backend)
         optimizer = Optimizer("sgd", lr=lr).bind(self)
         per_call = max(1, STEP_CHUNK // batch_size)
 

@@ -53,7 +53,7 @@ class RunConfig:
     diagnostics: bool = True
     checkpoint: Any = None               # a path, or None
     checkpoint_every: int = 1
-    backend: str = "numba"
+    backend: Optional[str] = None        # None: the network's (Network(backend=...))
 
     def __post_init__(self):
         self.epochs = positive_int("epochs", self.epochs, minimum=0)
@@ -101,7 +101,7 @@ class RunConfig:
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
             raise TypeError("checkpoint must be a path, got %r" % (self.checkpoint,))
         self.checkpoint_every = positive_int("checkpoint_every", self.checkpoint_every)
-        self.backend = choice("backend", self.backend, BACKENDS)
+        self.backend = None if self.backend is None else choice("backend", self.backend, BACKENDS)
 
     def replace(self, **changes):
         """A copy with some settings changed, checked again."""

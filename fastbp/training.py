@@ -57,7 +57,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from . import kernels, methods
+from . import backends, kernels, methods
 from .checks import is_sparse
 from .functions import accuracy, labels_of, mean_loss
 from .io import ModelFileError, check_writable, hash_array
@@ -240,8 +240,8 @@ def blas_for(backend):
     batched kernels call it from threads of their own, and the per-sample kernel's
     threads share the cores with it; a BLAS pool's threads keep spinning for a while
     after a call (the input check's, an evaluation's), long enough to slow down the start of
-    the next epoch. The NumPy reference keeps BLAS's threads."""
-    return blas_on_one_thread() if backend == "numba" else contextlib.nullcontext()
+    the next epoch. The NumPy reference keeps BLAS's threads. (backends.py: own_threads.)"""
+    return blas_on_one_thread() if backends.get(backend).own_threads else contextlib.nullcontext()
 
 
 def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback=None,
@@ -252,6 +252,8 @@ def train(net, X, Y, config: RunConfig, validation=None, progress=None, callback
     given Optimizer are untouched by a call that raises ValueError or TypeError.
     inputs_checked: X already went through checks.check_array in the network's dtype
     (the estimators check it before they build the network), so it is not read again."""
+    if config.backend is None:
+        config = config.replace(backend=net.backend)          # (the network's: chosen once, there)
     with blas_for(config.backend):
         return _train(net, X, Y, config, validation, progress, callback, sample_weight, inputs_checked)
 
@@ -425,7 +427,8 @@ class EpochPlan:
             slice_len = max(kernels.BLOCK, slice_len // kernels.BLOCK * kernels.BLOCK)
             slice_len = max(slice_len, MIN_SLICE) if progress is None else slice_len
             self.chooser = chooser_for(net.sizes, net.dtype)
-        elif not per_sample and not sparse and config.backend == "numba" and optimizer.entry.step is None:
+        elif not per_sample and not sparse and backends.get(config.backend).own_threads \
+                and optimizer.entry.step is None:
             self.load = batch_chooser()     # batched: threads from the load, slice by slice
             if progress is None:
                 rows = max(-(-m // BATCH_SLICES), -(-BATCH_SLICE_WORK // net.n_parameters[0]))

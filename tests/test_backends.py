@@ -12,6 +12,8 @@ from fastbp.cases import problem
 def test_every_backend_has_every_operation(name):
     backend = backends.BACKENDS[name]
     missing = [op for op in backends.OPERATIONS if not callable(getattr(backend, op, None))]
+    missing += [a for a in backends.ATTRIBUTES if not hasattr(backend, a)]
+    assert backend.blas in ("numpy", "scipy") and backend.own_threads in (True, False)
     assert not missing, "%s lacks %s" % (name, missing)
 
 
@@ -53,3 +55,35 @@ def test_a_new_backend_is_one_entry_in_the_table(monkeypatch):
     assert recording.calls == set(backends.OPERATIONS)
     for a, b in zip(results["numpy"], results["recording"]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_network_picks_its_backend_once_and_a_call_can_override_it(monkeypatch):
+    """Network(backend=...) sends every computation there, training included, without a
+    backend= in any call; a call's backend= still wins for that call; the name is checked
+    when the network is made and when it is set."""
+    recording = Recording()
+    monkeypatch.setitem(backends.BACKENDS, "recording", recording)
+    net, X, T = problem([4, 5, 3], "tanh", "identity", "mse", 24, seed=1)
+    reference, _, _ = problem([4, 5, 3], "tanh", "identity", "mse", 24, seed=1)
+    net.backend = "recording"
+    assert net.backend == "recording" and "backend='recording'" in repr(net)
+    out = [net.predict(X), net.loss(X, T), *net.gradients(X, T)[0], *net.deltas(X, T), net.jacobian(X)]
+    net.train(X, T, epochs=2, batch_size=8, lr=0.05, optimizer="adam")
+    net.train(X, T, epochs=2, optimizer="lm")
+    assert recording.calls == set(backends.OPERATIONS)
+    expected = [reference.predict(X, backend="numpy"), reference.loss(X, T, backend="numpy"),
+                *reference.gradients(X, T, backend="numpy")[0], *reference.deltas(X, T, backend="numpy"),
+                reference.jacobian(X, backend="numpy")]
+    reference.train(X, T, epochs=2, batch_size=8, lr=0.05, optimizer="adam", backend="numpy")
+    reference.train(X, T, epochs=2, optimizer="lm", backend="numpy")
+    for a, b in zip(out + list(net.weights), expected + list(reference.weights)):
+        np.testing.assert_array_equal(a, b)
+    recording.calls.clear()
+    net.predict(X, backend="numba")                                   # this call only
+    assert recording.calls == set() and net.backend == "recording"
+    assert fastbp.Network([3, 2], backend="numpy").backend == "numpy"
+    assert fastbp.Network([3, 2]).backend == "numba"
+    with pytest.raises(ValueError, match="unknown backend 'gpu'; choose from 'numba', 'numpy'"):
+        fastbp.Network([3, 2], backend="gpu")
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        net.backend = "gpu"

@@ -48,10 +48,10 @@ def test_bad_construction_is_a_clear_error(kwargs, message):
         fastbp.Network(**kwargs)
 
 
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("blas", ["scipy", "numpy"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_check_finite_finds_every_nan_and_inf_and_no_more(dtype, order, backend):
+def test_check_finite_finds_every_nan_and_inf_and_no_more(dtype, order, blas):
     """The fast test (a product with ones) and the element-wise one agree: every NaN, inf
     and -inf is found in its row, also inf and -inf together (their sum is NaN); finite
     values whose row sum overflows are not an error."""
@@ -61,16 +61,16 @@ def test_check_finite_finds_every_nan_and_inf_and_no_more(dtype, order, backend)
             A = rng.standard_normal((100, 64)).astype(dtype)
             A[row, col] = bad
             with pytest.raises(ValueError, match=r"A contains NaN or inf \(first in row %d\)" % row):
-                check_finite("A", np.asarray(A, order=order), backend)
+                check_finite("A", np.asarray(A, order=order), blas)
     assert 100 * 64 >= FAST_FINITE_MIN                          # (the fast test runs on these)
     A = np.zeros((100, 64), dtype)
     A[4, 1], A[4, 2] = np.inf, -np.inf
     with pytest.raises(ValueError, match=r"first in row 4"):
-        check_finite("A", A, backend)
+        check_finite("A", A, blas)
     huge = np.full((100, 64), np.finfo(dtype).max, dtype)
     with np.errstate(over="ignore"):
         assert np.isinf(huge @ np.ones(64, dtype)).all()
-    check_finite("A", np.asarray(huge, order=order), backend)          # overflowing sums: still finite
+    check_finite("A", np.asarray(huge, order=order), blas)          # overflowing sums: still finite
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
