@@ -471,7 +471,7 @@ class Network:
         if sample_weight is not None and batch_size == 1:
             order = order[sample_weight[order] != 0]          # weight 0: no step at all
         return self._backend(backend).train_epoch(self, X, T, order, batch_size, lr, l2, optimizer, clip, threads,
-                                                 sample_weight, l1, max_norm, rates, input_noise)
+                                                  sample_weight, l1, max_norm, rates, input_noise)
 
     def __repr__(self):
         parameters = ", activation_parameters=%r" % self.activation_parameters if self.activation_parameters else ""
