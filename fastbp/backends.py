@@ -26,14 +26,16 @@ same operations, every array given to them already checked (``Network.check_inpu
   ``train_epoch`` takes a per-sample kernel with these settings (``training.py`` cuts its
   epochs to suit it).
 
-Two attributes say what the code around a backend must know of it:
+Three attributes say what the code around a backend must know of it:
 
 - ``blas``: whose BLAS its products run on, "numpy" (NumPy's copy of OpenBLAS) or "scipy"
   (SciPy's, which Numba's ``np.dot`` calls); the input check (``checks.check_finite``)
   runs its product through the same one;
 - ``own_threads``: whether it runs threads of its own beside BLAS; a run then holds BLAS
   to one thread (``training.blas_for``) and lets the batched epochs choose their threads
-  from the load (``training.EpochPlan``).
+  from the load (``training.EpochPlan``);
+- ``compiles``: whether it compiles code at a first call, which ``Network.warm_up`` then
+  does ahead.
 
 A new backend (a GPU one) is a class with these operations and attributes and an entry in
 ``BACKENDS``.
@@ -52,14 +54,14 @@ from .threads import batch_chunks, blas_on_one_thread
 
 DRAW_BUDGET = 1 << 22         # numbers in one part's dropout and noise draws, about
 OPERATIONS = ("forward", "outputs", "backprop", "gradients", "jacobian_blocks", "train_epoch", "per_sample")
-ATTRIBUTES = ("blas", "own_threads")
+ATTRIBUTES = ("blas", "own_threads", "compiles")
 
 
 class NumpyBackend:
     """The NumPy reference (reference.py): one seed formula to a line, for reading and for
     the tests to hold the kernels to."""
 
-    blas, own_threads = "numpy", False
+    blas, own_threads, compiles = "numpy", False, False
 
     def forward(self, net, X):
         return reference.forward(*net._params(), net._reference_activations, X)[1:]
@@ -116,7 +118,7 @@ class NumbaBackend:
     """The compiled kernels (kernels.py), dense rows or CSR. Each call announces a first
     compile (kernels.first_call), with how long it takes on a 2-core machine."""
 
-    blas, own_threads = "scipy", True
+    blas, own_threads, compiles = "scipy", True, True
     NO_CSR = (None, None, None)                                    # batch_epoch's CSR arrays for dense X
     NO_DRAWS = (np.empty((0, 0), np.uint32), np.empty((0, 0)))     # (U, N) of draw_regularisers
 

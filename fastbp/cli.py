@@ -75,7 +75,7 @@ from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from .network import INITIALISERS, Network, load_checkpoint
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
 from .plot import plot_history, require_matplotlib
-from .run import RunConfig, save_checkpoint
+from .run import BACKENDS, RunConfig, save_checkpoint
 from .training import TrainingDiverged
 from .version import __version__
 
@@ -615,7 +615,7 @@ def build_parser():
     p.add_argument("--plot-history", help="write a PNG of the per-epoch history (needs matplotlib)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="the precision the network computes in (default float64)")
-    p.add_argument("--backend", default="numba", choices=["numba", "numpy"],
+    p.add_argument("--backend", default="numba", choices=list(BACKENDS),
                    help="numba: the compiled kernels (default); numpy: the reference")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the "
                    "sample order (default 0)")

@@ -514,9 +514,18 @@ class _MLP:
 
     # ------------------------------------------------------------ interop
     def to_sklearn(self):
-        """A fitted scikit-learn MLPClassifier or MLPRegressor with this estimator's weights
-        (float64) and parameters (those scikit-learn has): its predictions equal this
-        estimator's (to 1e-12 for a float64 network). Needs scikit-learn."""
+        """This estimator as scikit-learn's, fitted. Needs scikit-learn.
+
+        Returns
+        -------
+        sklearn.neural_network.MLPClassifier or MLPRegressor
+            With this estimator's weights (float64) and the parameters scikit-learn has:
+            its predictions equal this estimator's (to 1e-12 for a float64 network).
+
+        Raises
+        ------
+        ValueError
+            For an activation scikit-learn does not have."""
         self._check_is_fitted()
         if {"sigmoid": "logistic"}.get(self.activation, self.activation) not in SKLEARN_ACTIVATIONS:
             raise ValueError("to_sklearn: scikit-learn's MLP has no activation %r (it has %s)"
@@ -540,9 +549,18 @@ class _MLP:
 
     @classmethod
     def from_sklearn(cls, est):
-        """A fastbp estimator with a fitted scikit-learn MLPClassifier's or MLPRegressor's
-        weights and parameters (those fastbp has; init and the rest at their defaults); it
-        predicts as est does, and fit continues from those weights with warm_start."""
+        """A fastbp estimator from a fitted scikit-learn one.
+
+        Parameters
+        ----------
+        est : sklearn.neural_network.MLPClassifier or MLPRegressor, fitted
+
+        Returns
+        -------
+        MLPClassifier or MLPRegressor
+            With est's weights and the parameters fastbp has (init and the rest at their
+            defaults): it predicts as est does, and fit continues from those weights with
+            warm_start."""
         from sklearn.utils.validation import check_is_fitted
         check_is_fitted(est)
         names = cls._get_param_names()
@@ -582,15 +600,15 @@ class _MLP:
         gradient from the compiled batched kernels."""
         import scipy.optimize
         net = self.net_
-        X, T = net.check_inputs(X), net.check_targets(T, X.shape[0])
+        T = net.check_targets(T, X.shape[0])              # (X: checked in _fit_checked, in net's dtype)
         total = None if S is None else float(S.sum())
         l2 = self.alpha / (X.shape[0] if S is None else total)
         n_w, _ = net.n_parameters
 
         def objective(theta):
             net.restore((theta[:n_w], theta[n_w:]))
-            A, D = net.backprop(X, T, "delta", "numba", S)
-            dW, db = net.pass_gradients(X, A, D, "numba", total)
+            A, D = net.backprop(X, T, "delta", sample_weight=S)         # (on the network's backend)
+            dW, db = net.pass_gradients(X, A, D, total=total)
             w = theta[:n_w]
             loss = mean_loss(net.loss_name, A[-1], T, S) + 0.5 * l2 * float(np.dot(w, w))
             grad = np.concatenate([g.ravel() for g in dW] + [g.ravel() for g in db]).astype(np.float64)
@@ -625,8 +643,30 @@ class _MLP:
             self.callback(net, history)
 
     def fit(self, X, y, sample_weight=None):
-        """Train on (X, y) for up to max_iter epochs (a fresh network unless warm_start);
-        returns self. sample_weight: one weight >= 0 per sample (see the module docstring)."""
+        """Train on (X, y) for up to max_iter epochs (a fresh network unless warm_start).
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (n_samples, n_features)
+            The inputs; float32 trains in float32, anything else in float64.
+        y : array-like, shape (n_samples,) or (n_samples, n_outputs)
+            Labels (the classifier; or a 0/1 indicator matrix) or targets (the regressor).
+        sample_weight : array-like of shape (n_samples,) or None
+            One weight >= 0 per sample (help(fastbp.estimators)).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For a bad parameter or input (wrong shape, NaN or inf, labels that do not fit),
+            before anything changes.
+        NonFiniteParameters
+            A ValueError and a fastbp.TrainingDiverged: the weights stopped being finite,
+            and the last good ones are kept (with early_stopping, the run ends instead,
+            with the best validation epoch's weights)."""
         return self._fit(X, y, sample_weight=sample_weight)
 
     def _predict_outputs(self, X):
@@ -636,7 +676,7 @@ class _MLP:
         if X.shape[1] != self.n_features_in_:
             raise ValueError("X has %d features, but %s is expecting %d features as input."
                              % (X.shape[1], type(self).__name__, self.n_features_in_))
-        return self.net_.outputs(X, "numba")
+        return self.net_.outputs(X)
 
     def _check_feature_names(self, X, fitting=False):
         """feature_names_in_ from a data frame's string column names (fit), and the check
@@ -670,6 +710,86 @@ class _MLP:
                     input_tags=InputTags(two_d_array=True, sparse=True))
 
 
+# The estimators' parameters, written once for both docstrings (numpydoc, as scikit-learn's).
+_PARAMETERS = """hidden_layer_sizes : tuple of int, default (100,)
+        The units of each hidden layer.
+    activation : str, default 'relu'
+        The hidden layers' activation: scikit-learn's 'identity', 'logistic', 'tanh',
+        'relu', or fastbp's 'silu', 'leaky_relu', 'elu', 'softplus', 'gelu', 'hard_sigmoid'.
+%(loss)s    solver : str, default 'adam'
+        'adam', 'sgd' or 'lbfgs' (scikit-learn's), or fastbp's full-batch 'rprop',
+        'irprop+', 'lm', 'br', 'scg' (help(fastbp.methods)).
+    alpha : float, default 1e-4
+        L2 penalty, scikit-learn's scale (help(fastbp.estimators)); not used by 'br'.
+    batch_size : int or 'auto', default 'auto'
+        Samples a step: 'auto' is min(200, n_samples); ignored by the full-batch solvers.
+    learning_rate : str, default 'constant'
+        'constant', 'invscaling' (divided by (1 + epoch) ** power_t) or 'adaptive' (divided
+        by 5 after 2 epochs without improvement).
+    learning_rate_init : float, default 0.001
+        The first learning rate ('rprop', 'irprop+': the first step size).
+    power_t : float, default 0.5
+        The exponent of 'invscaling'.
+    max_iter : int, default 200
+        Epochs at most (lbfgs: iterations).
+    shuffle : bool, default True
+        Whether each epoch visits the samples in a new order.
+    random_state : int, RandomState, Generator or None, default None
+        Seeds the initial weights, the orders and the validation split.
+    tol : float, default 1e-4
+        The improvement that n_iter_no_change waits for.
+    verbose : bool, default False
+        Print each epoch's loss.
+    warm_start : bool, default False
+        Continue from the last fit's weights.
+    momentum : float, default 0.9
+        The momentum of solver 'sgd'.
+    nesterovs_momentum : bool, default True
+        Nesterov's momentum with solver 'sgd'.
+    early_stopping : bool, default False
+        Hold out validation_fraction of the data and stop when its loss stops improving,
+        with the best epoch's weights.
+    validation_fraction : float, default 0.1
+        The held-out share with early_stopping.
+    beta_1, beta_2, epsilon : float, default 0.9, 0.999, 1e-8
+        Adam's.
+    n_iter_no_change : int, default 10
+        Epochs without an improvement of tol before stopping.
+    max_fun : int, default 15000
+        lbfgs's limit on loss evaluations.
+%(class_weight)s    clip : float or None, default None
+        Caps each step's gradient norm (all layers together).
+    target_loss : float or None, default None
+        Stop once an epoch's training loss is below it.
+    init : str, default 'glorot'
+        The initial weights (fastbp.INITIALISERS), or 'sklearn' for scikit-learn's draws.
+    callback : callable or None, default None
+        Called as callback(net, history) after every epoch.
+    diagnostics : bool, default False
+        True adds each epoch's training accuracy, mean abs error term and gradient norm per
+        layer, on up to 2048 training samples, to history_.
+    dropout : float, sequence of float or None, default None
+        Inverted dropout while fitting: a rate, or one per hidden layer (stochastic
+        solvers only)."""
+
+_ATTRIBUTES = """net_ : fastbp.Network
+        The network, trained.
+    coefs_, intercepts_ : list of ndarray
+        The weights and biases, scikit-learn's shapes (n_in, n_out) and (n_out,).
+    n_features_in_, n_outputs_, n_layers_ : int
+        Inputs, outputs, and layers counting the input and output layers.
+    out_activation_ : str
+        The output layer's activation.
+    loss_curve_ : list of float
+        Each epoch's mean training loss; best_loss_ is its lowest.
+    n_iter_, t_ : int
+        Epochs run, and samples seen.
+    history_ : dict
+        The per-epoch history (Network.train's).
+    validation_scores_, best_validation_score_ : list of float, float
+        With early_stopping: each epoch's %(score)s on the held-out data, and the best."""
+
+
 def _shared(arguments):
     """A subclass's __init__ arguments less its own: what _MLP.__init__ takes. (scikit-learn
     reads an estimator's parameters from its __init__'s signature, so each subclass spells
@@ -679,30 +799,6 @@ def _shared(arguments):
 
 
 class MLPClassifier(_MLP):
-    """A multi-layer perceptron classifier, scikit-learn style, trained by fastbp.
-
-    Classes can be labels of any hashable type (1-D y), or y can be a 2-D 0/1 indicator
-    matrix (multi-label). Several classes: softmax outputs and cross-entropy; two: one
-    sigmoid output and log-loss; multi-label: one sigmoid output per label.
-
-    Parameters are scikit-learn's MLPClassifier's (see the module docstring for the few
-    differences), plus class_weight (None, "balanced" or a dict {class: weight}: each
-    sample's weight is times its class's; "balanced" gives class c the weight
-    total weight / (n_classes * weight of class c), as scikit-learn's
-    compute_class_weight), clip (cap on each step's gradient norm), target_loss (stop
-    once an epoch's training loss is below it), init (fastbp.INITIALISERS), callback
-    (called as callback(net, history) after every epoch) and diagnostics (False, as
-    scikit-learn computes none: True adds each epoch's training accuracy, mean |error
-    term| and gradient norm per layer, on up to 2048 training samples, to history_) and
-    dropout (None, a rate, or one per hidden layer: inverted dropout while fitting, drawn
-    from the network's generator; stochastic solvers only).
-
-    Fitted attributes: net_ (the fastbp.Network), classes_, coefs_, intercepts_,
-    n_features_in_, n_outputs_, n_layers_, out_activation_, loss_curve_, best_loss_,
-    n_iter_, t_, history_ (the per-epoch history: Network.train's) and, with early_stopping,
-    validation_scores_ (accuracy) and best_validation_score_.
-    """
-
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
@@ -794,8 +890,19 @@ class MLPClassifier(_MLP):
 
     @_unless_lbfgs
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over (X, y), continuing the training so far. The first call needs
-        classes, every label that any call will see (as scikit-learn's)."""
+        """One epoch over (X, y), continuing the training so far.
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As fit's.
+        classes : array-like or None
+            Every label that any call will see; needed on the first call (as
+            scikit-learn's).
+
+        Returns
+        -------
+        self"""
         if not hasattr(self, "net_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
         if hasattr(self, "net_") and classes is not None and self._kind != "multilabel":
@@ -806,18 +913,37 @@ class MLPClassifier(_MLP):
         return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X):
-        """Class probabilities, (n_samples, n_classes) in the order of classes_."""
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_classes)
+            In the order of classes_."""
         O = self._predict_outputs(X)
         if self._kind == "binary":
             return np.hstack([1.0 - O, O])
         return O
 
     def predict_log_proba(self, X):
+        """The logarithms of predict_proba(X) (probabilities below the dtype's smallest
+        normal number read as that number)."""
         return np.log(np.clip(self.predict_proba(X), np.finfo(self.net_.dtype).tiny, None))
 
     def predict(self, X):
-        """Predicted labels: classes_[argmax of the probabilities] (0/1 indicators for
-        multi-label)."""
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_samples,) or (n_samples, n_labels)
+            classes_[argmax of the probabilities]; 0/1 indicators for multi-label."""
         O = self._predict_outputs(X)
         if self._kind == "multilabel":
             return (O > 0.5).astype(np.int64)
@@ -826,7 +952,18 @@ class MLPClassifier(_MLP):
         return self.classes_[O.argmax(axis=1)]
 
     def score(self, X, y):
-        """Mean accuracy on (X, y) (for multi-label, the fraction of rows entirely right)."""
+        """Mean accuracy on (X, y).
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (n_samples, n_features)
+        y : array-like
+            The true labels (or 0/1 indicators).
+
+        Returns
+        -------
+        float
+            The fraction of samples predicted right (multi-label: of rows entirely right)."""
         y = np.asarray(y)
         predicted = self.predict(X)
         if self._kind == "multilabel":
@@ -837,12 +974,6 @@ class MLPClassifier(_MLP):
 
 
 class MLPRegressor(_MLP):
-    """A multi-layer perceptron regressor, scikit-learn style, trained by fastbp. y is 1-D
-    or (n_samples, n_outputs). loss: 'squared_error' (identity outputs, per sample 1/2 sum
-    over outputs of the squared error) or 'poisson' (exp outputs, half the Poisson
-    deviance, as scikit-learn 1.7's; y >= 0). Other parameters and fitted attributes as
-    MLPClassifier's (no classes_); validation_scores_ are R^2."""
-
     LOSSES = {"squared_error": ("identity", "mse"), "poisson": ("exp", "poisson")}
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
@@ -885,18 +1016,48 @@ class MLPRegressor(_MLP):
         return T
 
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), continuing the training so far."""
+        """One epoch over (X, y), continuing the training so far.
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As fit's.
+
+        Returns
+        -------
+        self"""
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _class_weights(self, T, sample_weight, incremental):
         return sample_weight
 
     def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_samples,) or (n_samples, n_outputs)
+            As y was in fit."""
         O = self._predict_outputs(X)
         return O[:, 0] if self._y_ndim == 1 else O
 
     def score(self, X, y):
-        """R^2 on (X, y), averaged over the outputs."""
+        """The coefficient of determination on (X, y).
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (n_samples, n_features)
+        y : array-like
+            The true targets.
+
+        Returns
+        -------
+        float
+            R^2, averaged over the outputs."""
         return r2(np.asarray(y, dtype=np.float64).reshape(len(y), -1), self.predict(X).reshape(len(y), -1))
 
     _validation_key = "val_r2"
@@ -949,3 +1110,44 @@ def _encode(labels, y):
 def _unseen(y, classes):
     known = set(np.asarray(classes).tolist())
     return sorted({v for v in np.asarray(y).ravel().tolist() if v not in known}, key=repr)[:5]
+
+MLPClassifier.__doc__ = """A multi-layer perceptron classifier, scikit-learn style, trained by fastbp.
+
+    y holds labels of any hashable type (1-D), or is a 2-D 0/1 indicator matrix
+    (multi-label). Several classes: softmax outputs and cross-entropy; two: one sigmoid
+    output and log-loss; multi-label: one sigmoid output per label. The parameters are
+    scikit-learn's MLPClassifier's, and its defaults, plus fastbp's; each difference from
+    scikit-learn is named in help(fastbp.estimators).
+
+    Parameters
+    ----------
+    %s
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The labels, sorted (the columns of predict_proba).
+    %s
+    """ % (_PARAMETERS % {"loss": "", "class_weight": """    class_weight : None, 'balanced' or dict, default None
+        Each sample's weight is times its class's; 'balanced' gives class c the weight
+        total weight / (n_classes * weight of class c), as scikit-learn's
+        compute_class_weight.
+"""}, _ATTRIBUTES % {"score": "accuracy"})
+
+MLPRegressor.__doc__ = """A multi-layer perceptron regressor, scikit-learn style, trained by fastbp.
+
+    y is 1-D or (n_samples, n_outputs). The parameters are scikit-learn's MLPRegressor's,
+    and its defaults, plus fastbp's; each difference from scikit-learn is named in
+    help(fastbp.estimators).
+
+    Parameters
+    ----------
+    %s
+
+    Attributes
+    ----------
+    %s
+    """ % (_PARAMETERS % {"class_weight": "", "loss": """    loss : str, default 'squared_error'
+        'squared_error' (identity outputs, per sample 1/2 the summed squared error) or
+        'poisson' (exp outputs, half the Poisson deviance, as scikit-learn 1.7's; y >= 0).
+"""}, _ATTRIBUTES % {"score": "R^2"})

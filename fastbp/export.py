@@ -87,9 +87,22 @@ def _activation(graph, name, parameter, z):
 
 
 def export_onnx(model, path):
-    """Write model (a fastbp.Network or a fitted MLPClassifier / MLPRegressor) to path as
-    an ONNX model (opset OPSET, IR version IR_VERSION), atomically; returns the path.
-    The file is checked with onnx.checker before it is written."""
+    """Write a model to path as an ONNX model (opset OPSET, IR version IR_VERSION),
+    atomically, checked with onnx.checker before it is written. Needs fastbp[onnx].
+
+    Parameters
+    ----------
+    model : Network, or a fitted MLPClassifier or MLPRegressor
+    path : str or os.PathLike
+
+    Returns
+    -------
+    the path given
+
+    Raises
+    ------
+    TypeError
+        For anything but a fastbp network or estimator."""
     from .io import atomic_write, check_writable
     check_writable(path)
     onnx = _need_onnx()

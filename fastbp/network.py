@@ -509,7 +509,24 @@ class Network:
         return self._backend(backend).outputs(self, X)
 
     def predict(self, X: ArrayLike, backend: Optional[str] = None) -> np.ndarray:
-        """Outputs, (m, n_out) for X of shape (m, n_in); (n_out,) for one sample (n_in,)."""
+        """The network's outputs.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (m, n_in) or (n_in,)
+            The inputs, or one sample's.
+        backend : str or None
+            'numba' or 'numpy' for this call; None: the network's (``net.backend``).
+
+        Returns
+        -------
+        ndarray, shape (m, n_out) or (n_out,)
+            In the network's dtype.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For a wrong shape, NaN or inf, or values that are not numbers."""
         one = np.ndim(X) == 1
         chosen = self._backend(backend)
         O = chosen.outputs(self, self.check_inputs(np.atleast_2d(X) if one else X, backend=backend))
@@ -517,8 +534,26 @@ class Network:
 
     def loss(self, X: ArrayLike, Y: ArrayLike, backend: Optional[str] = None,
              sample_weight: Optional[ArrayLike] = None) -> float:
-        """Mean over the samples of the per-sample loss (no L2 term); the weighted mean
-        sum_i s_i E_i / sum_i s_i with sample_weight."""
+        """The mean loss over the samples (no L2 term).
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (m, n_in)
+        Y : array-like, shape (m, n_out), or (m,) integer labels (one-hot encoded)
+        backend : str or None
+            'numba' or 'numpy' for this call; None: the network's (``net.backend``).
+        sample_weight : array-like of shape (m,) or None
+            The weighted mean sum_i s_i E_i / sum_i s_i instead.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError, TypeError
+            For a wrong shape, NaN or inf, labels out of range, or targets the loss does
+            not take."""
         X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         S = self.check_sample_weight(sample_weight, X.shape[0])
@@ -526,9 +561,23 @@ class Network:
 
     def gradients(self, X: ArrayLike, Y: ArrayLike, backend: Optional[str] = None,
                   sample_weight: Optional[ArrayLike] = None):
-        """The gradient of ``net.loss(X, Y, sample_weight=...)``: (dW list, db list or
-        None), shaped like the parameters. Always the true gradient (delta propagation),
-        whatever ``propagate``."""
+        """The gradient of ``net.loss(X, Y, sample_weight=...)``: always the true
+        gradient (delta propagation), whatever ``propagate``.
+
+        Parameters
+        ----------
+        X, Y, backend, sample_weight
+            As loss's.
+
+        Returns
+        -------
+        (list of ndarray, list of ndarray or None)
+            dW and db, shaped like the weights and biases (db None without biases).
+
+        Raises
+        ------
+        ValueError, TypeError
+            As loss's."""
         X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         S = self.check_sample_weight(sample_weight, X.shape[0])
@@ -536,11 +585,29 @@ class Network:
                                    None if S is None else float(S.sum()))
 
     def jacobian(self, X: ArrayLike, Y: Optional[ArrayLike] = None, backend: Optional[str] = None) -> np.ndarray:
-        """The Jacobian of the outputs for the samples X: an (m, n_out, P) array with
-        J[s, k, p] = d o_k(x_s) / d theta_p, theta = parameter_vector() (each W[l] by
-        rows, then each b[l]). Given targets Y, that of the errors e = t - o instead
-        (its negative), as Levenberg-Marquardt takes it. m n_out P numbers: for large
-        sets, methods.jacobian_products accumulates J^T J without holding J."""
+        """The Jacobian of the outputs for the samples X (or, given targets Y, of the
+        errors e = t - o: its negative, as Levenberg-Marquardt takes it). It holds m n_out
+        P numbers: for large sets, methods.jacobian_products accumulates J^T J without
+        holding J.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (m, n_in)
+        Y : array-like or None
+            Targets, as loss takes them.
+        backend : str or None
+            'numba' or 'numpy' for this call; None: the network's (``net.backend``).
+
+        Returns
+        -------
+        ndarray, shape (m, n_out, P)
+            J[s, k, p] = d o_k(x_s) / d theta_p, theta = parameter_vector() (each W[l] by
+            rows, then each b[l]), in the network's dtype.
+
+        Raises
+        ------
+        ValueError, TypeError
+            As loss's."""
         X = self.check_inputs(X, backend=backend)
         if Y is not None:
             self.check_targets(Y, X.shape[0])
@@ -565,9 +632,24 @@ class Network:
             np.float64)
 
     def deltas(self, X: ArrayLike, Y: ArrayLike, backend: Optional[str] = None) -> list:
-        """Each layer's error terms dE/dz for the samples X: a list of (m, n_l) arrays, by
-        this network's ``propagate`` rule. Their mean absolute size per layer shows
-        vanishing gradients (seed 001)."""
+        """Each layer's error terms dE/dz for the samples X, by this network's
+        ``propagate`` rule. Their mean absolute size per layer shows vanishing gradients
+        (seed 001).
+
+        Parameters
+        ----------
+        X, Y, backend
+            As loss's.
+
+        Returns
+        -------
+        list of ndarray
+            One (m, n_l) array per layer, input side first.
+
+        Raises
+        ------
+        ValueError, TypeError
+            As loss's."""
         X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         return self.backprop(X, T, self.propagate, backend)[1]
@@ -587,20 +669,34 @@ class Network:
     def warm_up(self, batch_size: Optional[int] = 1, backend: Optional[str] = None, optimizer: str = "sgd",
                 sparse: bool = False) -> bool:
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
-        with batch_size (None: the full batch) and its inference use, on a throwaway copy:
-        this network, its weights and its random state are unchanged. Call it before
-        timing anything. optimizer, a RULES name, matters for the full-batch rules
-        (batch_size is then theirs): 'lm' and 'br' call the Jacobian kernel. sparse: for
-        training on scipy sparse (CSR) rows, which have kernels of their own. Returns
-        whether anything had to be compiled (False: it all came from the cache, or the
-        backend is 'numpy'). `fastbp warm-up` does this for every mode (fastbp.warmup).
+        and its inference use, on a throwaway copy: this network, its weights and its
+        random state are unchanged. Call it before timing anything. `fastbp warm-up` does
+        this for every mode (fastbp.warmup).
+
+        Parameters
+        ----------
+        batch_size : int or None
+            The training's batch size (None: the full batch).
+        backend : str or None
+            The backend whose kernels to warm; None: the network's.
+        optimizer : str
+            A RULES name; it matters for the full-batch rules (batch_size is then theirs):
+            'lm' and 'br' call the Jacobian kernel.
+        sparse : bool
+            For training on scipy sparse (CSR) rows, which have kernels of their own.
+
+        Returns
+        -------
+        bool
+            Whether anything had to be compiled (False: it all came from the cache, or the
+            backend compiles nothing).
 
         Kernels that are not in the cache yet are compiled in a child process, which
         writes them to the cache, and then loaded from there: a kernel compiled in the
         running process can round differently in the last bit from the same kernel loaded
         from the cache, and so every run, the first included, trains with the same code.
         Where the cache cannot be written, or the child fails, they compile here."""
-        if self._backend_name(backend) != "numba":       # (only Numba compiles)
+        if not self._backend(backend).compiles:       # (the reference compiles nothing)
             return False
         definition = {"sizes": self.sizes, "activation": self.activations[:-1], "output": self.output,
                       "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate,
@@ -618,7 +714,22 @@ class Network:
         return True
 
     def save(self, path: Union[str, os.PathLike]):
-        """Write this network to path (.npz + JSON metadata, atomically); see fastbp.load."""
+        """Write this network to path: plain arrays and checked JSON metadata in an .npz,
+        no pickle, written atomically (fastbp.load reads it).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+
+        Raises
+        ------
+        OSError
+            Where the file cannot be written (an existing file is left as it was)."""
         return io.write_file(path, io.FORMAT, *self.record())
 
     def record(self):
@@ -643,98 +754,149 @@ class Network:
     def train(self, X: ArrayLike, Y: ArrayLike, *, sample_weight: Optional[ArrayLike] = None,
               validation: Optional[tuple] = None, progress: Union[bool, Callable, None] = None,
               callback: Optional[Callable] = None, **settings) -> dict:
-        """Train by backpropagation and gradient descent (fastbp.training); returns the
-        history.
+        """Train by backpropagation and gradient descent (fastbp.training).
 
-        settings are a fastbp.RunConfig's, checked before anything changes: epochs=1,
-        lr=None, batch_size='auto', shuffle=True, l2=0.0, l1=0.0, max_norm=None, dropout=None, input_noise=0.0,
-        optimizer='sgd', schedule=None,
-        clip=None, validation_fraction=None, n_iter_no_change=None, tol=1e-4,
-        target_loss=None, diagnostics=True, checkpoint=None, checkpoint_every=1,
-        backend=None (the network's). sample_weight, validation, progress and callback are not
-        settings: data and hooks.
+        Every setting (all but X, Y, sample_weight, validation, progress and callback) is
+        a field of a fastbp.RunConfig, checked before anything changes.
 
-        batch_size=1 is per-sample SGD (seeds 000, 002, 004), 1 < batch_size < m mini-batch
-        SGD (seed 001), batch_size=None or >= m full-batch gradient descent (seed 003);
-        'auto' is 1, or None for the full-batch rules (RPROP), which refuse any other. A
-        step uses the mean gradient over its batch. With shuffle, the samples are visited
-        in a new order each epoch, drawn from the network's seed.
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix, shape (m, n_in)
+        Y : array-like, shape (m, n_out), or (m,) integer labels (one-hot encoded)
+        sample_weight : array-like of shape (m,) or None
+            One weight >= 0 per sample: the objective is the weighted mean
+            sum_i s_i E_i / sum_i s_i. A batch's step takes the weighted mean of its
+            gradients (scikit-learn's rule; a batch whose weights sum to 0 takes no step), a
+            per-sample step takes s_i times its sample's gradient, and a sample of weight 0
+            takes no step. The losses reported are weighted means; rows held out by
+            validation_fraction keep their weights.
+        validation : (X_val, Y_val) or (X_val, Y_val, sample_weight_val), or None
+            Evaluated after every epoch; the run then ends with the weights of the epoch
+            with the lowest validation loss.
+        progress : bool, callable or None
+            True shows a tqdm bar; a function is called as progress(n_samples,
+            running_mean_loss) after each slice of about 1% of an epoch.
+        callback : callable or None
+            Called as callback(net, history) after each epoch. Neither it nor progress
+            changes the training.
+        epochs : int, default 1
+        lr : float or None, default None
+            Sets the optimizer's learning rate (default 0.1, Adam's 0.001, RMSprop's and
+            RPROP's 0.01: RPROP's initial step size; lm, br and scg have none).
+        batch_size : int, None or 'auto', default 'auto'
+            1 is per-sample SGD (seeds 000, 002, 004), 1 < batch_size < m mini-batch SGD
+            (seed 001), None or >= m full-batch gradient descent (seed 003); 'auto' is 1,
+            or None for the full-batch rules, which refuse any other. A step uses the mean
+            gradient over its batch.
+        shuffle : bool, default True
+            Visit the samples in a new order each epoch, drawn from the network's seed.
+        l2, l1 : float, default 0.0
+            Penalties on the weights (not the biases): each step minimises mean(E over the
+            batch) + (l2 / 2) * sum of squared weights + l1 * sum of their absolute values
+            (a subgradient: 0 at 0), whatever the batch size.
+        max_norm : float or None, default None
+            After each step, every hidden unit's incoming weights (a row of W) are scaled
+            down to this norm where they are longer (Srivastava et al., 2014).
+        dropout : float, sequence of float or None, default None
+            A rate in [0, 1), or one per hidden layer: each hidden unit's output is dropped
+            with that probability while training, the kept ones scaled by 1 / (1 - rate)
+            (inverted dropout: predict is unchanged).
+        input_noise : float, default 0.0
+            The standard deviation of Gaussian noise added to every input of every training
+            row. Masks and noise come from the network's generator, so a seed reproduces the
+            run and a checkpoint resumes it. l1, max_norm, dropout and input_noise train
+            per-sample SGD with the mini-batch kernel at batch size 1: the same steps,
+            slower.
+        optimizer : str or fastbp.Optimizer, default 'sgd'
+            'sgd', 'momentum', 'nesterov', 'adam', 'rmsprop', 'rprop' (iRPROP-), 'irprop+',
+            'lm' (Levenberg-Marquardt), 'br' (Bayesian regularisation), 'scg' (scaled
+            conjugate gradient) (optimizers.RULES; the last five full batch, lm and br on
+            the squared error only), or an Optimizer, which keeps its state from call to
+            call.
+        schedule : None, str, (str, dict) or fastbp.optimizers.Schedule, default None
+            Scales lr from epoch to epoch: 'inverse_scaling', 'step', 'exponential',
+            'reduce_on_plateau', or a (name, {settings}) pair; None: constant.
+        clip : float or None, default None
+            Caps the norm of each step's gradient (all layers together).
+        validation_fraction : float or None, default None
+            Hold out this share of (X, Y) as the validation set (stratified for
+            classifiers, drawn from the seed).
+        n_iter_no_change : int or None, default None
+            Stop once the monitored loss (the validation loss if any, else the training
+            loss) has not fallen below its best minus tol for this many epochs.
+        tol : float, default 1e-4
+        target_loss : float or None, default None
+            Stop once an epoch's training loss is below it (seed 001).
+        diagnostics : bool, default True
+            Record, on up to 2048 training samples after each epoch, each layer's mean
+            abs error term and gradient norm, and the accuracy for sigmoid or softmax
+            outputs.
+        checkpoint : path or None, default None
+            Every checkpoint_every epochs, and at the end, the run's whole state (network,
+            optimizer, schedule, random generator, history) is written there atomically;
+            fastbp.resume(path, X, Y) continues it to the same final weights.
+        checkpoint_every : int, default 1
+        backend : str or None, default None
+            'numba' or 'numpy' for this run; None: the network's (``net.backend``).
 
-        optimizer: 'sgd', 'momentum', 'nesterov', 'adam', 'rmsprop', 'rprop' (iRPROP-),
-        'irprop+', 'lm' (Levenberg-Marquardt), 'br' (Bayesian regularisation), 'scg'
-        (scaled conjugate gradient) (optimizers.RULES; the last five full batch, lm and br
-        on the squared error only) or a fastbp.Optimizer (which keeps its state from call
-        to call); lr, if given, sets its learning rate (default 0.1, Adam's 0.001,
-        RMSprop's and RPROP's 0.01: RPROP's initial step size; lm, br and scg have none). schedule scales lr from
-        epoch to epoch: None (constant), a name ('inverse_scaling', 'step', 'exponential',
-        'reduce_on_plateau'), a (name, {settings}) pair, or a fastbp.optimizers.Schedule.
-        clip caps the norm of each step's gradient (all layers together).
+        Returns
+        -------
+        dict
+            Per-epoch lists: 'loss' (the mean per-sample loss, each sample's taken before
+            its own step, as scikit-learn's loss_curve_), 'seconds' (training only), 'lr';
+            with diagnostics, 'mean_abs_delta' and 'grad_norm' (one value per layer, input
+            side first) and 'accuracy'; with validation, 'val_loss' and 'val_accuracy' (or
+            'val_r2'); for lm, br and scg, their scalars (mu; gamma, alpha, beta; lambda and
+            the gradient evaluations so far). Also 'stopped' ('epochs', 'no improvement',
+            'target loss', lm's and br's 'mu at mu_max', scg's 'zero gradient'),
+            'best_epoch' (counted from 1) and 'train_samples' (per epoch).
 
-        l2 and l1 are penalties on the weights (not the biases): each step minimises
-        mean(E over the batch) + (l2 / 2) * sum of squared weights + l1 * sum of their
-        absolute values (a subgradient: 0 at 0), whatever the batch size. max_norm=c, after
-        each step, scales every hidden unit's incoming weights (a row of W, no bias) down to
-        norm c where they are longer (Srivastava et al., 2014). dropout (a rate in [0, 1),
-        or one per hidden layer) drops each hidden unit's output with that probability
-        while training and scales the kept ones by 1 / (1 - rate) (inverted dropout:
-        predict is unchanged); input_noise adds N(0, input_noise^2) noise to every input of
-        every training row. Masks and noise are drawn from the network's generator, so a
-        seed reproduces the run and a checkpoint resumes it. l1, max_norm, dropout and
-        input_noise train per-sample SGD with the mini-batch kernel at batch size 1 (the
-        per-sample kernel's blocked steps hold for L2's linear shrink only): the same
-        steps, slower.
-
-        sample_weight (one weight >= 0 per sample) makes the objective the weighted mean
-        sum_i s_i E_i / sum_i s_i: a batch's step takes the weighted mean of its
-        gradients (scikit-learn's rule; a batch whose weights sum to 0 takes no step), a
-        per-sample step (batch_size=1) takes s_i times its sample's gradient, and a
-        sample of weight 0 takes no step. The losses reported are weighted means.
-        validation may then be a triple (X_val, Y_val, sample_weight_val); rows held out
-        by validation_fraction keep their weights.
-
-        validation=(X_val, Y_val), or validation_fraction of (X, Y) held out (stratified
-        for classifiers, drawn from the seed), is evaluated after every epoch; the run then
-        ends with the weights of the epoch with the lowest validation loss.
-        n_iter_no_change stops the run once the monitored loss (validation loss if any,
-        else the training loss) has not fallen below its best minus tol for that many
-        epochs; target_loss stops it once an epoch's training loss is below it (seed 001).
-
-        checkpoint, a path: every checkpoint_every epochs, and at the end, the run's whole
-        state (network, optimizer, schedule, random generator, history) is written there
-        atomically; fastbp.resume(path, X, Y) continues it to the same final weights.
-
-        progress: True shows a tqdm bar, False or None nothing; a function is called as
-        progress(n_samples, running_mean_loss) after each slice of about 1% of an epoch.
-        callback(net, history) is called after each epoch. Neither changes the training.
-
-        Returns a dict of per-epoch lists: 'loss' (the mean per-sample loss, each sample's
-        taken before its own step, as scikit-learn's loss_curve_), 'seconds' (training
-        only), 'lr'; with diagnostics, on up to 2048 training samples after the epoch,
-        'mean_abs_delta' and 'grad_norm' (one value per layer, input side first) and, for
-        sigmoid or softmax outputs, 'accuracy'; with validation, 'val_loss' and
-        'val_accuracy' (or 'val_r2'); for lm, br and scg, their scalars (mu; gamma, alpha,
-        beta; lambda and the gradient evaluations so far). Also 'stopped' ('epochs', 'no
-        improvement', 'target loss', or lm's and br's 'mu at mu_max', scg's 'zero
-        gradient'), 'best_epoch' (counted from 1) and 'train_samples' (per epoch).
-        If the loss or the weights stop being finite, the epoch is undone and
-        TrainingDiverged is raised.
-
-        Ctrl-C (KeyboardInterrupt) during an epoch undoes that epoch, and the
-        KeyboardInterrupt is raised on: the network, its random generator and the
-        optimizer are as they were after the last finished epoch (the best validation
-        epoch's weights are not restored), and the exception carries the history of the
-        finished epochs as its .history attribute (and the run's state as .state).
+        Raises
+        ------
+        ValueError, TypeError
+            For a bad setting or input, before anything changes: the network, its
+            generator and a given Optimizer are untouched.
+        TrainingDiverged
+            The loss or the weights stopped being finite: that epoch is undone.
+        KeyboardInterrupt
+            Ctrl-C during an epoch undoes that epoch: the network, its generator and the
+            optimizer are as after the last finished one (the best validation epoch's
+            weights are not restored); the exception carries the finished epochs' history
+            as .history and the run's state as .state.
         """
         keywords("train()", settings, RUN_SETTINGS, ("sample_weight", "validation", "progress", "callback"))
         return training.train(self, X, Y, RunConfig(**settings), validation, progress, callback, sample_weight)
 
     def train_steps(self, X: ArrayLike, Y: ArrayLike, steps: int, lr: float = 0.1, batch_size: int = 128,
                     l2: float = 0.0, backend: Optional[str] = None) -> float:
-        """`steps` plain SGD steps, each on batch_size samples drawn at random without
-        replacement (as seed 001's random.sample), in compiled calls of up to STEP_CHUNK
-        samples' steps: memory stays small and Ctrl-C works however many steps. Returns
-        the mean of the steps' batch losses, each taken before its step. Diverging raises
-        TrainingDiverged and keeps the weights from before the call."""
+        """Plain SGD steps, each on batch_size samples drawn at random without replacement
+        (as seed 001's random.sample), in compiled calls of up to STEP_CHUNK samples' steps:
+        memory stays small and Ctrl-C works however many steps.
+
+        Parameters
+        ----------
+        X, Y
+            As loss's.
+        steps : int
+            How many steps.
+        lr, l2 : float
+            The learning rate and the L2 penalty.
+        batch_size : int
+            Samples a step (at most m).
+        backend : str or None
+            'numba' or 'numpy' for this call; None: the network's.
+
+        Returns
+        -------
+        float
+            The mean of the steps' batch losses, each taken before its step.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For a bad setting or input, before anything changes.
+        TrainingDiverged
+            The weights stopped being finite; they are as before the call."""
         X = self.check_inputs(X, backend=backend)
         T = self.check_targets(Y, X.shape[0])
         steps = positive_int("steps", steps)
@@ -816,7 +978,21 @@ def _generator(state):
 
 def load(path: Union[str, os.PathLike]) -> "Network":
     """Read a network written by Network.save, or the network of a training checkpoint
-    (see fastbp.resume to continue its training). Any bad file is a fastbp.ModelFileError."""
+    (fastbp.resume continues its training).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Network
+        On the 'numba' backend.
+
+    Raises
+    ------
+    ModelFileError
+        For any bad, truncated or hostile file, checked before it costs memory."""
     return from_record(path, *read_record(path), "model")
 
 
@@ -828,12 +1004,36 @@ def load_checkpoint(path):
 
 def resume(path, X, Y, validation=None, epochs: Optional[int] = None, progress=None, callback=None,
            checkpoint=None, sample_weight=None):
-    """Continue the run saved in the checkpoint at path, on the same training data (X, Y)
-    and sample weights (and validation set, if the run had one given explicitly): it ends
-    with the weights an uninterrupted run would have. epochs, if given, changes the total
-    number of epochs.
-    Checkpoints go on being written to path (or to checkpoint). Returns (net, history).
-    A checkpoint is never changed by a call that raises before training."""
+    """Continue the run saved in the checkpoint at path: it ends with the weights an
+    uninterrupted run would have. A checkpoint is never changed by a call that raises
+    before training.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint (Network.train's checkpoint=).
+    X, Y, sample_weight
+        The same training data and sample weights as the run's (checked by a hash).
+    validation : tuple or None
+        The run's validation set, if it had one given explicitly.
+    epochs : int or None
+        A new total number of epochs; None: the run's.
+    progress, callback
+        As Network.train's.
+    checkpoint : str, os.PathLike or None
+        Where checkpoints go on being written; None: path.
+
+    Returns
+    -------
+    (Network, dict)
+        The network and the whole run's history.
+
+    Raises
+    ------
+    ModelFileError
+        For a bad checkpoint.
+    ResumeError
+        For data that is not the run's."""
     net, config, state = load_checkpoint(path)
     return training.resume_run(path, net, config, state, X, Y, validation, epochs, progress, callback,
                                checkpoint, sample_weight)

@@ -24,10 +24,20 @@ def require_matplotlib(option):
 
 
 def plot_history(history, path):
-    """A PNG of a training history (Network.train's, or an estimator's history_): the
-    training and validation loss, the accuracies, each layer's mean |error term| and
-    gradient norm (log scale, so vanishing gradients show as spread-out lines), and the
-    learning rate, against epochs, written atomically. Returns path."""
+    """A PNG of a training history against epochs, written atomically: the training and
+    validation loss, the accuracies, each layer's mean |error term| and gradient norm (log
+    scale, so vanishing gradients show as spread-out lines), and the learning rate. Needs
+    matplotlib (fastbp[plot]).
+
+    Parameters
+    ----------
+    history : dict
+        Network.train's, or an estimator's history_.
+    path : str or os.PathLike
+
+    Returns
+    -------
+    the path given"""
     check_writable(path)
     plt = _pyplot()
     epochs = np.arange(1, len(history["loss"]) + 1)

@@ -32,8 +32,27 @@ ADDED_RUN_KEYS = {"l1": 0.0, "max_norm": None, "dropout": None, "input_noise": 0
 @dataclass
 class RunConfig:
     """A training run's settings, checked when made (ValueError or TypeError, naming the
-    setting). See Network.train for their meaning; lr, if given, replaces the
-    optimizer's learning rate."""
+    setting): the estimators, the command line, Dask and resume build one, and a
+    checkpoint records it.
+
+    Parameters
+    ----------
+    epochs, lr, batch_size, shuffle
+        As Network.train's (help(fastbp.Network.train)), with its defaults; lr, if given,
+        replaces the optimizer's learning rate.
+    l2, l1, max_norm, dropout, input_noise
+        The penalties and the regularisers, as Network.train's.
+    optimizer, schedule, clip
+        The update rule, its schedule and gradient clipping, as Network.train's.
+    validation_fraction, n_iter_no_change, tol, target_loss
+        Validation and the stopping rules, as Network.train's.
+    diagnostics, checkpoint, checkpoint_every, backend
+        As Network.train's; backend None is the network's.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the setting that is wrong."""
     epochs: int = 1
     lr: Optional[float] = None
     batch_size: Any = "auto"             # 1, or None (the full batch) for a full-batch rule

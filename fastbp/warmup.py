@@ -39,12 +39,30 @@ DTYPES = ("float64", "float32")
 
 
 def warm_up(dtypes=DTYPES, modes=tuple(MODES), sparse=True, report=None):
-    """Compile, or find in Numba's on-disk cache, the kernels of each mode (MODES) in each
-    dtype, dense and, where a mode has kernels of their own for them, sparse (CSR) rows
-    when sparse is true. Returns one dict per case: mode, dtype, rows ('dense' or
-    'sparse'), compiled (False: it was in the cache already) and seconds; report, if
-    given, is called with each as it is done. Raises OSError when the cache cannot be
-    written, before compiling anything."""
+    """Compile, or find in Numba's on-disk cache, the kernels of each training mode and
+    of predicting, so that later processes compile nothing.
+
+    Parameters
+    ----------
+    dtypes : sequence of str
+        'float64', 'float32'.
+    modes : sequence of str
+        Of MODES.
+    sparse : bool
+        Also the modes' kernels for sparse (CSR) rows, where they have their own.
+    report : callable or None
+        Called with each case's dict as it is done.
+
+    Returns
+    -------
+    list of dict
+        One per case: mode, dtype, rows ('dense' or 'sparse'), compiled (False: it was in
+        the cache already) and seconds.
+
+    Raises
+    ------
+    OSError
+        When the cache cannot be written, before compiling anything."""
     dtypes = [choice("dtype", dtype, DTYPES) for dtype in dtypes]
     modes = [choice("mode", mode, tuple(MODES)) for mode in modes]
     if not cache_writable():

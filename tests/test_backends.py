@@ -13,8 +13,9 @@ def test_every_backend_has_every_operation(name):
     backend = backends.BACKENDS[name]
     missing = [op for op in backends.OPERATIONS if not callable(getattr(backend, op, None))]
     missing += [a for a in backends.ATTRIBUTES if not hasattr(backend, a)]
-    assert backend.blas in ("numpy", "scipy") and backend.own_threads in (True, False)
     assert not missing, "%s lacks %s" % (name, missing)
+    assert backend.blas in ("numpy", "scipy")
+    assert backend.own_threads in (True, False) and backend.compiles in (True, False)
 
 
 def test_an_unknown_backend_is_a_clear_error():
