@@ -423,7 +423,10 @@ def threading_info():
 # code does is generated here from functions.ACTIVATIONS, so a new table entry needs no
 # edit in this file:
 #   _activate(code, p, z), _derivative(code, p, z, a): g(z) and g'(z), a chain of branches
-#     on the code that calls the table's own functions, compiled;
+#     on the code that calls the table's own functions, compiled; _activate_others and
+#     _derivative_others, the same chains without the own_loop activations, for the loops
+#     below (the rest of each loop has those: compiling their bodies into the chain too
+#     only made the kernels' cold compile longer);
 #   _activate_vector(code, p, a): a[i] <- g(a[i]) over a vector;
 #   _activate_rows(code, p, Z, bias): Z[s, j] <- g(Z[s, j] + bias[j]) over a block of rows;
 #   _chain_delta(code, p, z, o, t, d): an output layer's d[i] <- (o[i] - t[i]) g'(z[i]);
@@ -433,9 +436,9 @@ def threading_info():
 #     under dropout masks (see "dropout and input noise").
 # A loop that calls _activate or _derivative branches on the code at every element, which
 # keeps it scalar. So the generated loops give each own_loop activation a loop of its own,
-# which vectorises: a ReLU layer's bias and activation over 200 x 100 values took 25 microseconds
-# instead of 250. The others share one loop through the chain (tanh, softplus and GELU call
-# libm, which is scalar anyway without SVML). The generated source is
+# which vectorises (a ReLU layer's bias and activation ran ten times as fast as through the
+# chain). The others share one loop through the chain (softplus calls libm's log1p, scalar
+# without SVML; GELU, the kernels' tanh, in that scalar loop). The generated source is
 # kernels.DISPATCH_SOURCE.
 
 
@@ -446,13 +449,17 @@ def _dispatch_source():
     for name, act in ACTIVATIONS.items():
         if act.derivative is None:                  # (softmax: written out below)
             continue
+        if act.own_loop and act.needs_z:            # (_bias_activate keeps z through the chain)
+            raise ValueError("activation %r: an own_loop activation cannot need z" % name)
         code, p = ACTIVATION_CODES[name], (", p" if act.parameter else "")
         namespace["g_%s" % name], namespace["d_%s" % name] = kernel(act.g), kernel(act.derivative)
         calls[code] = ("g_%s({x}%s)" % (name, p), "d_%s({z}, {a}%s)" % (name, p), act.own_loop)
 
-    def chain(signature, which, x, z="z", a="a"):
+    def chain(signature, which, x, z="z", a="a", others=False):
         lines = ["def %s:" % signature]
         for code, call in calls.items():
+            if others and call[2]:
+                continue                            # (own_loop: the loops handle it)
             lines += ["    if code == %d:" % code, "        return " + call[which].format(x=x, z=z, a=a)]
         return lines + ["    raise ValueError('fastbp kernels: no such elementwise activation code')"]
 
@@ -470,21 +477,24 @@ def _dispatch_source():
         return lines + [inner + line.format(call=general) for line in body]
 
     source = chain("_activate(code, p, x)", 0, "x") + chain("_derivative(code, p, z, a)", 1, "x")
+    source += chain("_activate_others(code, p, x)", 0, "x", others=True)
+    source += chain("_derivative_others(code, p, z, a)", 1, "x", others=True)
     source += unswitched("_activate_vector(code, p, a)", ["for i in range(a.size):"],
-                         ["x = a[i]", "a[i] = {call}"], 0, "_activate(code, p, x)")
+                         ["x = a[i]", "a[i] = {call}"], 0, "_activate_others(code, p, x)")
     source += unswitched("_activate_rows(code, p, Z, bias)",
                          ["for s in range(Z.shape[0]):", "for j in range(Z.shape[1]):"],
-                         ["x = Z[s, j] + bias[j]", "Z[s, j] = {call}"], 0, "_activate(code, p, x)")
+                         ["x = Z[s, j] + bias[j]", "Z[s, j] = {call}"], 0, "_activate_others(code, p, x)")
     source += unswitched("_masked_delta(code, p, Z, A, back, E, masks, r0, first)",
                          ["for s in range(A.shape[0]):", "for j in range(A.shape[1]):"],
                          ["m = masks[r0 + s, first + j]", "q = m if m != 0 else 1.0",
                           "d = back[s, j] * m * {call}", "back[s, j] = d", "E[s, j] = d"], 1,
-                         "_derivative(code, p, Z[s, j], A[s, j] / q)", z="Z[s, j]", a="A[s, j] / q")
+                         "_derivative_others(code, p, Z[s, j], A[s, j] / q)", z="Z[s, j]", a="A[s, j] / q")
     source += unswitched("_chain_delta(code, p, z, o, t, d)", ["for i in range(o.size):"],
-                         ["d[i] = (o[i] - t[i]) * {call}"], 1, "_derivative(code, p, z[i], o[i])", a="o[i]")
+                         ["d[i] = (o[i] - t[i]) * {call}"], 1, "_derivative_others(code, p, z[i], o[i])",
+                         a="o[i]")
     source += unswitched("_delta_into(propagate_error, code, p, z, a, back, d, e)", ["for i in range(a.size):"],
                          ["v = back[i]", "d[i] = v * {call}", "e[i] = v if propagate_error else d[i]"], 1,
-                         "_derivative(code, p, z[i], a[i])")
+                         "_derivative_others(code, p, z[i], a[i])")
     return "\n".join(source) + "\n", namespace
 
 
@@ -493,8 +503,11 @@ exec(compile(DISPATCH_SOURCE, "<fastbp.kernels: the dispatch generated from func
      _namespace)
 # Compiled into the kernels that call them, not cached on their own (Numba caches only
 # functions with a source file); the fingerprint covers what they are generated from.
-_activate, _derivative = (njit(error_model=ERRORS)(_namespace[f]) for f in ("_activate", "_derivative"))
-_namespace.update(_activate=_activate, _derivative=_derivative)
+_activate, _derivative, _activate_others, _derivative_others = (
+    njit(error_model=ERRORS)(_namespace[f]) for f in ("_activate", "_derivative", "_activate_others",
+                                                       "_derivative_others"))
+_namespace.update(_activate=_activate, _derivative=_derivative, _activate_others=_activate_others,
+                  _derivative_others=_derivative_others)
 _activate_vector, _activate_rows, _chain_delta, _delta_into, _masked_delta = (
     njit(error_model=ERRORS, fastmath=FASTMATH)(_namespace[f])
     for f in ("_activate_vector", "_activate_rows", "_chain_delta", "_delta_into", "_masked_delta"))
@@ -1030,7 +1043,7 @@ def _bias_activate(Z, bias, code, p, keep):
         for s in range(Z.shape[0]):
             for j in range(Z.shape[1]):
                 keep[s, j] = Z[s, j] + bias[j]
-                Z[s, j] = _activate(code, p, keep[s, j])
+                Z[s, j] = _activate_others(code, p, keep[s, j])     # (no own_loop one needs z)
     elif code == SOFTMAX:
         for s in range(Z.shape[0]):
             for j in range(Z.shape[1]):

@@ -31,8 +31,8 @@ thread count, NUMBA_NUM_THREADS), and run them on 1 or more threads, with BLAS o
 thread (blas_on_one_thread). A parallel region there lasts a whole product, hundreds of
 microseconds, so on an idle machine two threads pay; beside a busy process their
 barriers wait, as per-sample SGD's do, and BLAS's own threads waited the same way (an
-estimator's fit beside two busy processes took 14.9 s against 0.58 s with BLAS on one
-thread). So a LoadChooser picks the count before every slice of an epoch from what the
+estimator's fit beside two busy processes took 25 times as long as with BLAS on one
+thread: asv_benchmarks/README.md, "Figures behind the documented choices"). So a LoadChooser picks the count before every slice of an epoch from what the
 process can use: available_cpus(), less the CPUs that other processes kept busy since
 the last look (/proc/stat, this process's own CPU time taken out; when the last look is
 over STALE seconds old, the tasks of other processes running at that moment; and never

@@ -1,8 +1,8 @@
 """Compiling ahead: `fastbp warm-up` and `fastbp.warm_up()`.
 
 Numba compiles each kernel on its first call and keeps it in its on-disk cache (see
-`fastbp.kernels`), so a first fit in a new environment waits for the compiler: about 50 s
-for `MLPClassifier().fit` on a 2-core machine. Where every process starts with an empty
+`fastbp.kernels`), so a first fit in a new environment waits for the compiler (the
+README says how long, on which processors). Where every process starts with an empty
 cache (a container image started many times, a CI job, a fresh worker), run this once
 where the cache is kept, and every later process loads the kernels instead:
 
