@@ -26,18 +26,19 @@ The result does not depend on the thread count: the kernel splits rows between t
 in whole pairs, so each row's arithmetic is the same (tests check it bit for bit).
 
 Batched epochs (mini-batch and full-batch, every rule: kernels.batch_epoch) split each
-batch into ranges of rows and blocks of units fixed by the shapes (batch_chunks(): Numba's
-thread count, NUMBA_NUM_THREADS), and run them on 1 or more threads, with BLAS on one
-thread (blas_on_one_thread). A parallel region there lasts a whole product, hundreds of
-microseconds, so on an idle machine two threads pay; beside a busy process their
-barriers wait, as per-sample SGD's do, and BLAS's own threads waited the same way (an
-estimator's fit beside two busy processes took 25 times as long as with BLAS on one
-thread: asv_benchmarks/README.md, "Figures behind the documented choices"). So a LoadChooser picks the count before every slice of an epoch from what the
-process can use: available_cpus(), less the CPUs that other processes kept busy since
-the last look (/proc/stat, this process's own CPU time taken out; when the last look is
-over STALE seconds old, the tasks of other processes running at that moment; and never
-more than are running at the moment). It tries nothing, so it costs nothing beside a busy
-process. FASTBP_THREADS=N fixes the count here too.
+batch into ranges of rows and blocks of units fixed by the shapes (batch_chunks():
+Numba's thread count, NUMBA_NUM_THREADS), and run them on 1 or more threads, with BLAS
+on one thread (blas_on_one_thread). A parallel region there lasts a whole product,
+hundreds of microseconds, so on an idle machine two threads pay; beside a busy process
+their barriers wait, as per-sample SGD's do, and BLAS's own threads waited the same way
+(an estimator's fit beside two busy processes took 25 times as long as with BLAS on one
+thread: asv_benchmarks/README.md, "Figures behind the documented choices"). So a
+LoadChooser picks the count before every slice of an epoch from what the process can
+use: available_cpus(), less the CPUs that other processes kept busy since the last look
+(/proc/stat, this process's own CPU time taken out; when the last look is over STALE
+seconds old, the tasks of other processes running at that moment; and never more than
+are running at the moment). It tries nothing, so it costs nothing beside a busy process.
+FASTBP_THREADS=N fixes the count here too.
 """
 import os
 import statistics
