@@ -78,9 +78,8 @@ def check_finite(name, A, blas="scipy"):
 
     The product goes through the BLAS that the backend's own products use (its ``blas``,
     backends.py): "numpy" (the reference's), or "scipy" (a copy of OpenBLAS of its own,
-    the kernels'). A pool's
-    threads keep spinning for a while after a product, on the cores that the other
-    pool's next product needs, and slow it down (the same section)."""
+    the kernels'). A pool's threads keep spinning for a while after a product, on the
+    cores that the other pool's next product needs, and slow it down (the same section)."""
     A = np.asarray(A)
     if A.dtype.kind != "f" or A.size == 0:
         return
@@ -91,8 +90,8 @@ def check_finite(name, A, blas="scipy"):
             if blas == "numpy":
                 sums = A @ ones
             else:
-                from scipy.linalg import blas  # (the kernels' products load it too)
-                sums = blas.get_blas_funcs("gemv", (A,))(1.0, A.T, ones, trans=1)  # A.T: no copy
+                from scipy.linalg import blas as scipy_blas  # (the kernels' products load it too)
+                sums = scipy_blas.get_blas_funcs("gemv", (A,))(1.0, A.T, ones, trans=1)  # A.T: no copy
         if np.isfinite(sums).all():
             return
     bad = ~np.isfinite(A)

@@ -324,6 +324,8 @@ class Network:
                 self._layer_view(self._b, "b", l)[...] = b
 
     # ------------------------------------------------------------ the backend
+    _backend_choice = "numba"       # (what a network pickled before Network(backend=) runs on)
+
     @property
     def backend(self):
         """The backend every computation of this network runs on, unless a call names

@@ -88,3 +88,17 @@ def test_a_network_picks_its_backend_once_and_a_call_can_override_it(monkeypatch
         fastbp.Network([3, 2], backend="gpu")
     with pytest.raises(ValueError, match="unknown backend 'gpu'"):
         net.backend = "gpu"
+
+
+def test_a_network_pickled_before_it_had_a_backend_runs_on_numba():
+    """Networks (and estimators) pickled by earlier versions carry no backend: they run on
+    the kernels, as they did."""
+    import pickle
+    net, X, _ = problem([4, 5, 3], "tanh", "identity", "mse", 6, seed=1)
+    state = dict(net.__dict__)
+    del state["_backend_choice"]
+    old = fastbp.Network.__new__(fastbp.Network)
+    old.__dict__.update(state)
+    old = pickle.loads(pickle.dumps(old))
+    assert old.backend == "numba"
+    np.testing.assert_array_equal(old.predict(X), net.predict(X, backend="numba"))
