@@ -271,9 +271,7 @@ def _hyperbolic_tangent(x):
             p = p * y2 + series[k]
         if y < small:
             r = y * p
-        if y != y:
-            r = y
-        return math.copysign(r, x)
+        return math.copysign(r, x)                     # (NaN: e, and so r, is NaN)
     return t
 
 
