@@ -208,9 +208,11 @@ class NumbaBackend:
             layout = layout[:5] + (self._training_acts(net, bs, rates, input_noise),) + layout[6:]
             parts, draws = self.draw_regularisers(net, order, bs, rates, input_noise, S)
         total, last = 0.0, np.array([optimizer.last_loss])
-        with kernels.first_call(kernels.batch_epoch, "mini-batch kernel", 55), blas_on_one_thread():
+        epoch, what, seconds = ((kernels.batch_epoch, "mini-batch kernel's parallel build", 30) if threads > 1
+                                else (kernels.batch_epoch_serial, "mini-batch kernel", 20))
+        with kernels.first_call(epoch, what, seconds), blas_on_one_thread():
             for part, (U, N) in zip(parts, draws):
-                loss, optimizer.t = kernels.batch_epoch(*layout, *rows, T, S, part, batch_size,
+                loss, optimizer.t = epoch(*layout, *rows, T, S, part, batch_size,
                                                         RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
                                                         optimizer.state["b"], optimizer.t, net._eps(),
                                                         batch_chunks(), threads, U, N, last)

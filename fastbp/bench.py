@@ -674,6 +674,7 @@ def sparse_table(samples, n_in, densities, repeats, hidden=100):
 
 _COMPILE_PROBE = """
 import sys, time
+import numpy as np
 from fastbp.bench import seed000_network, synthetic_data
 X, Y = synthetic_data(4, dtype=%r)
 for mode in sys.argv[1:]:
@@ -681,15 +682,21 @@ for mode in sys.argv[1:]:
     start = time.perf_counter()
     if mode == "predict":
         net.predict(X)
+    elif mode.endswith(":parallel"):           # (the parallel build, as a run on 2 threads calls it)
+        from fastbp import Optimizer
+        net.train_epoch(net.check_inputs(X), net.check_targets(Y, 4), np.arange(4), 2, 0.1, 0.0,
+                        Optimizer("adam").bind(net), threads=2)
     else:
         batch_size, rule = mode.split(":")
         net.train(X, Y, epochs=1, lr=0.1, batch_size=int(batch_size), optimizer=rule,
                   diagnostics=False)
     print(mode, time.perf_counter() - start)
 """
-# training mode -> what the compile probe runs: (batch size, rule), or inference
+# training mode -> what the compile probe runs: (batch size, rule), or inference. A short
+# run takes one thread (training.ParallelBuild); the mini-batch kernel's parallel build is
+# a compile of its own.
 COMPILE_MODES = {"per-sample SGD": "1:sgd", "mini-batch SGD": "2:sgd", "mini-batch Adam": "2:adam",
-                 "predict": "predict"}
+                 "mini-batch, parallel build": "2:adam:parallel", "predict": "predict"}
 
 
 def compile_seconds(dtype="float64"):

@@ -9,8 +9,8 @@ from .version import __version__
 
 # the kernels a training mode or predicting calls from Python (kernels.py): what a first
 # call compiles, or loads from the cache
-ENTRY_POINTS = ("sgd_epoch", "sgd_epoch_sparse", "batch_epoch", "forward_batch", "predict_batch",
-                "backward_batch")
+ENTRY_POINTS = ("sgd_epoch", "sgd_epoch_sparse", "batch_epoch_serial", "batch_epoch", "forward_batch",
+                "predict_batch", "backward_batch")
 
 
 def versions():
@@ -29,17 +29,10 @@ def cached_signatures(kernel):
     """How many compiled versions of kernel Numba's on-disk cache holds for this source
     (an index written for another version of the file counts as none) and this processor."""
     import numba
-    cache = getattr(kernel, "_cache", None)
-    index = getattr(getattr(cache, "_cache_file", None), "_load_index", None)
-    if index is None:
-        return 0
-    try:
-        overloads = index()
-    except Exception:               # an unreadable index: Numba recompiles, and so counts none
-        return 0
-    codegen = numba.core.registry.cpu_target.target_context.codegen()
-    magic = codegen.magic_tuple()
-    return sum(1 for key in overloads if len(key) > 1 and key[1] == magic)
+
+    from .kernels import cached_keys
+    magic = numba.core.registry.cpu_target.target_context.codegen().magic_tuple()
+    return sum(1 for key in cached_keys(kernel) if key[1] == magic)
 
 
 def writable(directory):

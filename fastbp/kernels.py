@@ -42,6 +42,7 @@ import math
 import os
 import sys
 import threading
+import types as pytypes
 
 import numba
 import numpy as np
@@ -382,6 +383,29 @@ def cache_dir(kernel):
     """The directory Numba's on-disk cache keeps this kernel in, or None if unknown."""
     return getattr(getattr(kernel, "_cache", None), "_cache_path", None)
 
+
+
+def built_for(dispatcher, dtype):
+    """Whether the dispatcher has code for arrays of this dtype (the first argument's), in
+    this process or in Numba's on-disk cache for this processor."""
+    kind = numba.from_dtype(np.dtype(dtype))
+    if any(signature[0].dtype == kind for signature in dispatcher.overloads):
+        return True
+    magic = numba.core.registry.cpu_target.target_context.codegen().magic_tuple()
+    return any(key[1] == magic and getattr(key[0][0], "dtype", None) == kind for key in cached_keys(dispatcher))
+
+
+def cached_keys(dispatcher):
+    """The keys of Numba's on-disk index of the dispatcher's compiled versions, for this
+    source (an index written for another version of the file is none): (signature,
+    processor, code hashes)."""
+    index = getattr(getattr(getattr(dispatcher, "_cache", None), "_cache_file", None), "_load_index", None)
+    if index is None:
+        return []
+    try:
+        return [key for key in index() if len(key) > 1]
+    except Exception:               # an unreadable index: Numba recompiles, and so counts none
+        return []
 
 
 @contextlib.contextmanager
@@ -1686,3 +1710,23 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
         for k in range(state_w.shape[0]):
             transpose_block(state_w[k], n0, n1)
     return total, t
+
+
+def _twin(dispatcher, name, **calls):
+    """dispatcher's Python function compiled once more, for one thread (prange as range),
+    as a kernel named `name` (its own entry in Numba's cache) that calls the kernels in
+    `calls` under the names it calls (umap's layouts.py compiles one function both ways)."""
+    f = dispatcher.py_func
+    twin = pytypes.FunctionType(f.__code__, dict(f.__globals__, **calls), name, f.__defaults__, f.__closure__)
+    twin.__qualname__, twin.__doc__ = name, "%s for one thread (see _twin's callers)." % f.__name__
+    return kernel(twin, fastmath=FASTMATH)
+
+
+# batch_epoch for one thread. Most of batch_epoch's cold compile is its parallel region
+# (_in_parallel: Numba's parfor lowering, then the region's code, with everything it calls,
+# optimised and emitted four times over). batch_epoch_serial is the same source with
+# _in_parallel compiled as a plain loop: it computes what batch_epoch computes on any thread
+# count, bit for bit, and compiles in about two thirds of the time. Runs on one thread call
+# it; so does a run whose threads the load chooses until the parallel build would pay for
+# its compile (training.ParallelBuild). The asv_benchmarks README has the figures.
+batch_epoch_serial = _twin(batch_epoch, "batch_epoch_serial", _in_parallel=_twin(_in_parallel, "_in_one_thread"))

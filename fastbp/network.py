@@ -1049,11 +1049,14 @@ def _dtype_name(value):
         return value
 
 
-def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False):
+def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False, parallel_only=False):
     """Train a throwaway network of this definition (Network's keyword arguments) for one
     epoch at batch_size (None: the full batch) on two samples (as CSR rows if sparse) with
     the optimizer (a RULES name), and take its error terms and predictions: every kernel
-    the definition's training and inference call is then compiled or loaded."""
+    the definition's training and inference call is then compiled or loaded, the batched
+    epoch both for one thread and (where Numba has 2 threads) for several. parallel_only:
+    the batched epoch for several threads and nothing else (training.ParallelBuild's child)."""
+    import numba
     twin = Network(seed=0, **definition)
     X = np.zeros((2, twin.sizes[0]), twin.dtype)
     if sparse:
@@ -1061,7 +1064,14 @@ def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False):
         X = csr_matrix(X)
     T = np.zeros((2, twin.sizes[-1]), twin.dtype)
     T[:, 0] = 1.0                                  # a valid target for every loss
-    if RULES[optimizer].full_batch:
+    rule, size = RULES[optimizer], 1 if batch_size == 1 else 2
+    if (not sparse and rule.step is None and numba.config.NUMBA_NUM_THREADS > 1
+            and not twin.uses_per_sample_kernel(size, Optimizer(optimizer), None, None)):
+        # (first, so that the run below finds it built and starts no child to build it)
+        twin.train_epoch(X, T, np.arange(2), size, 0.01, 0.0, Optimizer(optimizer).bind(twin), threads=2)
+    if parallel_only:
+        return
+    if rule.full_batch:
         twin.train(X, T, epochs=1, optimizer=optimizer)
     else:
         twin.train(X, T, epochs=1, batch_size=min(batch_size or 2, 2), optimizer=optimizer)
@@ -1069,19 +1079,21 @@ def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False):
     twin.predict(X)
 
 
-def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False):
+def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False, parallel_only=False, wait=True):
     """warm_up_twin in a fresh Python process (which fills Numba's on-disk cache); its
-    compile notice goes to this process's stderr. Returns whether it succeeded."""
+    compile notice goes to this process's stderr. Returns whether it succeeded, or with
+    wait=False the child (a subprocess.Popen), or None if it could not start."""
     import json
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
     code = ("import json, sys; sys.path.insert(0, sys.argv[3]); from fastbp.network import warm_up_twin; "
-            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4], sys.argv[5] == 'sparse')")
+            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4], sys.argv[5] == 'sparse', "
+            "sys.argv[6] == 'parallel')")
     try:
-        done = subprocess.run([sys.executable, "-c", code, json.dumps(definition), json.dumps(batch_size), root,
-                               optimizer, "sparse" if sparse else "dense"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
+        child = subprocess.Popen([sys.executable, "-c", code, json.dumps(definition), json.dumps(batch_size), root,
+                                  optimizer, "sparse" if sparse else "dense", "parallel" if parallel_only else "all"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     except OSError:
-        return False
-    return done.returncode == 0
+        return False if wait else None
+    return child.wait() == 0 if wait else child

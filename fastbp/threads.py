@@ -38,7 +38,9 @@ use: available_cpus(), less the CPUs that other processes kept busy since the la
 (/proc/stat, this process's own CPU time taken out; when the last look is over STALE
 seconds old, the tasks of other processes running at that moment; and never more than
 are running at the moment). It tries nothing, so it costs nothing beside a busy process.
-FASTBP_THREADS=N fixes the count here too.
+FASTBP_THREADS=N fixes the count here too. One thread runs the kernel's one-thread build
+(kernels.batch_epoch_serial); while the parallel build is not compiled, the run keeps to
+one thread until more would win its compile back (training.ParallelBuild).
 """
 import os
 import statistics

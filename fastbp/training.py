@@ -52,6 +52,7 @@ Long runs: validation, early stopping, checkpoints, diagnostics
 """
 import contextlib
 import hashlib
+import os
 import time
 from typing import Optional, Tuple
 
@@ -419,7 +420,7 @@ class EpochPlan:
         self.net, self.batch_size, self.optimizer, self.config, self.progress = (
             net, batch_size, optimizer, config, progress)
         slice_len = max(batch_size, (m // 100) // batch_size * batch_size)
-        self.chooser, self.load = None, None
+        self.chooser, self.load, self.parallel = None, None, None
         per_sample = net.uses_per_sample_kernel(batch_size, optimizer, config.clip, config.backend, config.l1,
                                                 config.max_norm, net.dropout_rates(config.dropout),
                                                 config.input_noise)
@@ -430,6 +431,8 @@ class EpochPlan:
         elif not per_sample and not sparse and backends.get(config.backend).own_threads \
                 and optimizer.entry.step is None:
             self.load = batch_chooser()     # batched: threads from the load, slice by slice
+            if self.load.fixed is None:     # (and one, until the parallel build pays)
+                self.parallel = ParallelBuild(net.dtype, config.epochs * m)
             if progress is None:
                 rows = max(-(-m // BATCH_SLICES), -(-BATCH_SLICE_WORK // net.n_parameters[0]))
                 slice_len = -(-rows // batch_size) * batch_size
@@ -444,16 +447,95 @@ class EpochPlan:
         for first in range(0, order.size, self.slice_len):
             part = order[first:first + self.slice_len]
             threads = chooser.threads() if chooser else self.load.threads() if self.load else 1
+            if self.parallel is not None:
+                threads = self.parallel.threads(threads)
             began = time.perf_counter()
             total += self.net.train_epoch(X, T, part, self.batch_size, lr, config.l2, self.optimizer,
                                           config.clip, config.backend, threads, S, config.l1, config.max_norm,
                                           config.dropout, config.input_noise)
             if chooser:
                 chooser.took(len(part), time.perf_counter() - began)
+            if self.parallel is not None:
+                self.parallel.took(threads, len(part), time.perf_counter() - began)
             weight += len(part) if S is None else float(S[part].sum())
             if self.progress is not None:
                 self.progress(len(part), total / weight if weight > 0 else 0.0)
         return total
+
+
+PARALLEL_COMPILE_SECONDS = 8.0    # what kernels.batch_epoch adds to a cold compile, about (asv README)
+
+
+class ParallelBuild:
+    """Whether a run's batched epochs may take the threads the load gives them yet.
+
+    kernels.batch_epoch, their parallel build, adds about PARALLEL_COMPILE_SECONDS to a
+    cold compile; batch_epoch_serial, which one thread runs, computes the same, bit for
+    bit. Where batch_epoch has no code for the network's dtype (in the process or in
+    Numba's cache), the run stays on one thread until more would pay for that compile:
+    once the one-thread seconds spent waiting for it (by every run that used this cache:
+    a count kept beside it), or those the rest of the run is expected to take (at the
+    last slice's pace, all `samples` trained), times the share that more threads save,
+    reach PARALLEL_COMPILE_SECONDS. A short first fit so never compiles it, a long run
+    compiles it after a slice or two, and short runs repeated compile it once they have
+    lost about its compile time. A thread count the user fixed (FASTBP_THREADS) is used
+    at once."""
+
+    waited = {}                # dtype: one-thread seconds spent waiting (the count kept, and this process's)
+
+    def __init__(self, dtype, samples):
+        self.dtype, self.left, self.ready = np.dtype(dtype), samples, None
+        self.pace, self.slices, self.unsaved = None, 0, 0.0   # one thread's seconds per sample, ...
+
+    def _count_file(self):
+        directory = kernels.cache_dir(kernels.batch_epoch)
+        return os.path.join(directory, "fastbp-one-thread-seconds-%s" % self.dtype.name) if directory else None
+
+    def threads(self, wanted):
+        if wanted == 1 or self.ready:
+            return wanted
+        if self.ready is None:                        # (one look at the cache, for the run)
+            self.ready = kernels.built_for(kernels.batch_epoch, self.dtype)
+            if self.dtype.str not in self.waited:
+                self.waited[self.dtype.str] = _read_seconds(self._count_file())
+        if not self.ready:
+            expected = self.pace * self.left if self.pace is not None else 0.0
+            self.ready = max(self.waited[self.dtype.str], expected) * (1 - 1 / wanted) >= PARALLEL_COMPILE_SECONDS
+        return wanted if self.ready else 1
+
+    def took(self, threads, samples, seconds):
+        self.left -= samples
+        self.slices += 1
+        if threads == 1 and self.ready is False and self.slices > 1:   # (a run's first slice may compile)
+            self.pace = seconds / samples
+            self.waited[self.dtype.str] += seconds
+            self.unsaved += seconds
+            if self.unsaved >= 0.5:                   # (the count kept: about every half second)
+                _write_seconds(self._count_file(), self.waited[self.dtype.str])
+                self.unsaved = 0.0
+
+
+def _read_seconds(path):
+    """The number in the file at path; 0 where there is none or it is not one."""
+    try:
+        with open(path) as f:
+            value = float(f.read(64))
+        return value if 0 <= value < 1e9 else 0.0
+    except (OSError, TypeError, ValueError):
+        return 0.0
+
+
+def _write_seconds(path, seconds):
+    """Write the number to the file at path, atomically; nothing where it cannot."""
+    if path is None:
+        return
+    part = "%s.%d" % (path, os.getpid())
+    try:
+        with open(part, "w") as f:
+            f.write("%.3f" % seconds)
+        os.replace(part, path)
+    except OSError:
+        pass
 
 
 class LocalEpochs:

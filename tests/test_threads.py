@@ -334,3 +334,59 @@ def test_compiles_counts_fastbps_own_compiles_nested_blocks_too():
             numba.njit(lambda x: x + 1)(1)          # not fastbp's: not counted
         assert inner() == 1
     assert outer() == 2 and inner() == 1
+
+
+def test_a_run_takes_the_parallel_build_only_once_it_pays(monkeypatch, tmp_path):
+    """training.ParallelBuild: where kernels.batch_epoch is not built, a run whose threads
+    the load chooses stays on one thread (batch_epoch_serial) until the parallel build
+    would pay for its compile: at once where it is built, after two slices for a long
+    run, never for a short one, and for short runs repeated once the count kept beside
+    the cache says they have waited long enough."""
+    from fastbp import training
+    built = {"yes": False}
+    monkeypatch.setattr(kernels, "built_for", lambda dispatcher, dtype: built["yes"])
+    monkeypatch.setattr(kernels, "cache_dir", lambda dispatcher: str(tmp_path))
+    monkeypatch.setattr(training.ParallelBuild, "waited", {})
+    pay = training.PARALLEL_COMPILE_SECONDS
+
+    short = training.ParallelBuild(np.float32, 1000)
+    for _ in range(10):
+        assert short.threads(2) == 1
+        short.took(1, 100, pay / 10)                         # the whole run: the compile's time
+    assert short.threads(1) == 1
+    kept = float((tmp_path / "fastbp-one-thread-seconds-float32").read_text())
+    assert kept == pytest.approx(9 * pay / 10, abs=1e-3)     # (the first slice does not count)
+
+    long = training.ParallelBuild(np.float32, 10 ** 7)
+    assert long.threads(2) == 1
+    long.took(1, 100, 0.01)                                  # (a first slice may compile: not timed)
+    assert long.threads(2) == 1
+    long.took(1, 100, 0.01)                                  # 1e-4 s a sample, 1e7 samples left
+    assert long.threads(2) == 2 and long.threads(3) == 3 and long.threads(1) == 1
+
+    monkeypatch.setattr(training.ParallelBuild, "waited", {})  # a later process reads the count kept
+    (tmp_path / "fastbp-one-thread-seconds-float32").write_text("%r" % (2.5 * pay))
+    assert training.ParallelBuild(np.float32, 100).threads(2) == 2
+    assert training.ParallelBuild(np.float64, 100).threads(2) == 1       # (a count per dtype)
+    (tmp_path / "fastbp-one-thread-seconds-float64").write_text("not a number")
+    monkeypatch.setattr(training.ParallelBuild, "waited", {})
+    assert training.ParallelBuild(np.float64, 100).threads(2) == 1
+
+    built["yes"] = True
+    assert training.ParallelBuild(np.float64, 100).threads(2) == 2
+
+
+def test_the_one_thread_build_is_a_kernel_of_its_own_and_a_fixed_count_is_used_at_once(monkeypatch):
+    from fastbp import training
+    assert kernels.batch_epoch_serial.py_func.__qualname__ == "batch_epoch_serial"
+    index = [k._cache._cache_file._index_name for k in (kernels.batch_epoch_serial, kernels.batch_epoch)]
+    assert index[0] != index[1]                                  # (an entry of its own in Numba's cache)
+    net, X, T = _problem("float64", m=64)
+    opt = Optimizer("adam", lr=0.01).bind(net)
+    net.train_epoch(X, T, np.arange(64), 32, 0.01, 0.0, opt, threads=2)
+    assert kernels.built_for(kernels.batch_epoch, np.float64)
+    monkeypatch.setenv("FASTBP_THREADS", "2")
+    config = fastbp.RunConfig(batch_size=32, backend="numba")
+    assert training.EpochPlan(net, 64, 32, opt, config).parallel is None
+    monkeypatch.delenv("FASTBP_THREADS")
+    assert training.EpochPlan(net, 64, 32, opt, config).parallel is not None

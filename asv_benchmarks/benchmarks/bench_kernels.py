@@ -304,11 +304,13 @@ class Compile:
     number = 1
     repeat = (1, 3, 120.0)
     timeout = 600
-    params = ["per-sample SGD", "mini-batch SGD", "MLPClassifier fit"]
+    params = ["per-sample SGD", "mini-batch SGD", "mini-batch, parallel build", "MLPClassifier fit"]
     param_names = ["first call"]
     _calls = {
         "per-sample SGD": "net.train(X, Y, diagnostics=False)",
-        "mini-batch SGD": "net.train(X, Y, batch_size=2, diagnostics=False)",
+        "mini-batch SGD": "net.train(X, Y, batch_size=2, diagnostics=False)",      # (a short run: one thread)
+        "mini-batch, parallel build": "os.environ['FASTBP_THREADS'] = '2'; "        # (a fixed count: at once)
+                                      "net.train(X, Y, batch_size=2, diagnostics=False)",
         "MLPClassifier fit": "fastbp.MLPClassifier(max_iter=1).fit(X, Y.argmax(axis=1))",
     }
     _setup = """
@@ -330,7 +332,7 @@ if cold:
     shutil.rmtree(cache, True)
 os.makedirs(cache, exist_ok=True)
 os.environ["NUMBA_CACHE_DIR"] = cache
-prime = ("import warnings; warnings.simplefilter('ignore'); import fastbp; "
+prime = ("import os, warnings; warnings.simplefilter('ignore'); import fastbp; "
          "from fastbp.bench import seed000_network, synthetic_data; X, Y = synthetic_data(8); net = seed000_network();")
 if not cold and not os.path.exists(filled):                # fill it from another interpreter, untimed
     subprocess.run([sys.executable, "-c", prime + call], check=True)
