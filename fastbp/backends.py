@@ -208,8 +208,8 @@ class NumbaBackend:
             layout = layout[:5] + (self._training_acts(net, bs, rates, input_noise),) + layout[6:]
             parts, draws = self.draw_regularisers(net, order, bs, rates, input_noise, S)
         total, last = 0.0, np.array([optimizer.last_loss])
-        epoch, what, seconds = ((kernels.batch_epoch, "mini-batch kernel's parallel build", 30) if threads > 1
-                                else (kernels.batch_epoch_serial, "mini-batch kernel", 20))
+        epoch, what, seconds = ((kernels.batch_epoch, "mini-batch kernel's parallel build", 11) if threads > 1
+                                else (kernels.batch_epoch_serial, "mini-batch kernel", 17))
         with kernels.first_call(epoch, what, seconds), blas_on_one_thread():
             for part, (U, N) in zip(parts, draws):
                 loss, optimizer.t = epoch(*layout, *rows, T, S, part, batch_size,

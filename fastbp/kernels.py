@@ -1045,7 +1045,7 @@ def layer_buffers(sizes, rows, dtype_like):
     return buffers
 
 
-@kernel
+@kernel(inline="always")
 def _matrix(flat, w_off, sizes, l):
     return flat[w_off[l]:w_off[l + 1]].reshape((sizes[l + 1], sizes[l]))
 
@@ -1426,18 +1426,14 @@ def _update(rule, p, g, state, lo, hi, gscale, strengths, hyper, t, rose):
     batch's loss is above the last step's (iRPROP+ reads it). Subnormal results are flushed."""
     if rule == SGD:
         _sgd(p, g, state, lo, hi, gscale, strengths, hyper, t)
-    elif rule == MOMENTUM:
-        _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, False)
-    elif rule == NESTEROV:
-        _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, True)
+    elif rule == MOMENTUM or rule == NESTEROV:     # (flags as values, not literals: one compile each)
+        _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, rule == NESTEROV)
     elif rule == ADAM:
         _adam(p, g, state, lo, hi, gscale, strengths, hyper, t)
     elif rule == RMSPROP:
         _rmsprop(p, g, state, lo, hi, gscale, strengths, hyper, t)
-    elif rule == RPROP:
-        _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, False, rose)
-    elif rule == IRPROP_PLUS:
-        _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, True, rose)
+    elif rule == RPROP or rule == IRPROP_PLUS:
+        _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, rule == IRPROP_PLUS, rose)
     else:
         raise ValueError("fastbp kernels: unknown optimizer rule code")
 
@@ -1655,7 +1651,7 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     ROWS, UNITS = threads - threads, threads // threads
     total = 0.0
     t = t0
-    drawn = 0                                  # rows of U and N used
+    drawn = threads - threads                  # rows of U and N used (a 0 that is not a literal, as below)
     for start in range(0, order.size, bs):
         rows = order[start:min(start + bs, order.size)]
         B = rows.size
@@ -1724,9 +1720,15 @@ def _twin(dispatcher, name, **calls):
 
 # batch_epoch for one thread. Most of batch_epoch's cold compile is its parallel region
 # (_in_parallel: Numba's parfor lowering, then the region's code, with everything it calls,
-# optimised and emitted four times over). batch_epoch_serial is the same source with
-# _in_parallel compiled as a plain loop: it computes what batch_epoch computes on any thread
-# count, bit for bit, and compiles in about two thirds of the time. Runs on one thread call
+# optimised and emitted four times over). batch_epoch_serial is the same source with the
+# parallel kernel left out (one thread never calls it; a call with more threads is an
+# error): it computes what batch_epoch computes on any thread count, bit for bit, and
+# compiles in about two thirds of the time. Runs on one thread call
 # it; so does a run whose threads the load chooses until the parallel build would pay for
 # its compile (training.ParallelBuild). The asv_benchmarks README has the figures.
-batch_epoch_serial = _twin(batch_epoch, "batch_epoch_serial", _in_parallel=_twin(_in_parallel, "_in_one_thread"))
+@kernel
+def _one_thread_only(*args):
+    raise ValueError("fastbp kernels: batch_epoch_serial runs on one thread (threads=1)")
+
+
+batch_epoch_serial = _twin(batch_epoch, "batch_epoch_serial", _in_parallel=_one_thread_only)
