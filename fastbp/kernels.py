@@ -1718,14 +1718,14 @@ def _twin(dispatcher, name, **calls):
     return kernel(twin, fastmath=FASTMATH)
 
 
-# batch_epoch for one thread. Most of batch_epoch's cold compile is its parallel region
+# batch_epoch for one thread. Much of batch_epoch's cold compile is its parallel region
 # (_in_parallel: Numba's parfor lowering, then the region's code, with everything it calls,
 # optimised and emitted four times over). batch_epoch_serial is the same source with the
 # parallel kernel left out (one thread never calls it; a call with more threads is an
 # error): it computes what batch_epoch computes on any thread count, bit for bit, and
-# compiles in about two thirds of the time. Runs on one thread call
-# it; so does a run whose threads the load chooses until the parallel build would pay for
-# its compile (training.ParallelBuild). The asv_benchmarks README has the figures.
+# compiles in about two thirds of the time. Runs on one thread call it, and so does a run
+# whose threads the load chooses until the parallel build would pay for its compile
+# (training.ParallelBuild). The asv_benchmarks README has the figures.
 @kernel
 def _one_thread_only(*args):
     raise ValueError("fastbp kernels: batch_epoch_serial runs on one thread (threads=1)")

@@ -1049,13 +1049,12 @@ def _dtype_name(value):
         return value
 
 
-def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False, parallel_only=False):
+def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False):
     """Train a throwaway network of this definition (Network's keyword arguments) for one
     epoch at batch_size (None: the full batch) on two samples (as CSR rows if sparse) with
     the optimizer (a RULES name), and take its error terms and predictions: every kernel
     the definition's training and inference call is then compiled or loaded, the batched
-    epoch both for one thread and (where Numba has 2 threads) for several. parallel_only:
-    the batched epoch for several threads and nothing else (training.ParallelBuild's child)."""
+    epoch both for one thread and (where Numba has 2 threads) for several."""
     import numba
     twin = Network(seed=0, **definition)
     X = np.zeros((2, twin.sizes[0]), twin.dtype)
@@ -1067,10 +1066,9 @@ def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False, parallel
     rule, size = RULES[optimizer], 1 if batch_size == 1 else 2
     if (not sparse and rule.step is None and numba.config.NUMBA_NUM_THREADS > 1
             and not twin.uses_per_sample_kernel(size, Optimizer(optimizer), None, None)):
-        # (first, so that the run below finds it built and starts no child to build it)
+        # the parallel build, which the run below, on two samples, would leave uncompiled
+        # (training.ParallelBuild)
         twin.train_epoch(X, T, np.arange(2), size, 0.01, 0.0, Optimizer(optimizer).bind(twin), threads=2)
-    if parallel_only:
-        return
     if rule.full_batch:
         twin.train(X, T, epochs=1, optimizer=optimizer)
     else:
@@ -1079,21 +1077,19 @@ def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False, parallel
     twin.predict(X)
 
 
-def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False, parallel_only=False, wait=True):
+def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False):
     """warm_up_twin in a fresh Python process (which fills Numba's on-disk cache); its
-    compile notice goes to this process's stderr. Returns whether it succeeded, or with
-    wait=False the child (a subprocess.Popen), or None if it could not start."""
+    compile notice goes to this process's stderr. Returns whether it succeeded."""
     import json
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
     code = ("import json, sys; sys.path.insert(0, sys.argv[3]); from fastbp.network import warm_up_twin; "
-            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4], sys.argv[5] == 'sparse', "
-            "sys.argv[6] == 'parallel')")
+            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4], sys.argv[5] == 'sparse')")
     try:
-        child = subprocess.Popen([sys.executable, "-c", code, json.dumps(definition), json.dumps(batch_size), root,
-                                  optimizer, "sparse" if sparse else "dense", "parallel" if parallel_only else "all"],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, "-c", code, json.dumps(definition), json.dumps(batch_size), root,
+                               optimizer, "sparse" if sparse else "dense"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
     except OSError:
-        return False if wait else None
-    return child.wait() == 0 if wait else child
+        return False
+    return done.returncode == 0
