@@ -391,21 +391,22 @@ def built_for(dispatcher, dtype):
     kind = numba.from_dtype(np.dtype(dtype))
     if any(signature[0].dtype == kind for signature in dispatcher.overloads):
         return True
-    magic = numba.core.registry.cpu_target.target_context.codegen().magic_tuple()
-    return any(key[1] == magic and getattr(key[0][0], "dtype", None) == kind for key in cached_keys(dispatcher))
+    return any(getattr(key[0][0], "dtype", None) == kind for key in cached_keys(dispatcher))
 
 
 def cached_keys(dispatcher):
-    """The keys of Numba's on-disk index of the dispatcher's compiled versions, for this
-    source (an index written for another version of the file is none): (signature,
-    processor, code hashes)."""
+    """The keys of Numba's on-disk index of the dispatcher's versions compiled for this
+    source (an index written for another version of the file is none) and this
+    processor: (signature, processor, code hashes)."""
     index = getattr(getattr(getattr(dispatcher, "_cache", None), "_cache_file", None), "_load_index", None)
     if index is None:
         return []
     try:
-        return [key for key in index() if len(key) > 1]
+        keys = index()
     except Exception:               # an unreadable index: Numba recompiles, and so counts none
         return []
+    magic = numba.core.registry.cpu_target.target_context.codegen().magic_tuple()
+    return [key for key in keys if len(key) > 1 and key[1] == magic]
 
 
 @contextlib.contextmanager
