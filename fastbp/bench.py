@@ -54,13 +54,14 @@ def epoch_seconds(net, X, Y, backend, repeats, batch_size=1, lr=0.1, warm=True):
 
 # ---------------------------------------------------------------- peers
 # The peers train the same network the same way: 784-H-10, a ReLU hidden layer, softmax
-# output and cross-entropy, plain SGD (no momentum, no L2), float32, over one epoch.
+# output and cross-entropy, plain SGD (no momentum, no L2), float32 (or --peer-dtype float64), over one epoch.
 PEER_LR = 0.01
 
 
-def peer_data(m, n_in=784, n_out=10, seed=0):
+def peer_data(m, n_in=784, n_out=10, seed=0, dtype="float32"):
+    """m rows uniform in [0, 1) in dtype, and labels: every peer trains in X's dtype."""
     rng = np.random.default_rng(seed)
-    return rng.uniform(0.0, 1.0, (m, n_in)).astype(np.float32), rng.integers(0, n_out, m)
+    return rng.uniform(0.0, 1.0, (m, n_in)).astype(dtype), rng.integers(0, n_out, m)
 
 
 PEER_ADAM_LR = 0.001
@@ -70,7 +71,7 @@ IN_ORDER = "%s, in order"            # a contender taking the samples in order
 
 def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle=True):
     net = Network([X.shape[1], hidden, int(y.max()) + 1], activation="relu", output="softmax",
-                  loss="cross_entropy", init="he", seed=0, dtype="float32")
+                  loss="cross_entropy", init="he", seed=0, dtype=X.dtype)
     net.warm_up(batch_size)                          # compile outside the timing
     lr = PEER_LR if rule == "sgd" else PEER_ADAM_LR
     net.train(X, y, epochs=1, lr=lr, batch_size=batch_size, optimizer=rule, diagnostics=False,
@@ -87,7 +88,7 @@ def torch_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
     torch.set_num_threads(numba.get_num_threads())
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(hidden, int(y.max()) + 1))
+                                torch.nn.Linear(hidden, int(y.max()) + 1)).to(torch.from_numpy(X[:1]).dtype)
     optimiser = (torch.optim.SGD(model.parameters(), lr=PEER_LR) if rule == "sgd"
                  else torch.optim.Adam(model.parameters(), lr=PEER_ADAM_LR))
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -109,17 +110,25 @@ def jax_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle=True):
     """JAX on the CPU in its strongest form: one jit-compiled epoch that draws the epoch's
     sample order and runs a lax.scan over the batches (over single samples at batch size
     1), plain SGD or Adam written out; the data sits on the device beforehand. Without
-    shuffle, the batches are X's rows in order, reshaped: no gather."""
+    shuffle, the batches are X's rows in order, reshaped: no gather. In X's dtype (float64:
+    with JAX's x64 enabled for the call)."""
+    import jax
+    with jax.enable_x64(X.dtype == np.float64):
+        return _jax_seconds(X, y, hidden, batch_size, repeats, rule, shuffle)
+
+
+def _jax_seconds(X, y, hidden, batch_size, repeats, rule, shuffle):
     import jax
     import jax.numpy as jnp
     from jax import lax
 
     n_out = int(y.max()) + 1
     rng = np.random.default_rng(0)
-    params = (jnp.asarray(rng.normal(0, np.sqrt(2 / X.shape[1]), (X.shape[1], hidden)), jnp.float32),
-              jnp.zeros(hidden, jnp.float32),
-              jnp.asarray(rng.normal(0, np.sqrt(2 / hidden), (hidden, n_out)), jnp.float32),
-              jnp.zeros(n_out, jnp.float32))
+    kind = X.dtype
+    params = (jnp.asarray(rng.normal(0, np.sqrt(2 / X.shape[1]), (X.shape[1], hidden)), kind),
+              jnp.zeros(hidden, kind),
+              jnp.asarray(rng.normal(0, np.sqrt(2 / hidden), (hidden, n_out)), kind),
+              jnp.zeros(n_out, kind))
 
     def loss(p, xb, yb):
         W1, b1, W2, b2 = p
@@ -154,7 +163,7 @@ def jax_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle=True):
 
     X, y = jnp.asarray(X), jnp.asarray(y)
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    carry = (params, zeros, zeros, jnp.float32(0))
+    carry = (params, zeros, zeros, jnp.asarray(0, kind))
     keys = iter(jax.random.split(jax.random.PRNGKey(0), repeats + 1))
     jax.block_until_ready(epoch(carry, next(keys), X, y))        # compile outside the timing
 
@@ -190,8 +199,9 @@ def sklearn_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
 # ---- predicting: the outputs (class probabilities) of PREDICT_ROWS rows, as NumPy arrays
 PREDICT_ROWS = 10000
 PREDICT_CALLS = 20      # a time: the median of this many calls, after a pause (BLAS_IDLE)
-BLAS_IDLE = 0.3         # seconds: a BLAS pool's threads spin for a while after a product
-                        # (asv's common.py pauses as long before each timing)
+BLAS_IDLE = 0.2         # seconds: a BLAS pool's threads spin for a while after a product
+                        # (OpenBLAS's for 2^28 cycles: 0.2 s covers clocks down to 1.35 GHz;
+                        # asv's common.py pauses as long before each timing)
 
 
 def _predict_seconds(predict, X):
@@ -334,13 +344,14 @@ def installed_peers():
     return {name: run for name, (module, run) in PEERS.items() if importlib.util.find_spec(module)}
 
 
-def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None):
-    """Rows (batch size, rule, who, seconds per epoch of scale_to samples, who / fastbp).
+def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None, dtype="float32"):
+    """Rows (batch size, rule, who, seconds per epoch of scale_to samples, who / fastbp),
+    every contender training in dtype.
     Each peer is timed right after fastbp, and the ratio is the median of the pairwise
     ratios of `repeats` such pairs (A B A B ...: the machines here are noisy). Everyone
     shuffles every epoch; with JAX installed, batched cases add fastbp and JAX both taking
     the samples in order (shuffle=False), JAX's ratio then over fastbp in order."""
-    X, y = peer_data(samples)
+    X, y = peer_data(samples, dtype=dtype)
     factor = (scale_to or samples) / samples
     rows = []
     for batch_size, rule in cases:
@@ -414,20 +425,32 @@ def batched_flops(sizes, m):
     return 2 * m * (2 * fan[0] + 3 * sum(fan[1:]))
 
 
+# which products of a step a GEMM-only floor runs: the forward pass's, those and the
+# delta propagation's, or all of a training step's
+GEMM_PRODUCTS = {"forward": 0, "deltas": 1, "step": 2}
+
+
 @njit(cache=kernels.CACHE)
-def _gemm_epoch(Xb, Ws, Zs, Es, Gs, batches):
+def _gemm_epoch(Xb, Ws, Zs, Es, Gs, batches, products):
     """The products of `batches` mini-batch steps and nothing else, through the BLAS the
-    kernels call (Numba's np.dot): the floor a batched epoch can reach."""
+    kernels call (Numba's np.dot): the floor a batched epoch can reach. products (a
+    GEMM_PRODUCTS value): per layer A W^T (the forward pass); from 1, also E W for every
+    layer but the first (the delta propagation); from 2, also D^T A (the gradient)."""
     for _ in range(batches):
         for l in range(len(Ws)):
             a_in = Xb if l == 0 else Zs[l - 1]
             np.dot(a_in, Ws[l].T, Zs[l])
-            if l > 0:
+            if l > 0 and products >= 1:
                 np.dot(Es[l], Ws[l], Es[l - 1])
-            np.dot(Es[l].T, a_in, Gs[l])
+            if products >= 2:
+                np.dot(Es[l].T, a_in, Gs[l])
 
 
-def gemm_seconds(sizes, m, batch_size, dtype="float32", repeats=3):
+def gemm_floor(sizes, m, batch_size, dtype="float32", products="step"):
+    """A function of no arguments that runs, once, the matrix products of an epoch of m
+    samples in batches of batch_size through a network of these sizes, and nothing else
+    (_gemm_epoch; products: a GEMM_PRODUCTS name), on buffers made here. Called once
+    before it is returned (compiled or loaded)."""
     from numba.typed import List
     rng = np.random.default_rng(0)
     Xb = rng.random((batch_size, sizes[0])).astype(dtype)
@@ -437,12 +460,21 @@ def gemm_seconds(sizes, m, batch_size, dtype="float32", repeats=3):
         Gs.append(np.empty((n_out, n_in), dtype))
         Zs.append(np.empty((batch_size, n_out), dtype))
         Es.append(rng.random((batch_size, n_out)).astype(dtype))
-    _gemm_epoch(Xb, Ws, Zs, Es, Gs, 1)
-    batches = -(-m // batch_size)
+    code, batches = GEMM_PRODUCTS[products], -(-m // batch_size)
+    _gemm_epoch(Xb, Ws, Zs, Es, Gs, 1, code)
+
+    def run():
+        _gemm_epoch(Xb, Ws, Zs, Es, Gs, batches, code)
+    return run
+
+
+def gemm_seconds(sizes, m, batch_size, dtype="float32", repeats=3, products="step"):
+    """The median seconds of `repeats` runs of gemm_floor(sizes, m, batch_size, dtype, products)."""
+    run = gemm_floor(sizes, m, batch_size, dtype, products)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        _gemm_epoch(Xb, Ws, Zs, Es, Gs, batches)
+        run()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds)
 
@@ -856,6 +888,9 @@ def main(argv=None):
                         help="also time the installed peers (PyTorch, JAX, scikit-learn) on "
                              "784-H-10 ReLU/softmax networks: SGD at batch sizes 1, 64 and 200, "
                              "Adam at 200")
+    parser.add_argument("--peer-dtype", choices=("float32", "float64"), default="float32",
+                        help="the dtype every peer trains in (float64: JAX with x64 enabled); "
+                             "predicting is timed in float32 (default float32)")
     parser.add_argument("--peer-hidden", type=int, nargs="+", default=[100, 200], metavar="H",
                         help="the peers' hidden units (default: 100 200)")
     parser.add_argument("--batched", action="store_true",
@@ -972,19 +1007,19 @@ def main(argv=None):
     if args.peers:
         figures["peers"] = []
         for hidden in args.peer_hidden:
-            rows = peer_table(args.peer_samples, hidden, args.repeats, scale_to=m)
-            figures["peers"] += [dict(hidden=hidden, batch_size=b, rule=rule, who=who, seconds=sec, ratio=r)
-                                 for b, rule, who, sec, r in rows]
-            print("\npeers: 784-%d-10, ReLU + softmax + cross-entropy, float32, SGD lr %g or Adam "
+            rows = peer_table(args.peer_samples, hidden, args.repeats, scale_to=m, dtype=args.peer_dtype)
+            figures["peers"] += [dict(hidden=hidden, batch_size=b, rule=rule, who=who, seconds=sec, ratio=r,
+                                      dtype=args.peer_dtype) for b, rule, who, sec, r in rows]
+            print("\npeers: 784-%d-10, ReLU + softmax + cross-entropy, %s, SGD lr %g or Adam "
                   "lr %g; timed on %d samples, scaled to %d; ratio: median of interleaved pairs"
-                  % (hidden, PEER_LR, PEER_ADAM_LR, args.peer_samples, m))
+                  % (hidden, args.peer_dtype, PEER_LR, PEER_ADAM_LR, args.peer_samples, m))
             print("%-6s %-5s %-28s %10s %14s" % ("batch", "rule", "", "s/epoch", "time / fastbp"))
             for batch_size, rule, who, seconds, ratio in rows:
                 print("%-6d %-5s %-28s %10.3f %13.2fx" % (batch_size, rule, who, seconds, ratio))
             predicting = predict_table(hidden, args.repeats)
             figures["peers"] += [dict(hidden=hidden, batch_size=PREDICT_ROWS, rule="predict", who=who,
-                                      seconds=sec, ratio=r) for who, sec, r in predicting]
-            print("predicting %d rows (medians of %d calls):" % (PREDICT_ROWS, PREDICT_CALLS))
+                                      seconds=sec, ratio=r, dtype="float32") for who, sec, r in predicting]
+            print("predicting %d rows, float32 (medians of %d calls):" % (PREDICT_ROWS, PREDICT_CALLS))
             for who, seconds, ratio in predicting:
                 print("%-6s %-5s %-28s %10.4f %13.2fx" % ("", "", who, seconds, ratio))
         missing = sorted(set(PEERS) - set(installed_peers()))

@@ -21,6 +21,34 @@ def test_fma_peak_is_a_rate(dtype):
     assert 0.5 < peak < 10000
 
 
+@pytest.mark.parametrize("products", list(bench.GEMM_PRODUCTS))
+def test_the_gemm_floor_runs_the_products_it_names(products):
+    from numba.typed import List
+    rng = np.random.default_rng(0)
+    sizes, rows = [6, 5, 4, 3], 7
+    Xb = rng.random((rows, sizes[0]))
+    Ws = List([rng.random((o, i)) for i, o in zip(sizes, sizes[1:])])
+    Zs = List([np.zeros((rows, o)) for o in sizes[1:]])
+    Es = List([rng.random((rows, o)) for o in sizes[1:]])
+    Gs = List([np.zeros_like(W) for W in Ws])
+    E_in = [E.copy() for E in Es]
+    bench._gemm_epoch(Xb, Ws, Zs, Es, Gs, 1, bench.GEMM_PRODUCTS[products])
+    code = bench.GEMM_PRODUCTS[products]
+    a = Xb
+    for l in range(3):                                  # every layer's forward product
+        np.testing.assert_allclose(Zs[l], a @ Ws[l].T)
+        a = Zs[l]
+    # the delta propagation's E W, for every layer but the first (each layer's E is read
+    # before the layer above writes it)
+    np.testing.assert_allclose(Es[0], E_in[1] @ Ws[1] if code >= 1 else E_in[0])
+    np.testing.assert_allclose(Es[1], E_in[2] @ Ws[2] if code >= 1 else E_in[1])
+    np.testing.assert_allclose(Es[2], E_in[2])
+    for l in range(3):                                  # the gradient's D^T A, only for a step
+        a_in = Xb if l == 0 else Zs[l - 1]
+        np.testing.assert_allclose(Gs[l], E_in[l].T @ a_in if code == 2 else 0.0)
+    assert bench.gemm_seconds(sizes, 20, rows, "float64", repeats=1, products=products) > 0
+
+
 def test_batched_table_rows():
     rows = bench.batched_table(16, 512, 1, cases=((64, "sgd"), (128, "adam")))
     assert [(r[0], r[1]) for r in rows] == [(64, "sgd"), (128, "adam")]
@@ -43,6 +71,24 @@ def test_contention_table_times_every_mode_and_restores_the_setting(monkeypatch,
 def test_jax_peer_trains(batch_size, rule):
     X, y = bench.peer_data(256)
     assert bench.jax_seconds(X, y, 8, batch_size, repeats=1, rule=rule) > 0
+
+
+def test_jax_trains_float64_with_x64_enabled_for_that_call_only():
+    import warnings
+
+    import jax.numpy as jnp
+    X, y = bench.peer_data(64, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")    # (float64 asked of JAX without x64 warns, and is float32)
+        assert bench.jax_seconds(X, y, 8, 32, repeats=1, rule="adam") > 0
+    assert jnp.asarray(1.0).dtype == jnp.float32
+
+
+def test_every_peer_trains_in_float64():
+    rows = bench.peer_table(256, 8, 1, cases=((1, "sgd"), (32, "sgd"), (200, "adam")), dtype="float64")
+    names = {r[2] for r in rows}
+    assert {"fastbp", "PyTorch autograd", "JAX jit + lax.scan", "scikit-learn MLPClassifier"} <= names
+    assert all(r[3] > 0 and r[4] > 0 for r in rows)
 
 
 def test_peer_table_has_fastbp_and_ratios():

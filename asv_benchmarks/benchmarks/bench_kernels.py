@@ -1,5 +1,8 @@
-"""Each kernel and each training mode: time_ for both backends, and track_speedup_ (the
-NumPy reference's time over the Numba kernels', measured in the same process)."""
+"""Each kernel and each training mode: time_ for both backends, track_speedup_ (the
+NumPy reference's time over the Numba kernels', measured in the same process) and, for
+the batched ones, track_over_gemm_ (the kernels' time over that of their matrix products
+alone, fastbp.bench.gemm_floor)."""
+import functools
 import subprocess
 import sys
 
@@ -15,9 +18,11 @@ from .common import (
     FUNCTIONS,
     NETWORKS,
     SAMPLES,
+    WARM_ROWS,
     make,
     make_function_case,
     median_seconds,
+    over_gemm,
     speedup,
     warm,
 )
@@ -31,11 +36,22 @@ def per_network_and_dtype(track):
     return track
 
 
+def over_its_products(track):
+    """A track_over_gemm_ method: the kernels only (no backend parameter), over the time
+    of the same matrix products alone."""
+    track.params = [list(NETWORKS), DTYPES]
+    track.param_names = ["network", "dtype"]
+    track.unit = "x its products' time"
+    return track
+
+
 class _Kernel:
     params = [list(NETWORKS), DTYPES, BACKENDS]
     param_names = ["network", "dtype", "backend"]
-    batch_size = 1                     # the training mode whose kernel setup warms
+    batch_size = 1                     # the training mode's batch size (None: the full batch)
+    train = {}                         # its other settings (net.train's keywords)
     samples = SAMPLES["batched"]
+    products = None                    # a batched call's products (fastbp.bench.GEMM_PRODUCTS)
     number = 1
     repeat = (1, 3, 60.0)
     warmup_time = 0.0
@@ -43,18 +59,28 @@ class _Kernel:
 
     def setup(self, network, dtype, *backend):
         self.net, self.X, self.Y = make(network, dtype, self.samples)
-        warm(self.net, self.batch_size)
+        if backend != ("numpy",):                        # (the reference compiles nothing)
+            warm(self.net, lambda: self.run("numba", slice(WARM_ROWS)), batched=self.products == "step")
 
-    def epoch(self, backend, **train):
-        """One training epoch, without the per-epoch diagnostics (training alone is timed)."""
-        self.net.train(self.X, self.Y, epochs=1, lr=0.01, backend=backend, diagnostics=False, **train)
+    def run(self, backend, rows=slice(None)):
+        """One training epoch on X[rows], without the per-epoch diagnostics (training alone
+        is timed)."""
+        self.net.train(self.X[rows], self.Y[rows], epochs=1, lr=0.01, backend=backend, diagnostics=False,
+                       batch_size=self.batch_size, **self.train)
+
+    def over_gemm(self):
+        """The kernels' time over their products' (a batch of all the samples, unless the
+        mode's batches are smaller)."""
+        return over_gemm(lambda: self.run("numba"), self.net.sizes, self.samples, self.batch_size or self.samples,
+                         self.net.dtype, self.products)
 
 
 class Forward(_Kernel):
     """The batched forward pass (net.predict), 4096 samples."""
+    batch_size, products = None, "forward"
 
-    def run(self, backend):
-        self.net.predict(self.X, backend=backend)
+    def run(self, backend, rows=slice(None)):
+        self.net.predict(self.X[rows], backend=backend)
 
     def time_forward(self, network, dtype, backend):
         self.run(backend)
@@ -66,12 +92,17 @@ class Forward(_Kernel):
     def track_speedup_forward(self, network, dtype):
         return speedup(self.run)
 
+    @over_its_products
+    def track_over_gemm_forward(self, network, dtype):
+        return self.over_gemm()
+
 
 class DeltaPropagation(_Kernel):
     """The forward pass and every layer's error terms (net.deltas), 4096 samples."""
+    batch_size, products = None, "deltas"
 
-    def run(self, backend):
-        self.net.deltas(self.X, self.Y, backend=backend)
+    def run(self, backend, rows=slice(None)):
+        self.net.deltas(self.X[rows], self.Y[rows], backend=backend)
 
     def time_delta_propagation(self, network, dtype, backend):
         self.run(backend)
@@ -80,13 +111,14 @@ class DeltaPropagation(_Kernel):
     def track_speedup_delta_propagation(self, network, dtype):
         return speedup(self.run)
 
+    @over_its_products
+    def track_over_gemm_delta_propagation(self, network, dtype):
+        return self.over_gemm()
+
 
 class PerSampleEpoch(_Kernel):
     """A per-sample SGD epoch (seeds 000, 002, 004) over 1000 samples."""
     samples = SAMPLES["per-sample"]
-
-    def run(self, backend):
-        self.epoch(backend, batch_size=1)
 
     def time_per_sample_epoch(self, network, dtype, backend):
         self.run(backend)
@@ -98,10 +130,7 @@ class PerSampleEpoch(_Kernel):
 
 class MiniBatchEpoch(_Kernel):
     """A mini-batch SGD epoch, batches of 64 (seed 001's mode), 4096 samples."""
-    batch_size = 64
-
-    def run(self, backend):
-        self.epoch(backend, batch_size=64)
+    batch_size, products = 64, "step"
 
     def time_mini_batch_epoch(self, network, dtype, backend):
         self.run(backend)
@@ -110,14 +139,15 @@ class MiniBatchEpoch(_Kernel):
     def track_speedup_mini_batch_epoch(self, network, dtype):
         return speedup(self.run)
 
+    @over_its_products
+    def track_over_gemm_mini_batch_epoch(self, network, dtype):
+        return self.over_gemm()
+
 
 class AdamEpoch(_Kernel):
     """A mini-batch epoch with Adam and an L2 penalty (the estimators' default optimizer),
     batches of 64, 4096 samples: the optimizer's update inside the compiled loop."""
-    batch_size = 64
-
-    def run(self, backend):
-        self.epoch(backend, batch_size=64, optimizer="adam", l2=1e-4)
+    batch_size, products, train = 64, "step", {"optimizer": "adam", "l2": 1e-4}
 
     def time_adam_epoch(self, network, dtype, backend):
         self.run(backend)
@@ -126,13 +156,14 @@ class AdamEpoch(_Kernel):
     def track_speedup_adam_epoch(self, network, dtype):
         return speedup(self.run)
 
+    @over_its_products
+    def track_over_gemm_adam_epoch(self, network, dtype):
+        return self.over_gemm()
+
 
 class FullBatchStep(_Kernel):
     """One full-batch gradient-descent step (seed 003) on 4096 samples."""
-    batch_size = SAMPLES["batched"]
-
-    def run(self, backend):
-        self.epoch(backend, batch_size=None)
+    batch_size, products = None, "step"
 
     def time_full_batch_step(self, network, dtype, backend):
         self.run(backend)
@@ -143,6 +174,10 @@ class FullBatchStep(_Kernel):
     @per_network_and_dtype
     def track_speedup_full_batch_step(self, network, dtype):
         return speedup(self.run)
+
+    @over_its_products
+    def track_over_gemm_full_batch_step(self, network, dtype):
+        return self.over_gemm()
 
 
 class _EpochPerCase:
@@ -163,10 +198,13 @@ class Functions(_EpochPerCase):
 
     def setup(self, function, dtype):
         self.net, self.X, self.Y = make_function_case(function, dtype, SAMPLES["batched"])
-        warm(self.net, 64)
+        warm(self.net, lambda: self.run(slice(WARM_ROWS)), batched=True)
+
+    def run(self, rows=slice(None)):
+        self.net.train(self.X[rows], self.Y[rows], epochs=1, lr=0.001, batch_size=64, diagnostics=False)
 
     def time_mini_batch_epoch(self, function, dtype):
-        self.net.train(self.X, self.Y, epochs=1, lr=0.001, batch_size=64, diagnostics=False)
+        self.run()
 
 
 class Regularisers(_EpochPerCase):
@@ -178,9 +216,8 @@ class Regularisers(_EpochPerCase):
 
     def setup(self, regulariser, dtype):
         self.net, self.X, self.Y = make("784-200-10-relu-softmax-ce", dtype, SAMPLES["batched"])
-        warm(self.net, 64)
-        for name in ("none", regulariser):        # (each regulariser's kernel path compiled outside)
-            self.epoch(name)
+        for name in ("none", regulariser):        # (each regulariser's kernel path loaded outside)
+            warm(self.net, functools.partial(self.epoch, name), batched=True)
 
     def epoch(self, regulariser):
         self.net.train(self.X, self.Y, epochs=1, batch_size=64, optimizer="adam", diagnostics=False,

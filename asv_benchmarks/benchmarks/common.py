@@ -5,7 +5,8 @@ import time
 import numpy as np
 
 import fastbp
-from fastbp.bench import BLAS_IDLE, synthetic_data
+from fastbp import kernels
+from fastbp.bench import BLAS_IDLE, gemm_floor, synthetic_data
 from fastbp.cases import BENCHMARK_FUNCTIONS, BENCHMARK_NETWORKS, benchmark_function_network, targets
 
 # the networks and dtypes come from fastbp.cases, the table that drives the tests too
@@ -36,9 +37,21 @@ def _make(sizes, activation, output, loss, dtype, m, seed):
     return net, X, Y
 
 
-def warm(net, batch_size):
-    """Compile (or load) every kernel these benchmarks call, outside any timing."""
-    net.warm_up(batch_size)
+# rows a benchmark's own call is warmed on
+WARM_ROWS = 128
+
+
+def warm(net, call, batched=False):
+    """Load (or compile) the kernels a benchmark calls, outside any timing: call() (the
+    benchmark's own call, on WARM_ROWS rows) loads just those (net.warm_up would load
+    every kernel of a mode and predicting: three times as long, in each of the hundreds
+    of processes of a run). batched: whether call trains with the batched kernel; where
+    that kernel's parallel build is not compiled yet, net.warm_up compiles it first (a
+    short call would leave it out, training.ParallelBuild, and every timing after it
+    would run on one thread)."""
+    if batched and not kernels.built_for(kernels.batch_epoch, net.dtype):
+        net.warm_up(2)
+    call()
 
 
 def median_seconds(fn, repeats=3):
@@ -54,8 +67,9 @@ def median_seconds(fn, repeats=3):
 # its own threads, and a pool's threads spin for a while after each product (OpenBLAS's
 # default is 2^28 cycles, about 0.1 s) on the cores the other pool needs: the kernels'
 # forward pass ran 2x slower right after the reference's. A user runs one of the two;
-# so is each timed: after a pause of BLAS_IDLE seconds (fastbp.bench's, 0.3 s) and one
-# untimed call.
+# so is each timed: after a pause of BLAS_IDLE seconds (fastbp.bench's, 0.2 s) and one
+# untimed call. (After a product on two threads, one OpenBLAS thread on this Zen 4 used
+# 105 ms of CPU time, and then none.)
 
 
 # A call at least this long is timed once, as its first call after the pause: what the
@@ -70,6 +84,21 @@ def _alone(fn, repeats):
     fn()
     first = time.perf_counter() - start
     return first if first >= LONG_CALL else median_seconds(fn, repeats)
+
+
+def over_gemm(run, sizes, m, batch_size, dtype, products, pairs=3):
+    """The kernels' seconds (run()) over the seconds of the same matrix products alone
+    (fastbp.bench.gemm_floor: m rows in batches of batch_size, the products a GEMM_PRODUCTS
+    name, on BLAS's own threads), the median of the ratios of `pairs` pairs run
+    alternately: the products' mean of two calls, then the kernels' as _alone times them
+    (the pause lets BLAS's threads stop spinning first: they would take a core from the
+    kernels' threads). Few calls, to keep asv's quick run of the suite within 10 minutes."""
+    floor = gemm_floor(sizes, m, batch_size, dtype, products)
+    ratios = []
+    for _ in range(pairs):
+        alone = median_seconds(floor, 2)
+        ratios.append(_alone(run, 1) / alone)
+    return statistics.median(ratios)
 
 
 def speedup(run, pairs=3, repeats=3):
