@@ -32,8 +32,8 @@ def test_the_gemm_floor_runs_the_products_it_names(products):
     Es = List([rng.random((rows, o)) for o in sizes[1:]])
     Gs = List([np.zeros_like(W) for W in Ws])
     E_in = [E.copy() for E in Es]
-    bench._gemm_epoch(Xb, Ws, Zs, Es, Gs, 1, bench.GEMM_PRODUCTS[products])
     code = bench.GEMM_PRODUCTS[products]
+    bench._gemm_epoch(Xb, Ws, Zs, Es, Gs, 1, code)
     a = Xb
     for l in range(3):                                  # every layer's forward product
         np.testing.assert_allclose(Zs[l], a @ Ws[l].T)
