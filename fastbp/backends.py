@@ -196,7 +196,7 @@ class NumbaBackend:
                 with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 7):
                     total = kernels.sgd_epoch_sparse(*layout, *_csr(X), T, S, order, *step)
             else:
-                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 30):
+                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 10):
                     total = kernels.sgd_epoch(*layout, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
@@ -209,7 +209,7 @@ class NumbaBackend:
             parts, draws = self.draw_regularisers(net, order, bs, rates, input_noise, S)
         total, last = 0.0, np.array([optimizer.last_loss])
         epoch, what, seconds = ((kernels.batch_epoch, "mini-batch kernel's parallel build", 11) if threads > 1
-                                else (kernels.batch_epoch_serial, "mini-batch kernel", 17))
+                                else (kernels.batch_epoch_serial, "mini-batch kernel", 14))
         with kernels.first_call(epoch, what, seconds), blas_on_one_thread():
             for part, (U, N) in zip(parts, draws):
                 loss, optimizer.t = epoch(*layout, *rows, T, S, part, batch_size,

@@ -32,6 +32,13 @@ SGD compiled twice, a serial build for one thread beside the parallel one. It co
 faster, but the two builds, some parts loaded from the cache and some compiled in the
 process, differed in the last bit between thread counts, which tests/test_threads.py
 forbids.)
+Numba compiles each kernel a kernel calls into a library of its own, optimises it and
+emits its machine code, then links it into the caller and optimises and emits it all
+again there: a helper four calls deep is compiled five times over. So the call tree is
+kept shallow: helpers that only passed their arguments on are gone, and a helper with one
+or two call sites that only organises calls (_rows_pass, _forward_from_products) is
+inlined in Numba's IR (inline="always") rather than compiled on its own; and every
+function is compiled without the wrappers it does not need (see _compiled).
 
 fastmath: FASTMATH allows reassociation and contraction (FMA), so that the dot products
 and row updates vectorise; it does not assume away NaN and inf, so a diverging run is
@@ -51,6 +58,7 @@ from numba import njit, prange, types
 from numba.core import caching
 from numba.core import event as numba_event
 from numba.core.cpu import ParallelOptions
+from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload
 from numba.np.linalg import _BLAS, ensure_blas  # (Numba's own BLAS binding: gradient_rows)
 from numba.typed import List
@@ -99,15 +107,44 @@ def _on_disk_cache():
 CACHE = _on_disk_cache()
 
 
-def kernel(function=None, **options):
+def kernel(function=None, internal=False, **options):
     """njit with NumPy's error model, compiled on first call, and cached on disk (where it
-    can be) under kernels.py's stamp and FINGERPRINT (see dependencies() below)."""
+    can be) under kernels.py's stamp and FINGERPRINT (see dependencies() below).
+    internal: only other kernels call it (see _compiled)."""
     if function is None:
-        return lambda f: kernel(f, **options)
-    dispatcher = njit(error_model=ERRORS, **options)(function)
+        return lambda f: kernel(f, internal, **options)
+    dispatcher = _compiled(function, internal, **options)
     if CACHE:
         dispatcher._cache = _FingerprintedCache(dispatcher.py_func)    # (what cache=True sets, and more)
     return dispatcher
+
+
+def _compiled(function, internal=False, **options):
+    """njit with NumPy's error model, and none of the wrappers a kernel does not need.
+    Numba gives every compiled function two: a C one, for calls through a function
+    pointer (which fastbp never makes), and, unless the function is internal, a CPython
+    one that unboxes Python's arguments. An internal function is called only from other
+    kernels: it has no CPython wrapper, and a call from Python raises TypeError (without
+    the wrapper it would crash the interpreter). The wrappers were 2.6 s of the 18 s cold
+    first fit, because each function's library, its wrappers included, is optimised and
+    turned into machine code again in every kernel that calls it (CONTRIBUTING.md,
+    "Compile time")."""
+    dispatcher = njit(error_model=ERRORS, no_cfunc_wrapper=True, no_cpython_wrapper=internal, **options)(function)
+    if internal:
+        dispatcher.__class__ = _Internal
+    return dispatcher
+
+
+# (the same for the implementations of the @overload functions below)
+INTERNAL_JIT = {"error_model": ERRORS, "no_cfunc_wrapper": True, "no_cpython_wrapper": True}
+
+
+class _Internal(CPUDispatcher):
+    """A kernel that only other kernels call (see _compiled)."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError("fastbp kernels: %s is called only from other kernels, not from Python"
+                        % self.py_func.__name__)
 
 
 class _FingerprintedImpl(caching.CompileResultCacheImpl):
@@ -211,7 +248,7 @@ _EXPONENTIAL = {    # (fdlibm's and Cephes's splits of ln 2)
 }
 
 
-@overload(exponential, jit_options={"fastmath": {"contract"}, "error_model": ERRORS})
+@overload(exponential, jit_options=dict(INTERNAL_JIT, fastmath={"contract"}))
 def _exponential(x):
     if x not in _EXPONENTIAL:
         return None
@@ -255,7 +292,7 @@ _TANH = {kind: dict(one=f(1.0), two=f(2.0), small=f(small), series=tuple(f(c) fo
          for kind, f, small in ((types.float64, np.float64, 0.1), (types.float32, np.float32, 0.3))}
 
 
-@overload(hyperbolic_tangent, jit_options={"fastmath": {"contract"}, "error_model": ERRORS})
+@overload(hyperbolic_tangent, jit_options=dict(INTERNAL_JIT, fastmath={"contract"}))
 def _hyperbolic_tangent(x):
     if x not in _TANH:
         return None
@@ -455,8 +492,12 @@ def threading_info():
 #   _chain_delta(code, p, z, o, t, d): an output layer's d[i] <- (o[i] - t[i]) g'(z[i]);
 #   _delta_into(propagate_error, code, p, z, a, back, d, e): d[i] <- back[i] g'(z[i]) and
 #     e[i] <- back[i] or d[i] (back may be d);
-#   _masked_delta(code, p, Z, A, back, E, masks, r0, first): the same for a block of rows
-#     under dropout masks (see "dropout and input noise").
+#   _masked_delta(code, p, Z, A, back, E, masks, r0, first): a hidden layer with dropout
+#     (see "dropout and input noise"), for a block of rows, from back = W^T e of the layer
+#     above: back[s, j] and E[s, j] <- back[s, j] m g'(z), m the unit's mask in masks[r0 +
+#     s, first + j] (0, or 1 / (1 - p) with A = m g(z), so g(z) is A / m). Dropout takes
+#     the delta rule: what is sent back is d. A dropped unit's g' is read at a = 0, finite
+#     for every activation, times m = 0.
 # A loop that calls _activate or _derivative branches on the code at every element, which
 # keeps it scalar. So the generated loops give each own_loop activation a loop of its own,
 # which vectorises (a ReLU layer's bias and activation ran ten times as fast as through the
@@ -475,7 +516,8 @@ def _dispatch_source():
         if act.own_loop and act.needs_z:            # (_bias_activate keeps z through the chain)
             raise ValueError("activation %r: an own_loop activation cannot need z" % name)
         code, p = ACTIVATION_CODES[name], (", p" if act.parameter else "")
-        namespace["g_%s" % name], namespace["d_%s" % name] = kernel(act.g), kernel(act.derivative)
+        namespace["g_%s" % name] = kernel(act.g, internal=True)
+        namespace["d_%s" % name] = kernel(act.derivative, internal=True)
         calls[code] = ("g_%s({x}%s)" % (name, p), "d_%s({z}, {a}%s)" % (name, p), act.own_loop)
 
     def chain(signature, which, x, z="z", a="a", others=False):
@@ -527,22 +569,22 @@ exec(compile(DISPATCH_SOURCE, "<fastbp.kernels: the dispatch generated from func
 # Compiled into the kernels that call them, not cached on their own (Numba caches only
 # functions with a source file); the fingerprint covers what they are generated from.
 _activate, _derivative, _activate_others, _derivative_others = (
-    njit(error_model=ERRORS)(_namespace[f]) for f in ("_activate", "_derivative", "_activate_others",
-                                                       "_derivative_others"))
+    _compiled(_namespace[f], internal=f.endswith("_others"))      # (tests call the first two from Python)
+    for f in ("_activate", "_derivative", "_activate_others", "_derivative_others"))
 _namespace.update(_activate=_activate, _derivative=_derivative, _activate_others=_activate_others,
                   _derivative_others=_derivative_others)
 _activate_vector, _activate_rows, _chain_delta, _delta_into, _masked_delta = (
-    njit(error_model=ERRORS, fastmath=FASTMATH)(_namespace[f])
+    _compiled(_namespace[f], internal=True, fastmath=FASTMATH)
     for f in ("_activate_vector", "_activate_rows", "_chain_delta", "_delta_into", "_masked_delta"))
 
 
-@kernel(inline="always")
+@kernel(internal=True, inline="always")
 def _codes(acts, l):
     """Layer l's activation code and parameter."""
     return acts[0][l], acts[1][l]
 
 
-@kernel
+@kernel(internal=True)
 def _softmax_rows(Z):
     """Each row of Z <- its softmax (shifted by the row's maximum). Indexed in two
     dimensions, with no view per row (a call per row with views cost more than the row)."""
@@ -567,7 +609,7 @@ def _activate_inplace(code, p, a):
         _activate_vector(code, p, a)
 
 
-@kernel(inline="always")
+@kernel(internal=True, inline="always")
 def _row(flat, offset, j, n):
     """Row j of the (., n) matrix stored at flat[offset:], as a view. Loops index the
     view from 0, which Numba knows is never negative, so they vectorise (an index like
@@ -575,7 +617,7 @@ def _row(flat, offset, j, n):
     return flat[offset + j * n:offset + (j + 1) * n]
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _dot(row, v, acc):
     for i in range(v.size):
         acc += row[i] * v[i]
@@ -606,7 +648,7 @@ def _sample_loss(loss, o, t, eps):
     return total
 
 
-@kernel
+@kernel(internal=True)
 def _output_delta(loss, code, p, z, o, t, d):
     """d <- dE/dz of the output layer (reference.output_delta), by the loss's kind of
     delta (functions.LOSSES); z: the layer's pre-activations, read where g' needs them."""
@@ -626,7 +668,7 @@ def _output_delta(loss, code, p, z, o, t, d):
         _chain_delta(code, p, z, o, t, d)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _weigh(sw, d, e):
     """A sample's output error terms and what it sends back, times its weight sw."""
     for k in range(d.size):
@@ -634,18 +676,11 @@ def _weigh(sw, d, e):
         e[k] *= sw
 
 
-@kernel
+@kernel(internal=True)
 def _send_back_output(propagate_error, o, t, d, e):
     """e <- what the output layer sends back: its raw error o - t (seed 000) or its delta."""
     for k in range(o.size):
         e[k] = o[k] - t[k] if propagate_error else d[k]
-
-
-@kernel
-def _hidden_delta(propagate_error, code, p, z, a, back, d, e):
-    """From back = W^T e of the layer above: d <- back * g'(z), e <- back or d (back may
-    be d itself)."""
-    _delta_into(propagate_error, code, p, z, a, back, d, e)
 
 
 # Per-sample SGD updates the first layer, the largest, by a rank-1 step per sample:
@@ -663,7 +698,7 @@ def _hidden_delta(propagate_error, code, p, z, a, back, d, e):
 BLOCK = 4
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _block_row(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     """Row j of the first layer: apply the block's pending steps, row <- scale * row -
     sum_i H[i, j] x_i, then take the updated row's products with the next block's inputs."""
@@ -680,7 +715,7 @@ def _block_row(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     base[0, j], base[1, j], base[2, j], base[3, j] = acc0, acc1, acc2, acc3
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _block_row_pair(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     """Rows j and j + 1 of the first layer, as _block_row, in one sweep over the inputs."""
     ra, rb = _row(w, 0, j, n), _row(w, 0, j + 1, n)
@@ -706,7 +741,7 @@ def _block_row_pair(w, j, n, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base):
     base[0, j + 1], base[1, j + 1], base[2, j + 1], base[3, j + 1] = q0, q1, q2, q3
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base):
     """Rows lo..hi-1 of the first layer (lo even): the block's pass, two rows at a time."""
     x0, x1, x2, x3 = X[pending[0]], X[pending[1]], X[pending[2]], X[pending[3]]
@@ -717,7 +752,7 @@ def _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base):
         _block_row(w, hi - 1, n0, scale, H, x0, x1, x2, x3, y0, y1, y2, y3, base)
 
 
-@kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
+@kernel(internal=True, parallel=PRANGE_ONLY, fastmath=FASTMATH)
 def _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
     """The block's pass with the rows split in `threads` ranges of whole pairs."""
     pairs = (n1 + 1) // 2
@@ -727,7 +762,7 @@ def _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, thread
         _block_rows(w, lo, hi, n0, scale, H, X, pending, upcoming, base)
 
 
-@kernel
+@kernel(internal=True)
 def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads):
     """Apply the steps of the samples X[pending]; base[q] <- W x for x = X[upcoming[q]]."""
     if threads > 1 and n0 * n1 >= PARALLEL_MIN_WEIGHTS:
@@ -736,7 +771,7 @@ def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
         _block_rows(w, 0, n1, n0, scale, H, X, pending, upcoming, base)
 
 
-@kernel
+@kernel(internal=True)
 def _block_samples(order, first, rows):
     """rows <- the BLOCK sample indices order[first:first + BLOCK], padded with order[0]."""
     rows[:] = order[0]
@@ -750,7 +785,7 @@ def _block_samples(order, first, rows):
 # every array view that crosses a call costs an atomic reference count up and down, and
 # per sample those came to about 1 microsecond (half the time of a 784-2-10 network's
 # step, ~8% of 784-100-10's); inlined, Numba prunes most of them.
-@kernel(fastmath=FASTMATH, inline="always")
+@kernel(internal=True, fastmath=FASTMATH, inline="always")
 def _layer_products(w, b, sizes, w_off, u_off, l, a, zero):
     """One sample's z = W a + b of layer l + 1 (l >= 1), into its part of a."""
     n_in = sizes[l]
@@ -759,7 +794,7 @@ def _layer_products(w, b, sizes, w_off, u_off, l, a, zero):
         a[u_off[l] + j] = _dot(_row(w, w_off[l], j, n_in), a_in, zero) + b[u_off[l] + j]
 
 
-@kernel(inline="always")
+@kernel(internal=True, inline="always")
 def _finish_layer(acts, u_off, l, a, zs):
     """Layer l + 1's part of a holds its z: keep z in zs where g' needs it, then a <- g(z)."""
     code, p = _codes(acts, l)
@@ -769,7 +804,7 @@ def _finish_layer(acts, u_off, l, a, zs):
     _activate_inplace(code, p, a[u_off[l]:u_off[l + 1]])
 
 
-@kernel(fastmath=FASTMATH, inline="always")
+@kernel(internal=True, fastmath=FASTMATH, inline="always")
 def _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias, a, zs, d, e, t, sw,
                   weighted, lr, decay, eps):
     """One sample's step after its forward pass (a, zs): the output layer's error terms
@@ -798,7 +833,7 @@ def _top_backward(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bi
                 row[i] = wji * decay - g * a_in[i]
             if has_bias:
                 b[u_off[l] + j] -= g
-        _hidden_delta(propagate_error, *_codes(acts, l - 1), zs[u_off[l - 1]:u_off[l]], a_in, back, back,
+        _delta_into(propagate_error, *_codes(acts, l - 1), zs[u_off[l - 1]:u_off[l]], a_in, back, back,
                       e[u_off[l - 1]:u_off[l]])
     return sample
 
@@ -957,14 +992,14 @@ def sgd_epoch_sparse(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has
     return total
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _axpy(c, x, y):
     """y <- y + c x."""
     for i in range(y.size):
         y[i] += c * x[i]
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _sparse_products(WT, data, indices, indptr, rows, Z):
     """Z[s] <- W x for the CSR rows x = X[rows[s]] (WT: the first layer's W^T, (n_in, n1)):
     the sum over x's non-zeros x_k of x_k WT[k]."""
@@ -975,7 +1010,7 @@ def _sparse_products(WT, data, indices, indptr, rows, Z):
             _axpy(data[k], WT[indices[k]], z)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _sparse_gradient(data, indices, indptr, rows, D, GT):
     """GT <- X[rows]^T D for CSR rows: the first layer's summed gradient, transposed."""
     GT[:] = 0.0
@@ -984,7 +1019,7 @@ def _sparse_gradient(data, indices, indptr, rows, D, GT):
             _axpy(data[k], D[s], GT[indices[k]])
 
 
-@kernel
+@kernel(internal=True)
 def transpose_block(flat, n_rows, n_cols):
     """flat[:n_rows * n_cols], a (n_rows, n_cols) matrix, <- its transpose, in place."""
     M = flat[:n_rows * n_cols].reshape((n_rows, n_cols)).T.copy()
@@ -1011,7 +1046,7 @@ def gradient_rows(X, D, j0, j1, out):
     out[j0 * n_in:j1 * n_in] = (D[:, j0:j1].T @ X).ravel()
 
 
-@overload(gradient_rows, jit_options={"error_model": ERRORS})
+@overload(gradient_rows, jit_options=INTERNAL_JIT)
 def _gradient_rows(X, D, j0, j1, out):
     if X.dtype not in (types.float32, types.float64):
         return None
@@ -1046,18 +1081,18 @@ def layer_buffers(sizes, rows, dtype_like):
     return buffers
 
 
-@kernel(inline="always")
+@kernel(internal=True, inline="always")
 def _matrix(flat, w_off, sizes, l):
     return flat[w_off[l]:w_off[l + 1]].reshape((sizes[l + 1], sizes[l]))
 
 
-@kernel
+@kernel(internal=True)
 def _flat(M):
     """A contiguous (rows, n) block as one vector (a view), for elementwise helpers."""
     return M.reshape(M.size)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _bias_activate(Z, bias, code, p, keep):
     """Z <- g(Z + bias), indexed in two dimensions (no views per row: for small layers
     their cost would dominate); keep <- Z + bias first, for an activation whose
@@ -1092,7 +1127,7 @@ def _bias_activate(Z, bias, code, p, keep):
 # generator) resumes the same masks.
 
 
-@kernel
+@kernel(internal=True)
 def _fill_regularisers(acts, hyper, sizes, u_off, B, U, N, pos):
     """The batch's input noise (acts[4][:B] <- std * N[pos:pos + B]) and dropout masks
     (acts[3][:B]: 0 where the 32-bit U[pos + s] is below p 2^32 for the layer's rate p,
@@ -1115,15 +1150,6 @@ def _fill_regularisers(acts, hyper, sizes, u_off, B, U, N, pos):
                 for j in range(n):
                     mask[j] = zero if u[j] < below else kept
             column += u_off[l + 1] - u_off[l]
-
-
-@kernel(fastmath=FASTMATH)
-def _dropout_delta(code, p, Z, A, back, E, masks, r0, first):
-    """A hidden layer with dropout, from back = W^T e of the layer above (in D's rows):
-    d <- back * m * g'(z), m the unit's mask (0, or 1 / (1 - p) with A = m g(z), so g(z) is
-    A / m), into back and E. (Dropout takes the delta rule: what is sent back is d. A
-    dropped unit's g' is read at a = 0, finite for every activation, times m = 0.)"""
-    _masked_delta(code, p, Z, A, back, E, masks, r0, first)
 
 
 @kernel(fastmath=FASTMATH)
@@ -1154,7 +1180,7 @@ def forward_batch_sparse(w, b, sizes, w_off, u_off, acts, WT, data, indices, ind
     _forward_from_products(w, b, sizes, w_off, u_off, acts, 0, rows.size, A, Zs)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH, inline="always")
 def _forward_from_products(w, b, sizes, w_off, u_off, acts, r0, r1, A, Zs):
     """The forward pass of rows r0:r1 from A[0][r0:r1] = the first layer's products W x:
     each layer's bias and activation, and the products of the layers above."""
@@ -1197,10 +1223,10 @@ def backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, T
         back = D[l - 1][r0:r1]
         np.dot(E[l][r0:r1], _matrix(w, w_off, sizes, l), back)    # W^T e, for every row
         if acts[2][l - 1] > 0:
-            _dropout_delta(*_codes(acts, l - 1), Zs[l - 1][r0:r1], A[l - 1][r0:r1], back, E[l - 1][r0:r1],
+            _masked_delta(*_codes(acts, l - 1), Zs[l - 1][r0:r1], A[l - 1][r0:r1], back, E[l - 1][r0:r1],
                            acts[3], r0, u_off[l - 1])
         else:
-            _hidden_delta(propagate_error, *_codes(acts, l - 1), _flat(Zs[l - 1][r0:r1]), _flat(A[l - 1][r0:r1]),
+            _delta_into(propagate_error, *_codes(acts, l - 1), _flat(Zs[l - 1][r0:r1]), _flat(A[l - 1][r0:r1]),
                           _flat(back), _flat(back), _flat(E[l - 1][r0:r1]))
 
 
@@ -1259,7 +1285,7 @@ def gradient_batch_sparse(sizes, w_off, u_off, data, indices, indptr, rows, A, D
     _gradient_above(sizes, w_off, u_off, rows.size, A, D, dw, db, 0)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _gradient_above(sizes, w_off, u_off, B, A, D, dw, db, first):
     """gradient_batch's weights above the first layer, and the biases of the layers from
     `first` up."""
@@ -1270,7 +1296,7 @@ def _gradient_above(sizes, w_off, u_off, B, A, D, dw, db, first):
         _bias_gradient(d, db[u_off[l]:u_off[l + 1]], 0, d.shape[1])
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _bias_gradient(d, bias, j0, j1):
     """bias[j0:j1] <- the sums of d's columns j0:j1 (rows in order)."""
     for j in range(j0, j1):                      # (an element loop: see "Compile time" above)
@@ -1333,13 +1359,13 @@ def _penalty_source():
 
 PENALTY_SOURCE = _penalty_source()
 _penalty_namespace = {"__name__": __name__}
-_penalty_namespace.update({"penalty_%s" % name: kernel(p.gradient) for name, p in PENALTIES.items()})
+_penalty_namespace.update({"penalty_%s" % name: kernel(p.gradient, internal=True) for name, p in PENALTIES.items()})
 exec(compile(PENALTY_SOURCE, "<fastbp.kernels: the penalty generated from functions.PENALTIES>", "exec"),
      _penalty_namespace)
-_penalty = njit(error_model=ERRORS, fastmath=FASTMATH)(_penalty_namespace["_penalty"])
+_penalty = _compiled(_penalty_namespace["_penalty"], internal=True, fastmath=FASTMATH)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _flush(v, tiny):
     """v, or 0 where v is subnormal: long runs drive some parameters and moments there
     (weights of inputs that are always 0 decay under L2), and subnormal arithmetic is
@@ -1349,7 +1375,7 @@ def _flush(v, tiny):
     return v - v if abs(v) < tiny else v
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _sgd(p, g, state, lo, hi, gscale, strengths, hyper, t):
     lr, tiny = hyper[H_LR], hyper[H_TINY]
     p, g = p[lo:hi], g[lo:hi]
@@ -1357,7 +1383,7 @@ def _sgd(p, g, state, lo, hi, gscale, strengths, hyper, t):
         p[k] = _flush(p[k] - lr * (g[k] * gscale + _penalty(p[k], strengths)), tiny)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, nesterov):
     lr, tiny, mu = hyper[H_LR], hyper[H_TINY], hyper[H_MOMENTUM]
     p, g, v = p[lo:hi], g[lo:hi], state[0][lo:hi]
@@ -1367,7 +1393,7 @@ def _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, nesterov):
         p[k] = _flush(p[k] + (mu * v[k] - lr * gk if nesterov else v[k]), tiny)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _adam(p, g, state, lo, hi, gscale, strengths, hyper, t):
     lr, tiny, beta1, beta2, epsilon = hyper[H_LR], hyper[H_TINY], hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPSILON]
     one = lr / lr
@@ -1381,7 +1407,7 @@ def _adam(p, g, state, lo, hi, gscale, strengths, hyper, t):
         p[k] = _flush(p[k] - lr_t * m[k] / (np.sqrt(s[k]) + epsilon), tiny)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _rmsprop(p, g, state, lo, hi, gscale, strengths, hyper, t):
     lr, tiny, rho, epsilon = hyper[H_LR], hyper[H_TINY], hyper[H_RHO], hyper[H_EPSILON]
     c = lr / lr - rho
@@ -1392,7 +1418,7 @@ def _rmsprop(p, g, state, lo, hi, gscale, strengths, hyper, t):
         p[k] = _flush(p[k] - lr * gk / (np.sqrt(s[k]) + epsilon), tiny)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, backtrack, rose):
     """iRPROP-, or with backtrack iRPROP+ (rose: the batch's loss is above the last
     step's). A NaN or inf gradient passes into the parameter, so that divergence is seen."""
@@ -1439,7 +1465,7 @@ def _update(rule, p, g, state, lo, hi, gscale, strengths, hyper, t, rose):
         raise ValueError("fastbp kernels: unknown optimizer rule code")
 
 
-@kernel
+@kernel(internal=True)
 def _cast(like, value):
     """value in the dtype of the array like (Numba types lr * a_float64 as float64)."""
     out = np.empty(1, like.dtype)
@@ -1447,7 +1473,7 @@ def _cast(like, value):
     return out[0]
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _squared_norm(g):
     total = 0.0
     for k in range(g.size):
@@ -1472,7 +1498,7 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, bat
         _update(rule, b, db, state_b, start, b.size, gscale, strengths * 0, hyper, t, rose)
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _max_norm_rows(w, sizes, w_off, c, first_transposed):
     """Each hidden unit's incoming weights (the rows of every layer's W but the output's)
     scaled down to norm c where they are longer (reference.max_norm_rows). With
@@ -1517,7 +1543,7 @@ MIN_CHUNK_ROWS = 16        # rows of a batch's range, at least
 MIN_CHUNK_UNITS = 8        # first-layer units of a gradient block, at least
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH, inline="always")
 def _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, r0, r1,
                Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps):
     """Step 1 for the batch's rows r0:r1 (rows: the batch's sample indices). Xin: the
@@ -1536,7 +1562,7 @@ def _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, row
                    losses[r0:r1], eps, r0)
 
 
-@kernel
+@kernel(internal=True)
 def _in_order(rows):
     """Whether the batch's sample indices are consecutive, ascending."""
     for s in range(1, rows.size):
@@ -1545,7 +1571,7 @@ def _in_order(rows):
     return True
 
 
-@kernel(fastmath=FASTMATH)
+@kernel(internal=True, fastmath=FASTMATH)
 def _units_pass(sizes, w_off, u_off, Xin, A, D, B, c, blocks, dw, db, step):
     """Step 2 for block c of `blocks`: units n_l c // blocks to n_l (c + 1) // blocks of
     every layer l (n_l its units): their weight gradient over the batch's B rows
@@ -1568,7 +1594,7 @@ def _units_pass(sizes, w_off, u_off, Xin, A, D, B, c, blocks, dw, db, step):
                 _update(rule, b, db, state_b, u_off[l] + j0, u_off[l] + j1, gscale, none, hyper, t, rose)
 
 
-@kernel(parallel=PRANGE_ONLY, fastmath=FASTMATH)
+@kernel(internal=True, parallel=PRANGE_ONLY, fastmath=FASTMATH)
 def _in_parallel(part, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
                  Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db, step):
     """Step 1 (part 0) for every range of `span` rows, or step 2 (part 1: step, its update)
@@ -1587,7 +1613,7 @@ def _in_parallel(part, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X
             _units_pass(sizes, w_off, u_off, Xin, A, D, B, np.int64(c), blocks, dw, db, step)   # (c: unsigned)
 
 
-@kernel
+@kernel(internal=True)
 def _before_step(losses, B, total_weight, t, last):
     """The step's number and whether the batch's mean loss rose above the last step's
     (iRPROP+ reads it); last[0] <- the batch's mean loss."""
@@ -1597,7 +1623,7 @@ def _before_step(losses, B, total_weight, t, last):
     return t + 1, rose
 
 
-@kernel
+@kernel(internal=True)
 def _no_step(rule, w, b, state_w, state_b, hyper, t, has_bias):
     """_units_pass's step argument for a pass that updates nothing, of the same types: off
     is False as a bool (a literal False would be another signature, and compile
@@ -1727,7 +1753,7 @@ def _twin(dispatcher, name, **calls):
 # compiles in about two thirds of the time. Runs on one thread call it, and so does a run
 # whose threads the load chooses until the parallel build would pay for its compile
 # (training.ParallelBuild). The asv_benchmarks README has the figures.
-@kernel
+@kernel(internal=True)
 def _one_thread_only(*args):
     raise ValueError("fastbp kernels: batch_epoch_serial runs on one thread (threads=1)")
 

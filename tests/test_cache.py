@@ -4,10 +4,12 @@ stamp each cache entry is checked against. Where no cache can be written, the ke
 still run; and `fastbp warm-up` fills the cache with every mode ahead of the first fit."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fastbp
@@ -150,3 +152,28 @@ def test_warm_up_refuses_a_cache_it_cannot_write_before_compiling(monkeypatch):
         warmup.warm_up()
     with pytest.raises(ValueError, match="mode"):
         warmup.warm_up(modes=["per-sample", "batched"])
+
+
+def test_a_kernel_that_only_kernels_call_refuses_a_call_from_python():
+    """An internal kernel has no CPython wrapper (kernels._compiled): called from Python it
+    raises TypeError naming itself, where without the wrapper it would crash the
+    interpreter; called from a kernel, it runs."""
+    assert isinstance(kernels._adam, kernels._Internal) and isinstance(kernels._activate_rows, kernels._Internal)
+    p = np.zeros(4)
+    with pytest.raises(TypeError, match="_adam is called only from other kernels"):
+        kernels._adam(p, p, (p, p), 0, 4, 1.0, p[:0], p, 1)
+    with pytest.raises(TypeError, match="_activate_rows is called only from other kernels"):
+        kernels._activate_rows(0, 0.0, p.reshape(2, 2), p[:2])
+
+
+def test_no_module_calls_an_internal_kernel_from_python():
+    """Every kernel that fastbp's other modules, the tests or the benchmarks call is
+    compiled with its CPython wrapper."""
+    root = Path(fastbp.__file__).parent.parent
+    sources = [p for p in (root / "fastbp").glob("*.py") if p.name != "kernels.py"]
+    sources += list((root / "tests").glob("*.py")) + list((root / "asv_benchmarks").rglob("*.py"))
+    named = set()
+    for path in sources:
+        named.update(re.findall(r"\bkernels\.(\w+)\(", path.read_text()))
+    internal = sorted(name for name in named if isinstance(getattr(kernels, name, None), kernels._Internal))
+    assert internal == ["_activate_rows", "_adam"]        # (this file's test above, and no other)
