@@ -193,11 +193,13 @@ class NumbaBackend:
         if self.per_sample(batch_size, optimizer, clip, l1, max_norm, rates, input_noise):
             step = (kind(lr), kind(1.0 - lr * l2), net._eps(), np.finfo(net.dtype).tiny)
             if sparse:
-                with kernels.first_call(kernels.sgd_epoch_sparse, "per-sample SGD kernel for sparse rows", 7):
-                    total = kernels.sgd_epoch_sparse(*layout, *_csr(X), T, S, order, *step)
+                epoch = self.build(net, "sgd_epoch_sparse")
+                with self._first_call(epoch, "sgd_epoch_sparse"):
+                    total = epoch(*layout, *_csr(X), T, S, order, *step)
             else:
-                with kernels.first_call(kernels.sgd_epoch, "per-sample SGD kernel", 10):
-                    total = kernels.sgd_epoch(*layout, X, T, S, order, *step, threads)
+                epoch = self.build(net, "sgd_epoch")
+                with self._first_call(epoch, "sgd_epoch"):
+                    total = epoch(*layout, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
         hyper = optimizer.hyper(lr, l2, clip, net.dtype, l1, max_norm, input_noise)
@@ -208,9 +210,9 @@ class NumbaBackend:
             layout = layout[:5] + (self._training_acts(net, bs, rates, input_noise),) + layout[6:]
             parts, draws = self.draw_regularisers(net, order, bs, rates, input_noise, S)
         total, last = 0.0, np.array([optimizer.last_loss])
-        epoch, what, seconds = ((kernels.batch_epoch, "mini-batch kernel's parallel build", 11) if threads > 1
-                                else (kernels.batch_epoch_serial, "mini-batch kernel", 14))
-        with kernels.first_call(epoch, what, seconds), blas_on_one_thread():
+        name = "batch_epoch" if threads > 1 else "batch_epoch_serial"
+        epoch = self.build(net, name, optimizer.rule, max_norm, rates, input_noise)
+        with self._first_call(epoch, name), blas_on_one_thread():
             for part, (U, N) in zip(parts, draws):
                 loss, optimizer.t = epoch(*layout, *rows, T, S, part, batch_size,
                                                         RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
@@ -219,6 +221,26 @@ class NumbaBackend:
                 total += loss
         optimizer.last_loss = float(last[0])
         return total
+
+    # each training kernel's first-call notice: what it is, and its cold compile in seconds
+    # on a 2-core machine, (common build, full build) (CONTRIBUTING.md, "Compile time")
+    NOTICES = {"sgd_epoch": ("per-sample SGD kernel", (9, 10)),
+               "sgd_epoch_sparse": ("per-sample SGD kernel for sparse rows", (7, 7)),
+               "batch_epoch_serial": ("mini-batch kernel", (10, 13)),
+               "batch_epoch": ("mini-batch kernel's parallel build", (9, 11))}
+
+    def _first_call(self, epoch, name):
+        what, seconds = self.NOTICES[name]
+        common = epoch is not getattr(kernels, name)
+        return kernels.first_call(epoch, "%s (%s build)" % (what, "common" if common else "full"),
+                                  seconds[0 if common else 1])
+
+    @staticmethod
+    def build(net, name, rule="sgd", max_norm=None, rates=(), input_noise=0.0):
+        """The build of the training kernel `name` that a run of net with these settings
+        takes (kernels.build): dropout, input noise and max-norm are the full build's."""
+        extras = bool(max_norm) or any(rates) or bool(input_noise)
+        return kernels.build(name, net._acts[0], RULE_CODES[rule], extras)
 
     def draw_regularisers(self, net, order, bs, rates, input_noise, S):
         """The order cut into parts of whole batches, each with its draws (U, N) for

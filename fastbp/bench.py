@@ -726,9 +726,11 @@ for mode in sys.argv[1:]:
 """
 # training mode -> what the compile probe runs: (batch size, rule), or inference. A short
 # run takes one thread (training.ParallelBuild); the mini-batch kernel's parallel build is
-# a compile of its own.
+# a compile of its own. The probe's network (sigmoid) and these rules take the training
+# kernels' common build (kernels.py, "builds"), but RMSprop, which takes the full one.
 COMPILE_MODES = {"per-sample SGD": "1:sgd", "mini-batch SGD": "2:sgd", "mini-batch Adam": "2:adam",
-                 "mini-batch, parallel build": "2:adam:parallel", "predict": "predict"}
+                 "mini-batch, parallel build": "2:adam:parallel", "mini-batch RMSprop, full build": "2:rmsprop",
+                 "predict": "predict"}
 
 
 def compile_seconds(dtype="float64"):

@@ -9,8 +9,11 @@ from .version import __version__
 
 # the kernels a training mode or predicting calls from Python (kernels.py): what a first
 # call compiles, or loads from the cache
+# (the training kernels' common builds too: kernels.py, "builds")
+COMMON = "_common"
 ENTRY_POINTS = ("sgd_epoch", "sgd_epoch_sparse", "batch_epoch_serial", "batch_epoch", "forward_batch",
-                "predict_batch", "backward_batch")
+                "predict_batch", "backward_batch", "sgd_epoch_common", "sgd_epoch_sparse_common",
+                "batch_epoch_serial_common", "batch_epoch_common")
 
 
 def versions():
@@ -113,7 +116,8 @@ def info():
             "blas": blas, "blas_note": blas_core_note(blas), "cache_dir": directory,
             "cache_dir_writable": cache_writable(),
             "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR"),
-            "cached": {name: cached_signatures(getattr(kernels, name)) for name in ENTRY_POINTS}}
+            "cached": {name: cached_signatures(kernels.common_build(name[:-len(COMMON)]) if name.endswith(COMMON)
+                                               else getattr(kernels, name)) for name in ENTRY_POINTS}}
 
 
 def report(facts):
@@ -132,5 +136,5 @@ def report(facts):
         ", from NUMBA_CACHE_DIR" if facts["NUMBA_CACHE_DIR"] else ""))
     lines.append("cached for this version and processor (compiled signatures):")
     for name, count in facts["cached"].items():
-        lines.append("  %-18s %s" % (name, count if count else "none: its first call compiles"))
+        lines.append("  %-25s %s" % (name, count if count else "none: its first call compiles"))
     return lines

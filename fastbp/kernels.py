@@ -38,7 +38,9 @@ again there: a helper four calls deep is compiled five times over. So the call t
 kept shallow: helpers that only passed their arguments on are gone, and a helper with one
 or two call sites that only organises calls (_rows_pass, _forward_from_products) is
 inlined in Numba's IR (inline="always") rather than compiled on its own; and every
-function is compiled without the wrappers it does not need (see _compiled).
+function is compiled without the wrappers it does not need (see _compiled). The
+training kernels have a second, smaller build for the runs within scikit-learn's
+activations and rules (see "builds", at the end).
 
 fastmath: FASTMATH allows reassociation and contraction (FMA), so that the dot products
 and row updates vectorise; it does not assume away NaN and inf, so a diverging run is
@@ -506,18 +508,18 @@ def threading_info():
 # kernels.DISPATCH_SOURCE.
 
 
-def _dispatch_source():
-    """The source of the dispatch functions above, and the namespace of the table's
-    compiled functions they call."""
+def _dispatch_source(names=tuple(ACTIVATIONS)):
+    """The source of the dispatch functions above for the activations `names` (all of the
+    table's, or a build's: see "builds"), and the namespace of the compiled functions they
+    call."""
     namespace, calls = {"__name__": __name__}, {}
     for name, act in ACTIVATIONS.items():
-        if act.derivative is None:                  # (softmax: written out below)
+        if act.derivative is None or name not in names:     # (softmax: written out below)
             continue
         if act.own_loop and act.needs_z:            # (_bias_activate keeps z through the chain)
             raise ValueError("activation %r: an own_loop activation cannot need z" % name)
         code, p = ACTIVATION_CODES[name], (", p" if act.parameter else "")
-        namespace["g_%s" % name] = kernel(act.g, internal=True)
-        namespace["d_%s" % name] = kernel(act.derivative, internal=True)
+        namespace["g_%s" % name], namespace["d_%s" % name] = _TABLE_KERNELS[name]
         calls[code] = ("g_%s({x}%s)" % (name, p), "d_%s({z}, {a}%s)" % (name, p), act.own_loop)
 
     def chain(signature, which, x, z="z", a="a", others=False):
@@ -526,6 +528,9 @@ def _dispatch_source():
             if others and call[2]:
                 continue                            # (own_loop: the loops handle it)
             lines += ["    if code == %d:" % code, "        return " + call[which].format(x=x, z=z, a=a)]
+        if len(lines) == 1:                         # (none in the build: the return gives the type)
+            return lines + ["    if code >= 0:", "        raise ValueError('fastbp kernels: no such elementwise "
+                            "activation code in this build')", "    return %s" % (x if which == 0 else a)]
         return lines + ["    raise ValueError('fastbp kernels: no such elementwise activation code')"]
 
     def unswitched(signature, loops, body, which, general, x="x", z="z[i]", a="a[i]"):
@@ -538,6 +543,9 @@ def _dispatch_source():
                 lines += ["    %s code == %d:" % (keyword, code)] + nest
                 lines += [inner + line.format(call=call[which].format(x=x, z=z, a=a)) for line in body]
                 keyword = "elif"
+        if all(call[2] for call in calls.values()):     # (no other in the build)
+            return lines + ["    else:", "        raise ValueError('fastbp kernels: no such elementwise activation "
+                            "code in this build')"]
         lines += ["    else:"] + nest
         return lines + [inner + line.format(call=general) for line in body]
 
@@ -563,19 +571,29 @@ def _dispatch_source():
     return "\n".join(source) + "\n", namespace
 
 
-DISPATCH_SOURCE, _namespace = _dispatch_source()
-exec(compile(DISPATCH_SOURCE, "<fastbp.kernels: the dispatch generated from functions.ACTIVATIONS>", "exec"),
-     _namespace)
-# Compiled into the kernels that call them, not cached on their own (Numba caches only
-# functions with a source file); the fingerprint covers what they are generated from.
-_activate, _derivative, _activate_others, _derivative_others = (
-    _compiled(_namespace[f], internal=f.endswith("_others"))      # (tests call the first two from Python)
-    for f in ("_activate", "_derivative", "_activate_others", "_derivative_others"))
-_namespace.update(_activate=_activate, _derivative=_derivative, _activate_others=_activate_others,
-                  _derivative_others=_derivative_others)
-_activate_vector, _activate_rows, _chain_delta, _delta_into, _masked_delta = (
-    _compiled(_namespace[f], internal=True, fastmath=FASTMATH)
-    for f in ("_activate_vector", "_activate_rows", "_chain_delta", "_delta_into", "_masked_delta"))
+DISPATCH = ("_activate", "_derivative", "_activate_others", "_derivative_others", "_activate_vector",
+            "_activate_rows", "_chain_delta", "_delta_into", "_masked_delta")
+# each activation's g and g', compiled once for every build's dispatch
+_TABLE_KERNELS = {name: (kernel(act.g, internal=True), kernel(act.derivative, internal=True))
+                  for name, act in ACTIVATIONS.items() if act.derivative is not None}
+
+
+def _dispatch(names=tuple(ACTIVATIONS)):
+    """The dispatch functions (DISPATCH) for the activations `names`, compiled: their
+    namespace, and their source. Compiled into the kernels that call them, not cached on
+    their own (Numba caches only functions with a source file); the fingerprint covers
+    what they are generated from."""
+    source, namespace = _dispatch_source(names)
+    exec(compile(source, "<fastbp.kernels: the dispatch generated from functions.ACTIVATIONS>", "exec"), namespace)
+    for f in DISPATCH:     # (tests call _activate and _derivative from Python; the loops, the last five, vectorise)
+        namespace[f] = _compiled(namespace[f], internal=f not in ("_activate", "_derivative"),
+                                 **({} if f in DISPATCH[:4] else {"fastmath": FASTMATH}))
+    return namespace, source
+
+
+_namespace, DISPATCH_SOURCE = _dispatch()
+(_activate, _derivative, _activate_others, _derivative_others, _activate_vector, _activate_rows, _chain_delta,
+ _delta_into, _masked_delta) = (_namespace[f] for f in DISPATCH)
 
 
 @kernel(internal=True, inline="always")
@@ -1445,24 +1463,40 @@ def _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, backtrack, rose):
         prev[k] = gk
 
 
-@kernel(fastmath=FASTMATH)
-def _update(rule, p, g, state, lo, hi, gscale, strengths, hyper, t, rose):
-    """p[lo:hi] <- one step of the rule (each rule reads and writes only p, g and its state
-    arrays' lo:hi), g the loss gradient (times gscale, for clipping), plus
-    the penalties' gradient (_penalty; strengths are zeros for biases). rose: whether the
-    batch's loss is above the last step's (iRPROP+ reads it). Subnormal results are flushed."""
-    if rule == SGD:
-        _sgd(p, g, state, lo, hi, gscale, strengths, hyper, t)
-    elif rule == MOMENTUM or rule == NESTEROV:     # (flags as values, not literals: one compile each)
-        _momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, rule == NESTEROV)
-    elif rule == ADAM:
-        _adam(p, g, state, lo, hi, gscale, strengths, hyper, t)
-    elif rule == RMSPROP:
-        _rmsprop(p, g, state, lo, hi, gscale, strengths, hyper, t)
-    elif rule == RPROP or rule == IRPROP_PLUS:
-        _rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, rule == IRPROP_PLUS, rose)
-    else:
-        raise ValueError("fastbp kernels: unknown optimizer rule code")
+# _update(rule, p, g, state, lo, hi, gscale, strengths, hyper, t, rose): p[lo:hi] <- one
+# step of the rule (each rule reads and writes only p, g and its state arrays' lo:hi), g
+# the loss gradient (times gscale, for clipping), plus the penalties' gradient (_penalty;
+# strengths are zeros for biases). rose: whether the batch's loss is above the last step's
+# (iRPROP+ reads it). Subnormal results are flushed. It is a chain of branches on the
+# rule's code, generated from STEPS (so that a build can leave rules out, see "builds"):
+# for each rule (or pair, told apart by a flag that is a value, not a literal, so that
+# their function compiles once), the call of its function above. A code that is not in
+# the chain is an error.
+STEPS = {
+    ("sgd",): "_sgd(p, g, state, lo, hi, gscale, strengths, hyper, t)",
+    ("momentum", "nesterov"): "_momentum(p, g, state, lo, hi, gscale, strengths, hyper, t, rule == NESTEROV)",
+    ("adam",): "_adam(p, g, state, lo, hi, gscale, strengths, hyper, t)",
+    ("rmsprop",): "_rmsprop(p, g, state, lo, hi, gscale, strengths, hyper, t)",
+    ("rprop", "irprop+"): "_rprop(p, g, state, lo, hi, gscale, strengths, hyper, t, rule == IRPROP_PLUS, rose)",
+}
+assert {rule for rules in STEPS for rule in rules} <= set(RULE_CODES)   # (lm, br, scg: methods.py)
+
+
+def _update_for(rules=tuple(RULE_CODES)):
+    """_update for the rules named (all, or a build's), compiled."""
+    lines, keyword = ["def _update(rule, p, g, state, lo, hi, gscale, strengths, hyper, t, rose):"], "if"
+    for names, call in STEPS.items():
+        codes = [RULE_CODES[name] for name in names if name in rules]
+        if codes:
+            lines += ["    %s %s:" % (keyword, " or ".join("rule == %d" % code for code in codes)), "        " + call]
+            keyword = "elif"
+    lines += ["    else:", "        raise ValueError('fastbp kernels: no such optimizer rule code in this build')"]
+    namespace = dict(globals())                  # (the rules' functions and codes)
+    exec(compile("\n".join(lines) + "\n", "<fastbp.kernels: _update generated from STEPS>", "exec"), namespace)
+    return _compiled(namespace["_update"], internal=True, fastmath=FASTMATH)
+
+
+_update = _update_for()
 
 
 @kernel(internal=True)
@@ -1735,14 +1769,17 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     return total, t
 
 
-def _twin(dispatcher, name, **calls):
-    """dispatcher's Python function compiled once more, for one thread (prange as range),
-    as a kernel named `name` (its own entry in Numba's cache) that calls the kernels in
-    `calls` under the names it calls (umap's layouts.py compiles one function both ways)."""
+def _twin(dispatcher, name, doc, **calls):
+    """dispatcher's Python function compiled once more, with its options, as a kernel named
+    `name` (its own entry in Numba's cache) that calls the kernels in `calls` under the
+    names it calls (umap's layouts.py compiles one function both ways)."""
     f = dispatcher.py_func
     twin = pytypes.FunctionType(f.__code__, dict(f.__globals__, **calls), name, f.__defaults__, f.__closure__)
-    twin.__qualname__, twin.__doc__ = name, "%s for one thread (see _twin's callers)." % f.__name__
-    return kernel(twin, fastmath=FASTMATH)
+    twin.__qualname__, twin.__doc__ = name, doc
+    options = {key: dispatcher.targetoptions[key] for key in ("fastmath", "parallel", "inline")
+               if key in dispatcher.targetoptions}
+    cached = f.__code__.co_filename == __file__          # (a generated function has no file to cache under)
+    return (kernel if cached else _compiled)(twin, internal=isinstance(dispatcher, _Internal), **options)
 
 
 # batch_epoch for one thread. Much of batch_epoch's cold compile is its parallel region
@@ -1758,4 +1795,94 @@ def _one_thread_only(*args):
     raise ValueError("fastbp kernels: batch_epoch_serial runs on one thread (threads=1)")
 
 
-batch_epoch_serial = _twin(batch_epoch, "batch_epoch_serial", _in_parallel=_one_thread_only)
+batch_epoch_serial = _twin(batch_epoch, "batch_epoch_serial", "batch_epoch for one thread (see _twin's callers).",
+                           _in_parallel=_one_thread_only)
+
+
+# ---------------------------------------------------------------- builds
+# The kernels above compile in all that the tables offer, whatever a run uses: every
+# activation (most with a loop of their own in each dispatch function), every rule,
+# dropout, input noise and max-norm; and a cold compile grows with all of it. So the
+# training kernels (TRAINING) have a second build, the common one: the same source, with
+# the dispatch generated for COMMON_ACTIVATIONS alone, _update for COMMON_RULES alone,
+# and _left_out in place of the code of dropout, input noise and max-norm (whose branches
+# such a run never takes). A run whose choices lie within it (scikit-learn's activations
+# and solvers' rules, none of the three) takes the common build, and compiles about a
+# quarter less (CONTRIBUTING.md, "Compile time"); any other run takes the full build.
+# Which build a run takes depends on its settings alone, so a run computes the same every
+# time. Every kernel of this file that a training kernel calls is compiled once more for
+# the common build, under its name + "_common" (its own entry in Numba's cache), even
+# where it is the same code: a build then never links code another build's process left
+# in the cache into code compiled here (a kernel compiled in the process and one loaded
+# from the cache can differ in the last bit, and the one-thread and parallel builds must
+# not: tests/test_threads.py).
+COMMON_ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "softmax")
+COMMON_RULES = ("sgd", "momentum", "nesterov", "adam")
+TRAINING = ("sgd_epoch", "sgd_epoch_sparse", "batch_epoch", "batch_epoch_serial")
+_COMMON_CODES = frozenset(ACTIVATION_CODES[name] for name in COMMON_ACTIVATIONS)
+_COMMON_RULE_CODES = frozenset(RULE_CODES[name] for name in COMMON_RULES)
+
+
+@kernel(internal=True)
+def _left_out(*args):
+    raise ValueError("fastbp kernels: the common build has no dropout, input noise or max-norm")
+
+
+_replacements = None     # (what the common build calls in place of the full build's: made at its first use)
+
+
+def _common_replacements():
+    namespace, _ = _dispatch(COMMON_ACTIVATIONS)
+    replacements = {f: namespace[f] for f in DISPATCH}
+    replacements.update(_update=_update_for(COMMON_RULES), _masked_delta=_left_out, _fill_regularisers=_left_out,
+                        _max_norm_rows=_left_out)
+    return replacements
+
+
+def _names(code):
+    """The global names a code object (and the code nested in it) reads."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, pytypes.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _rebuilt(dispatcher, replacements, built):
+    """dispatcher's twin in the build: the kernels it calls replaced by `replacements`
+    (under their names) or by their own twins. A kernel of this file always has a twin;
+    another (the table's functions, the generated ones) only where what it calls
+    changes. built: the dispatchers seen so far, and what they became."""
+    if dispatcher not in built:
+        f = dispatcher.py_func
+        calls = {}
+        for name in _names(f.__code__):
+            callee = f.__globals__.get(name)
+            if isinstance(callee, CPUDispatcher):
+                target = _rebuilt(replacements.get(name, callee), replacements, built)
+                if target is not callee:
+                    calls[name] = target
+        own = f.__code__.co_filename == __file__
+        built[dispatcher] = (_twin(dispatcher, f.__qualname__ + "_common", f.__doc__, **calls) if calls or own
+                             else dispatcher)
+    return built[dispatcher]
+
+
+_common = {}         # each kernel the common build has met: what it became there
+
+
+def common_build(name):
+    """The common build of the training kernel `name` (of TRAINING): see "builds"."""
+    global _replacements
+    if _replacements is None:
+        _replacements = _common_replacements()
+    return _rebuilt(globals()[name], _replacements, _common)
+
+
+def build(name, activations=(), rule=SGD, extras=False):
+    """The build of the training kernel `name` (of TRAINING) that a run takes: the common
+    one when its activation codes and its rule's code are within COMMON_ACTIVATIONS and
+    COMMON_RULES and it has no extras (dropout, input noise, max-norm), else the full one."""
+    if extras or rule not in _COMMON_RULE_CODES or not set(int(code) for code in activations) <= _COMMON_CODES:
+        return globals()[name]
+    return common_build(name)

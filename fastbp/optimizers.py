@@ -58,8 +58,9 @@ or an object from `fastbp.optimizers`.
 
 Each rule is one `optimizers.RULES` entry (its state arrays, the hyperparameters it reads,
 its formula and default learning rate), written once in the reference (one formula to a
-line) and once in the kernels (one compiled function, chosen by the rule's code in
-`kernels._update`; an unknown code is an error), and tested against each other and against
+line) and once in the kernels (one compiled function, and its call in `kernels.STEPS`,
+from which `kernels._update` is generated: a chain of branches on the rule's code, where an
+unknown code is an error), and tested against each other and against
 hand calculations on a one-weight network (`tests/test_optimizers.py`, every rule from
 `fastbp.cases`). Per-sample plain SGD keeps its blocked kernel; momentum, Adam
 and clipping at batch size 1 run the batched kernel with batches of one. Parameters and

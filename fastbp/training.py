@@ -432,7 +432,9 @@ class EpochPlan:
                 and optimizer.entry.step is None:
             self.load = batch_chooser()     # batched: threads from the load, slice by slice
             if self.load.fixed is None:     # (and one, until the parallel build pays)
-                self.parallel = ParallelBuild(net.dtype, config.epochs * m)
+                build = backends.NumbaBackend.build(net, "batch_epoch", optimizer.rule, config.max_norm,
+                                                    net.dropout_rates(config.dropout), config.input_noise)
+                self.parallel = ParallelBuild(net.dtype, config.epochs * m, build)
             if progress is None:
                 rows = max(-(-m // BATCH_SLICES), -(-BATCH_SLICE_WORK // net.n_parameters[0]))
                 slice_len = -(-rows // batch_size) * batch_size
@@ -481,26 +483,29 @@ class ParallelBuild:
     lost about its compile time. A thread count the user fixed (FASTBP_THREADS) is used
     at once."""
 
-    waited = {}                # dtype: one-thread seconds spent waiting (the count kept, and this process's)
+    waited = {}                # build and dtype: one-thread seconds spent waiting (the count kept, and this process's)
 
-    def __init__(self, dtype, samples):
+    def __init__(self, dtype, samples, kernel=None):
         self.dtype, self.left, self.ready = np.dtype(dtype), samples, None
         self.pace, self.slices, self.unsaved = None, 0, 0.0   # one thread's seconds per sample, ...
+        self.kernel = kernels.batch_epoch if kernel is None else kernel      # (the run's build: kernels.build)
+        self.key = self.dtype.name if self.kernel is kernels.batch_epoch else "%s-%s" % (
+            self.kernel.py_func.__qualname__, self.dtype.name)
 
     def _count_file(self):
-        directory = kernels.cache_dir(kernels.batch_epoch)
-        return os.path.join(directory, "fastbp-one-thread-seconds-%s" % self.dtype.name) if directory else None
+        directory = kernels.cache_dir(self.kernel)
+        return os.path.join(directory, "fastbp-one-thread-seconds-%s" % self.key) if directory else None
 
     def threads(self, wanted):
         if wanted == 1 or self.ready:
             return wanted
         if self.ready is None:                        # (one look at the cache, for the run)
-            self.ready = kernels.built_for(kernels.batch_epoch, self.dtype)
-            if self.dtype.str not in self.waited:
-                self.waited[self.dtype.str] = _read_seconds(self._count_file())
+            self.ready = kernels.built_for(self.kernel, self.dtype)
+            if self.key not in self.waited:
+                self.waited[self.key] = _read_seconds(self._count_file())
         if not self.ready:
             expected = self.pace * self.left if self.pace is not None else 0.0
-            self.ready = max(self.waited[self.dtype.str], expected) * (1 - 1 / wanted) >= PARALLEL_COMPILE_SECONDS
+            self.ready = max(self.waited[self.key], expected) * (1 - 1 / wanted) >= PARALLEL_COMPILE_SECONDS
         return wanted if self.ready else 1
 
     def took(self, threads, samples, seconds):
@@ -508,10 +513,10 @@ class ParallelBuild:
         self.slices += 1
         if threads == 1 and self.ready is False and self.slices > 1:   # (a run's first slice may compile)
             self.pace = seconds / samples
-            self.waited[self.dtype.str] += seconds
+            self.waited[self.key] += seconds
             self.unsaved += seconds
             if self.unsaved >= 0.5:                   # (the count kept: about every half second)
-                _write_seconds(self._count_file(), self.waited[self.dtype.str])
+                _write_seconds(self._count_file(), self.waited[self.key])
                 self.unsaved = 0.0
 
 

@@ -26,14 +26,18 @@ from .kernels import batch_epoch, cache_dir
 from .network import Network
 
 # mode: (Network.warm_up's batch_size and optimizer, whether sparse rows have kernels of
-# their own for it). A dtype and a mode share the kernels of every rule, activation, loss
-# and layer size: these five cover every training call and predicting.
+# their own for it, the hidden activations to warm it with). A dtype and a mode share the
+# kernels of every rule, activation, loss and layer size, but for the training kernels'
+# two builds (kernels.py, "builds"): a run within scikit-learn's activations and rules
+# takes the common one (sigmoid warms it), any other the full one (softplus warms the
+# per-sample kernel's; rprop, the mini-batch kernel's). These five cover every training
+# call and predicting.
 MODES = {
-    "per-sample": ((1, "sgd"), True),          # plain SGD one sample at a time (Network's default)
-    "mini-batch": ((200, "adam"), True),       # every rule in batches: the estimators' adam and sgd
-    "full-batch": ((None, "rprop"), False),    # rprop and irprop+
-    "lm": ((None, "lm"), False),               # Levenberg-Marquardt and Bayesian regularisation
-    "scg": ((None, "scg"), False),             # scaled conjugate gradient and the estimators' lbfgs
+    "per-sample": ((1, "sgd"), True, ("sigmoid", "softplus")),   # plain SGD one sample at a time (Network's default)
+    "mini-batch": ((200, "adam"), True, ("sigmoid",)),    # every rule in batches: the estimators' adam and sgd
+    "full-batch": ((None, "rprop"), True, ("sigmoid",)),  # rprop and irprop+, and every other rule's full build
+    "lm": ((None, "lm"), False, ("sigmoid",)),            # Levenberg-Marquardt and Bayesian regularisation
+    "scg": ((None, "scg"), False, ("sigmoid",)),          # scaled conjugate gradient and the estimators' lbfgs
 }
 DTYPES = ("float64", "float32")
 
@@ -71,11 +75,13 @@ def warm_up(dtypes=DTYPES, modes=tuple(MODES), sparse=True, report=None):
     done = []
     for dtype in dtypes:
         for mode in modes:
-            (batch_size, optimizer), has_sparse = MODES[mode]
+            (batch_size, optimizer), has_sparse, activations = MODES[mode]
             for rows in ("dense", "sparse") if sparse and has_sparse else ("dense",):
                 start = time.perf_counter()
-                compiled = Network([2, 2, 2], dtype=dtype).warm_up(batch_size, optimizer=optimizer,
-                                                                   sparse=rows == "sparse")
+                compiled = False
+                for activation in activations:
+                    compiled |= Network([2, 2, 2], activation=activation, dtype=dtype).warm_up(
+                        batch_size, optimizer=optimizer, sparse=rows == "sparse")
                 done.append({"mode": mode, "dtype": dtype, "rows": rows, "compiled": compiled,
                              "seconds": time.perf_counter() - start})
                 if report is not None:

@@ -116,6 +116,10 @@ with kernels.refusing_compiles():                   # WouldCompile if anything i
                      {"optimizer": "lm"}, {"optimizer": "br"}, {"optimizer": "scg"}):
         net.train(X, Y, epochs=1, diagnostics=False, **settings)
     net.train(csr_matrix(X), Y, epochs=1, batch_size=1, diagnostics=False)
+    full = fastbp.Network([8, 4, 2], activation="gelu", seed=0)          # (the full build's per-sample kernels)
+    full.train(X, Y, epochs=1, batch_size=1, diagnostics=False)
+    full.train(csr_matrix(X), Y, epochs=1, batch_size=1, diagnostics=False)
+    full.train(csr_matrix(X), Y, epochs=1, batch_size=32, optimizer="rmsprop", diagnostics=False)
     net.train(X, Y, epochs=1, batch_size=16, optimizer="adam", dropout=0.2, input_noise=0.1, l1=1e-4,
               max_norm=3.0, sample_weight=rng.random(300), shuffle=False, diagnostics=False)
     net.predict(X); net.deltas(X, Y)
@@ -127,9 +131,9 @@ print("ok")
 
 @pytest.mark.slow                      # (every mode's cold compile, in fresh processes)
 def test_after_fastbp_warm_up_a_new_process_compiles_nothing(tmp_path):
-    """`fastbp warm-up` fills an empty cache with every mode's kernels: a new process then
-    fits the estimators (each solver, dense and sparse) and trains every kind of rule
-    without compiling, and a second warm-up finds it all cached."""
+    """`fastbp warm-up` fills an empty cache with every mode's kernels, both builds: a new
+    process then fits the estimators (each solver, dense and sparse) and trains every kind
+    of rule and activation without compiling, and a second warm-up finds it all cached."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     warm = [sys.executable, "-m", "fastbp.cli", "warm-up", "--dtypes", "float64"]
     first = subprocess.run(warm, env=env, capture_output=True, text=True, timeout=1200)

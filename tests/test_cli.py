@@ -139,7 +139,7 @@ def test_seed000_network_one_epoch_accuracy_on_fashion_mnist():
 
 def test_info_names_the_versions_blas_and_cache(capsys, tmp_path):
     from fastbp import info, kernels
-    fastbp.Network([3, 2, 2], seed=0).warm_up(2)          # compiles (or loads) and caches batch_epoch
+    fastbp.Network([3, 2, 2], seed=0).warm_up(2)          # compiles (or loads) and caches batch_epoch_common
     assert cli.main(["info"]) == 0
     printed = capsys.readouterr().out
     assert "fastbp %s" % fastbp.__version__ in printed and "numba " in printed
@@ -147,7 +147,7 @@ def test_info_names_the_versions_blas_and_cache(capsys, tmp_path):
     assert "Numba's cache: %s" % kernels.cache_dir(kernels.batch_epoch) in printed
     assert cli.main(["info", "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
-    assert facts["cached"]["batch_epoch"] >= 1 and facts["cache_dir_writable"] is True
+    assert facts["cached"]["batch_epoch_common"] >= 1 and facts["cache_dir_writable"] is True
     assert set(facts["cached"]) == set(info.ENTRY_POINTS)
     (tmp_path / "a_file").write_text("")
     assert info.writable(tmp_path / "not" / "yet")          # made on the way: its parent is writable

@@ -13,9 +13,9 @@ from fastbp import kernels, threads
 from fastbp.optimizers import Optimizer
 
 
-def _problem(dtype, m=203, seed=4):
+def _problem(dtype, m=203, seed=4, activation=("relu", "tanh")):
     # both the first layer and the second have at least PARALLEL_MIN_WEIGHTS weights
-    net = fastbp.Network([300, 121, 300, 3], activation=["relu", "tanh"], output="softmax",
+    net = fastbp.Network([300, 121, 300, 3], activation=list(activation), output="softmax",
                          loss="cross_entropy", init="he", seed=seed, dtype=dtype)
     rng = np.random.default_rng(seed)
     X = net.check_inputs(rng.random((m, 300)))
@@ -33,13 +33,14 @@ def _epoch(net, X, T, order, n_threads, parts=((0, None),)):
     return total
 
 
+@pytest.mark.parametrize("activation", [("relu", "tanh"), ("relu", "softplus")])   # (the two builds)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_thread_count_does_not_change_the_result(dtype):
+def test_thread_count_does_not_change_the_result(dtype, activation):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.fail("this test needs Numba to have at least 2 threads")
     results = []
     for n_threads in (1, 2):
-        net, X, T = _problem(dtype)
+        net, X, T = _problem(dtype, activation=activation)
         order = np.random.default_rng(0).permutation(X.shape[0])
         loss = _epoch(net, X, T, order, n_threads)
         results.append((loss, net._w.copy(), net._b.copy()))
@@ -384,7 +385,7 @@ def test_the_one_thread_build_is_a_kernel_of_its_own_and_a_fixed_count_is_used_a
     net, X, T = _problem("float64", m=64)
     opt = Optimizer("adam", lr=0.01).bind(net)
     net.train_epoch(X, T, np.arange(64), 32, 0.01, 0.0, opt, threads=2)
-    assert kernels.built_for(kernels.batch_epoch, np.float64)
+    assert kernels.built_for(kernels.common_build("batch_epoch"), np.float64)      # (relu, tanh, adam: common)
     monkeypatch.setenv("FASTBP_THREADS", "2")
     config = fastbp.RunConfig(batch_size=32, backend="numba")
     assert training.EpochPlan(net, 64, 32, opt, config).parallel is None

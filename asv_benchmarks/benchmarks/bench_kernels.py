@@ -330,7 +330,9 @@ class Threads:
 class Compile:
     """First-call time of each training mode's kernel, and of MLPClassifier's first fit,
     in a fresh interpreter: cold (an empty Numba cache, so compiling) and from the
-    on-disk cache. A kernel that grows shows here as a slower cold compile.
+    on-disk cache. A kernel that grows shows here as a slower cold compile. The
+    network (sigmoid) and SGD take the training kernels' common build, RMSprop the full
+    one (kernels.py, "builds").
 
     Each call has a cache directory of its own, under one named for the sources
     (every fastbp module, Python's and Numba's versions): the cold timing empties it
@@ -341,13 +343,15 @@ class Compile:
     number = 1
     repeat = (1, 3, 120.0)
     timeout = 600
-    params = ["per-sample SGD", "mini-batch SGD", "mini-batch, parallel build", "MLPClassifier fit"]
+    params = ["per-sample SGD", "mini-batch SGD", "mini-batch, parallel build", "mini-batch RMSprop, full build",
+              "MLPClassifier fit"]
     param_names = ["first call"]
     _calls = {
         "per-sample SGD": "net.train(X, Y, diagnostics=False)",
         "mini-batch SGD": "net.train(X, Y, batch_size=2, diagnostics=False)",      # (a short run: one thread)
         "mini-batch, parallel build": "os.environ['FASTBP_THREADS'] = '2'; "        # (a fixed count: at once)
                                       "net.train(X, Y, batch_size=2, diagnostics=False)",
+        "mini-batch RMSprop, full build": "net.train(X, Y, batch_size=2, optimizer='rmsprop', diagnostics=False)",
         "MLPClassifier fit": "fastbp.MLPClassifier(max_iter=1).fit(X, Y.argmax(axis=1))",
     }
     _setup = """
