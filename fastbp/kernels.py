@@ -785,8 +785,8 @@ def _first_layer_block(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
     """Apply the steps of the samples X[pending]; base[q] <- W x for x = X[upcoming[q]]."""
     if threads > 1 and n0 * n1 >= PARALLEL_MIN_WEIGHTS:
         _block_rows_parallel(w, n0, n1, scale, H, X, pending, upcoming, base, threads)
-    else:
-        _block_rows(w, 0, n1, n0, scale, H, X, pending, upcoming, base)
+    else:                # (n1 - n1: a 0 that is not a literal, which would compile _block_rows once more)
+        _block_rows(w, n1 - n1, n1, n0, scale, H, X, pending, upcoming, base)
 
 
 @kernel(internal=True)
@@ -884,7 +884,7 @@ def sgd_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias,
     coef = np.empty(BLOCK, w.dtype)
     inner = np.empty(BLOCK, w.dtype)
     pending, upcoming = np.empty(BLOCK, np.int64), np.empty(BLOCK, np.int64)
-    _block_samples(order, 0, upcoming)
+    _block_samples(order, order.size - order.size, upcoming)    # (a 0 that is not a literal, as above)
     _first_layer_block(w, n0, n1, one, H, X, upcoming, upcoming, base, threads)
     total = 0.0
     for start in range(0, m, BLOCK):
@@ -1186,8 +1186,8 @@ def predict_batch(w, b, sizes, w_off, u_off, acts, X):
     other layers' buffers are made and dropped in here: handing typed lists of them to
     and from Python cost more than predicting a small batch."""
     A = layer_buffers(sizes, X.shape[0], w)
-    forward_batch(w, b, sizes, w_off, u_off, acts, X, A, A, 0)
-    return A[sizes.size - 2]
+    forward_batch(w, b, sizes, w_off, u_off, acts, X, A, A, X.shape[0] - X.shape[0])   # (a 0, not a literal one:
+    return A[sizes.size - 2]                                                       # training's signature)
 
 
 @kernel(fastmath=FASTMATH)

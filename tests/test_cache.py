@@ -181,3 +181,35 @@ def test_no_module_calls_an_internal_kernel_from_python():
         named.update(re.findall(r"\bkernels\.(\w+)\(", path.read_text()))
     internal = sorted(name for name in named if isinstance(getattr(kernels, name, None), kernels._Internal))
     assert internal == ["_activate_rows", "_adam"]        # (this file's test above, and no other)
+
+
+ONE_SIGNATURE = """
+import os, numpy as np, fastbp
+from numba.core.registry import CPUDispatcher
+from fastbp import kernels
+rng = np.random.default_rng(0)
+X, Y = rng.random((64, 8)), rng.random((64, 2))
+for activation in ("relu", "softplus"):                      # (the common build, the full one)
+    net = fastbp.Network([8, 5, 2], activation=activation, seed=0)
+    net.train(X, Y, epochs=1, batch_size=1, diagnostics=False)
+    for threads in ("1", "2"):                                # (the one-thread build, the parallel one)
+        os.environ["FASTBP_THREADS"] = threads
+        net.train(X, Y, epochs=1, batch_size=16, optimizer="adam", diagnostics=False)
+    net.predict(X)
+    net.deltas(X, Y)
+every = list(vars(kernels).values()) + list(kernels._common.values()) + list(kernels._namespace.values())
+print(sorted({d.py_func.__qualname__ for d in every if isinstance(d, CPUDispatcher) and len(d.signatures) > 1}))
+"""
+
+
+@pytest.mark.slow                      # (both builds' cold compiles, in a fresh process)
+def test_a_kernel_compiles_once_for_one_dtype(tmp_path):
+    """Each kernel compiles one signature for float64 dense rows, whatever calls it: a
+    literal argument (a 0, a False) is a type of its own, and where one call passed a
+    literal and another a value, the kernel, and every kernel it calls, compiled twice.
+    (_left_out is called with three argument lists, and raises.)"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", ONE_SIGNATURE], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "['_left_out_common']"
