@@ -47,6 +47,7 @@ and row updates vectorise; it does not assume away NaN and inf, so a diverging r
 still seen. tests/test_agreement.py holds the results to the NumPy reference.
 """
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -1828,10 +1829,10 @@ def _left_out(*args):
     raise ValueError("fastbp kernels: the common build has no dropout, input noise or max-norm")
 
 
-_replacements = None     # (what the common build calls in place of the full build's: made at its first use)
-
-
+@functools.lru_cache(maxsize=None)
 def _common_replacements():
+    """What the common build calls in place of the full build's, by name (made at its
+    first use, once)."""
     namespace, _ = _dispatch(COMMON_ACTIVATIONS)
     replacements = {f: namespace[f] for f in DISPATCH}
     replacements.update(_update=_update_for(COMMON_RULES), _masked_delta=_left_out, _fill_regularisers=_left_out,
@@ -1873,10 +1874,7 @@ _common = {}         # each kernel the common build has met: what it became ther
 
 def common_build(name):
     """The common build of the training kernel `name` (of TRAINING): see "builds"."""
-    global _replacements
-    if _replacements is None:
-        _replacements = _common_replacements()
-    return _rebuilt(globals()[name], _replacements, _common)
+    return _rebuilt(globals()[name], _common_replacements(), _common)
 
 
 def build(name, activations=(), rule=SGD, extras=False):
