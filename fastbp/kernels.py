@@ -1870,11 +1870,13 @@ def _rebuilt(dispatcher, replacements, built):
 
 
 _common = {}         # each kernel the common build has met: what it became there
+_common_lock = threading.Lock()     # (threads of one process, a Dask worker's, may ask at once)
 
 
 def common_build(name):
     """The common build of the training kernel `name` (of TRAINING): see "builds"."""
-    return _rebuilt(globals()[name], _common_replacements(), _common)
+    with _common_lock:
+        return _rebuilt(globals()[name], _common_replacements(), _common)
 
 
 def build(name, activations=(), rule=SGD, extras=False):
