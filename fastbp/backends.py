@@ -42,15 +42,20 @@ A new backend (a GPU one) is a class with these operations and attributes and an
 A backend holds no state: it reads and writes the network's flat parameter buffers
 (``net._w``, ``net._b``, laid out as ``kernels.py`` describes) and its generator.
 """
+import functools
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 from numba.typed import List
 
-from . import kernels, reference
+from . import info, kernels, reference
 from .checks import choice, is_sparse
 from .functions import LOSS_CODES
-from .optimizers import RULE_CODES
-from .threads import batch_chunks, blas_on_one_thread
+from .optimizers import RULE_CODES, Optimizer
+from .threads import available_cpus, batch_chunks, blas_on_one_thread
 
 DRAW_BUDGET = 1 << 22         # numbers in one part's dropout and noise draws, about
 OPERATIONS = ("forward", "outputs", "backprop", "gradients", "jacobian_blocks", "train_epoch", "per_sample")
@@ -119,6 +124,7 @@ class NumbaBackend:
     compile (kernels.first_call), with how long it takes on a 2-core machine."""
 
     blas, own_threads, compiles = "scipy", True, True
+    _side_by_side = set()            # (batched kernel, dtype): its cold compile seen to (compile_batched_side_by_side)
     NO_CSR = (None, None, None)                                    # batch_epoch's CSR arrays for dense X
     NO_DRAWS = (np.empty((0, 0), np.uint32), np.empty((0, 0)))     # (U, N) of draw_regularisers
 
@@ -213,6 +219,9 @@ class NumbaBackend:
         name = "batch_epoch" if threads > 1 else "batch_epoch_serial"
         epoch = self.build(net, name, optimizer.rule, max_norm, rates, input_noise)
         with self._first_call(epoch, name), blas_on_one_thread():
+            if (epoch, net.dtype) not in self._side_by_side:       # (a cold kernel: its parts in two processes)
+                compile_batched_side_by_side(net, epoch is not getattr(kernels, name))
+                self._side_by_side.add((epoch, net.dtype))
             for part, (U, N) in zip(parts, draws):
                 loss, optimizer.t = epoch(*layout, *rows, T, S, part, batch_size,
                                                         RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
@@ -226,7 +235,7 @@ class NumbaBackend:
     # on a 2-core machine, (common build, full build) (CONTRIBUTING.md, "Compile time")
     NOTICES = {"sgd_epoch": ("per-sample SGD kernel", (9, 10)),
                "sgd_epoch_sparse": ("per-sample SGD kernel for sparse rows", (7, 7)),
-               "batch_epoch_serial": ("mini-batch kernel", (10, 13)),
+               "batch_epoch_serial": ("mini-batch kernel", (8, 9)),
                "batch_epoch": ("mini-batch kernel's parallel build", (9, 11))}
 
     def _first_call(self, epoch, name):
@@ -292,6 +301,87 @@ class NumbaBackend:
     def _weights(net, S):
         """What the kernels take for sample weights: the weights, or an empty array for none."""
         return np.empty(0, net.dtype) if S is None else S
+
+
+# ---------------------------------------------------------------- a cold batched kernel, compiled side by side
+# Most of the batched training kernel's cold compile goes to its parts: the forward pass
+# (kernels.forward_batch), the delta propagation (backward_batch), the update
+# (optimizer_step, and _units_pass: a block of units' gradients and update), each with the
+# helpers it calls. Numba compiles one function at a time in a process, and a kernel that
+# calls a part links in the part's code, which it loads from the on-disk cache when the
+# part is there. So on the kernel's first call, when the cache can be written and the
+# process may use two CPUs, a child process compiles the delta propagation into the cache
+# while this one compiles the other parts; then the kernel compiles here, its delta
+# propagation loaded. The parts are compiled for a network's dtype with the signatures
+# that the kernel calls them with (tests/test_cache.py holds the two together: a part
+# that differed would compile twice). CONTRIBUTING.md, "Compile time", has the figures.
+BATCHED_PARTS = ("forward", "backward", "update")
+CHILD_PARTS = ("backward",)          # (about as long as the other two: the two processes end together)
+CHILD_WAIT = 600                     # seconds: a child that takes longer is stopped, and this process compiles
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from fastbp.network import Network; "
+          "from fastbp.backends import compile_batched_parts; "
+          "compile_batched_parts(Network([2, 2, 2], dtype=sys.argv[2], seed=0), sys.argv[3] == 'common', sys.argv[4:])")
+
+
+def compile_batched_parts(net, common, parts=BATCHED_PARTS):
+    """Compile (or load from the cache) `parts` (of BATCHED_PARTS) of the batched training
+    kernel in its common build (common) or full one, for net's dtype, with the signatures
+    that kernels.batch_epoch calls them with: each called on two rows of zeros through
+    net's layers (on copies: net is unchanged), _units_pass compiled for its argument types."""
+    w, b = net._w.copy(), net._b.copy()
+    _, _, sizes, w_off, u_off, acts = net._layout()
+    part = functools.partial(kernels.in_build, common=common)
+    A, Zs, D, E = (part(kernels.layer_buffers)(sizes, 2, w) for _ in range(4))
+    X, T = np.zeros((2, net.sizes[0]), net.dtype), np.zeros((2, net.sizes[-1]), net.dtype)
+    T[:, 0] = 1.0                                  # a valid target for every loss
+    if "forward" in parts:
+        part(kernels.forward_batch)(w, b, sizes, w_off, u_off, acts, X, A, Zs, 0)
+    if "backward" in parts:
+        part(kernels.backward_batch)(w, sizes, w_off, u_off, acts, LOSS_CODES["mse"], False, A, Zs, T,
+                                     np.empty(0, net.dtype), D, E, np.empty(2), net._eps(), 0)
+    if "update" in parts:
+        optimizer = Optimizer("adam").bind(net)
+        hyper, state = optimizer.hyper(0.001, 0.0, None, net.dtype), (optimizer.state["w"], optimizer.state["b"])
+        dw, db = np.zeros_like(w), np.zeros_like(b)
+        part(kernels.optimizer_step)(RULE_CODES["adam"], w, b, dw, db, True, hyper, *state, 1, 2.0, False)
+        step = (RULE_CODES["adam"], w, b, *state, hyper, 1, hyper[0], False, True, False)
+        part(kernels._units_pass).compile(tuple(numba.typeof(value) for value in (
+            sizes, w_off, u_off, X, A, D, 2, 0, 1, dw, db, step)))
+
+
+def compile_batched_side_by_side(net, common):
+    """Before the batched training kernel's first call in a process (its common build, or
+    its full one) for net's dtype: where the kernel is compiled neither here nor in the
+    cache, its parts compiled in two processes at once (see above); not inside
+    kernels.refusing_compiles(). Returns whether a child took part."""
+    own = functools.partial(kernels.in_build, common=common)
+    if (kernels.refusing() or kernels.built_for(own(kernels.batch_epoch_serial), net.dtype)
+            or kernels.built_for(own(kernels.batch_epoch), net.dtype) or available_cpus() < 2
+            or not info.cache_writable()):
+        return False
+    child = None
+    if sys.executable and not kernels.built_for(own(kernels.backward_batch), net.dtype):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
+        try:
+            child = subprocess.Popen([sys.executable, "-c", _CHILD, root, str(net.dtype),
+                                      "common" if common else "full", *CHILD_PARTS],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            child = None
+    try:
+        compile_batched_parts(type(net)([2, 2, 2], dtype=net.dtype, seed=0), common,      # (the child's network)
+                              [p for p in BATCHED_PARTS if child is None or p not in CHILD_PARTS])
+        if child is not None:
+            child.wait(CHILD_WAIT)
+    except subprocess.TimeoutExpired:       # (a child past CHILD_WAIT: the kernel compiles what it lacks)
+        child.kill()
+        child.wait()
+    except BaseException:                   # (a compile that failed, an interrupt: no child left behind)
+        if child is not None:
+            child.kill()
+            child.wait()
+        raise
+    return child is not None
 
 
 BACKENDS = {"numba": NumbaBackend(), "numpy": NumpyBackend()}

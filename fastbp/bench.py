@@ -591,11 +591,14 @@ CONTENTION_MODES = {
 }
 
 
-def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD"):
+COMPETITORS = (1, 2)     # `fastbp bench --contention`: beside one busy process, then beside two
+
+
+def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD", competitors=1):
     """An epoch of the mode (CONTENTION_MODES; predict: 5 calls on the samples; the
     estimator: a one-epoch fit) of 784-hidden-10, ReLU/softmax/cross-entropy, alone and
-    beside a competing CPU-bound process, with fastbp's thread setting and with one
-    thread, interleaved. Rows: (setting, seconds alone, seconds busy, busy / alone)."""
+    beside `competitors` competing CPU-bound processes, with fastbp's thread setting and
+    with one thread, interleaved. Rows: (setting, seconds alone, seconds busy, busy / alone)."""
     X, y = peer_data(samples)
     X = X.astype(dtype)
     settings = {"default": os.environ.get("FASTBP_THREADS"), "FASTBP_THREADS=1": "1"}
@@ -609,9 +612,9 @@ def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD"):
             nets[name].warm_up(CONTENTION_MODES[mode][1])
         for _ in range(repeats):
             for busy in (False, True):
-                competitor = subprocess.Popen([sys.executable, "-c", _BUSY]) if busy else None
+                running = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(competitors if busy else 0)]
                 try:
-                    if competitor is not None:
+                    if running:
                         time.sleep(0.2)
                     for name, value in settings.items():
                         if value is None:
@@ -621,7 +624,7 @@ def contention_table(hidden, dtype, samples, repeats, mode="per-sample SGD"):
                         seconds = CONTENTION_MODES[mode][0](nets[name], X, y)
                         times[name][busy].append(seconds)
                 finally:
-                    if competitor is not None:
+                    for competitor in running:
                         competitor.kill()
                         competitor.wait()
     finally:
@@ -899,9 +902,10 @@ def main(argv=None):
                         help="also time mini-batch epochs (784-H-10 ReLU/softmax, float32; batch "
                              "64 and 200 SGD, 200 Adam) against their matrix products alone")
     parser.add_argument("--contention", action="store_true",
-                        help="also time a per-sample epoch (784-100-10 and 784-H-10 ReLU/softmax, "
-                             "float32 and float64) alone and beside a busy process, and two "
-                             "fastbp processes at once against one alone")
+                        help="also time every mode (CONTENTION_MODES: per-sample, mini-batch and "
+                             "full-batch epochs, predict, an estimator's fit; 784-100-10 and 784-H-10 "
+                             "ReLU/softmax, each of --dtypes) alone and beside one and two busy "
+                             "processes, and two fastbp processes at once against one alone")
     parser.add_argument("--distributed", type=int, metavar="EPOCHS",
                         help="Fashion-MNIST 784-256-10 Adam for this many epochs: net.train against "
                              "fastbp.distributed.train on 1 and 2 local workers (needs fastbp[dask])")
@@ -970,21 +974,24 @@ def main(argv=None):
     if args.contention:
         figures["contention"] = []
         print("\nan epoch of %d samples (predict: 5 calls on them; the estimator: a one-epoch fit), alone "
-              "and beside a busy process "
-              "(median of %d interleaved pairs)" % (m, args.repeats))
-        print("%-20s %-8s %-7s %-17s %9s %9s %13s %14s" % ("mode", "dtype", "hidden", "threads", "alone s",
-                                                         "busy s", "busy / alone", "floor ratio"))
+              "and beside %s busy processes "
+              "(median of %d interleaved pairs)" % (m, " and ".join(map(str, COMPETITORS)), args.repeats))
+        print("%-20s %-8s %-7s %-17s %5s %9s %9s %13s %14s" % ("mode", "dtype", "hidden", "threads", "busy",
+                                                             "alone s", "busy s", "busy / alone", "floor ratio"))
         for mode in CONTENTION_MODES:
             for dtype in args.dtypes.split(","):
                 for hidden in sorted({100, args.hidden}):
                     floor = per_sample_flops([784, hidden, 10]) * m / peak[dtype] / 1e9
-                    for name, alone, busy, ratio in contention_table(hidden, dtype, m, args.repeats, mode):
-                        figures["contention"].append(dict(mode=mode, dtype=dtype, hidden=hidden, threads=name,
-                                                          alone_s=alone, busy_s=busy, ratio=ratio,
-                                                          floor_s=floor if mode == "per-sample SGD" else None))
-                        print("%-20s %-8s %-7d %-17s %9.3f %9.3f %12.2fx %14s"
-                              % (mode, dtype, hidden, name, alone, busy, ratio,
-                                 "%.2fx" % (alone / floor) if mode == "per-sample SGD" else "-"))
+                    for competitors in COMPETITORS:
+                        for name, alone, busy, ratio in contention_table(hidden, dtype, m, args.repeats, mode,
+                                                                         competitors):
+                            figures["contention"].append(dict(
+                                mode=mode, dtype=dtype, hidden=hidden, threads=name, competitors=competitors,
+                                alone_s=alone, busy_s=busy, ratio=ratio,
+                                floor_s=floor if mode == "per-sample SGD" else None))
+                            print("%-20s %-8s %-7d %-17s %5d %9.3f %9.3f %12.2fx %14s"
+                                  % (mode, dtype, hidden, name, competitors, alone, busy, ratio,
+                                     "%.2fx" % (alone / floor) if mode == "per-sample SGD" else "-"))
         figures["processes"] = []
         for batch_size in (1, 200):
             alone, together, ratio = processes_table(100, "float32", m, args.repeats, batch_size=batch_size)

@@ -385,6 +385,11 @@ def refusing_compiles():
         _refusing.discard(thread)
 
 
+def refusing():
+    """Whether this thread is inside refusing_compiles()."""
+    return threading.get_ident() in _refusing
+
+
 @contextlib.contextmanager
 def compiles():
     """Count fastbp's functions that Numba compiles (rather than loads from its cache) in
@@ -1875,8 +1880,16 @@ _common_lock = threading.Lock()     # (threads of one process, a Dask worker's, 
 
 def common_build(name):
     """The common build of the training kernel `name` (of TRAINING): see "builds"."""
+    return in_build(globals()[name], True)
+
+
+def in_build(kernel, common):
+    """A kernel of this file as a build compiles it: its twin in the common build, or
+    itself in the full one."""
+    if not common:
+        return kernel
     with _common_lock:
-        return _rebuilt(globals()[name], _common_replacements(), _common)
+        return _rebuilt(kernel, _common_replacements(), _common)
 
 
 def build(name, activations=(), rule=SGD, extras=False):

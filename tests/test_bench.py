@@ -66,6 +66,20 @@ def test_contention_table_times_every_mode_and_restores_the_setting(monkeypatch,
     assert os.environ["FASTBP_THREADS"] == "1"
 
 
+def test_contention_table_runs_beside_as_many_busy_processes_as_asked_and_ends_them(monkeypatch):
+    started = []
+    real = bench.subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real(*args, **kwargs))
+        return started[-1]
+    monkeypatch.setattr(bench.subprocess, "Popen", popen)
+    rows = bench.contention_table(8, "float32", 256, 2, "mini-batch SGD, 200", competitors=2)
+    assert len(rows) == 2 and all(busy > 0 for _, _, busy, _ in rows)
+    assert len(started) == 2 * 2                              # two busy processes in each of 2 rounds
+    assert all(p.args[-1] == bench._BUSY and p.poll() is not None for p in started)   # all ended
+
+
 @pytest.mark.parametrize("rule", ["sgd", "adam"])
 @pytest.mark.parametrize("batch_size", [1, 32])
 def test_jax_peer_trains(batch_size, rule):

@@ -14,7 +14,7 @@ import pytest
 
 import fastbp
 import fastbp.functions
-from fastbp import kernels
+from fastbp import backends, info, kernels
 
 
 def test_every_function_the_kernels_compile_in_is_fingerprinted():
@@ -213,3 +213,89 @@ def test_a_kernel_compiles_once_for_one_dtype(tmp_path):
                           timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-2] == "['_left_out_common']"
+
+
+SIDE_BY_SIDE = """
+import warnings, numpy as np, fastbp
+from numba.core import event
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+with event.install_recorder("numba:compile") as compiled:
+    fastbp.MLPClassifier(max_iter=1).fit(rng.random((64, 8)), rng.integers(0, 3, 64))
+print(sorted({e.data["dispatcher"].py_func.__qualname__ for _, e in compiled.buffer if e.is_start}))
+"""
+
+
+@pytest.mark.slow                      # (a cold first fit, in a fresh process)
+def test_a_cold_batched_kernel_loads_the_part_a_child_compiled(tmp_path):
+    """An estimator's first fit in an empty cache: a child process compiles the delta
+    propagation (backends.compile_batched_side_by_side) with the signature the batched kernel
+    calls it with, so this process compiles the kernel and its other parts, and loads that
+    one from the cache; a process after it compiles nothing."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "FASTBP_THREADS")}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    first, second = (subprocess.run([sys.executable, "-c", SIDE_BY_SIDE], env=env, capture_output=True, text=True,
+                                    timeout=900) for _ in range(2))
+    assert first.returncode == 0, first.stderr[-2000:]
+    names = eval(first.stdout.strip().splitlines()[-1])
+    assert {"batch_epoch_serial_common", "forward_batch_common", "optimizer_step_common",
+            "_units_pass_common"} <= set(names)
+    assert not [name for name in names if name.startswith("backward_batch")]      # (the child's)
+    assert second.returncode == 0 and second.stdout.strip().splitlines()[-1] == "[]", second.stderr[-2000:]
+
+
+def test_the_side_by_side_compile_starts_a_child_only_where_it_helps(monkeypatch):
+    """backends.compile_batched_side_by_side: for a batched kernel not built yet, a child
+    process compiles CHILD_PARTS and this one the others; none where the kernel is built,
+    where the process has one CPU, where the cache cannot be written (the child's work
+    would not reach this process), or where compiles are refused."""
+    children, parts = [], []
+
+    class Child:
+        def __init__(self, command, **kwargs):
+            children.append(command)
+
+        def wait(self, timeout=None):
+            return 0
+
+        def kill(self):
+            children.append("killed")
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    monkeypatch.setattr(backends, "compile_batched_parts", lambda net, common, which: parts.append(list(which)))
+    built = {"kernel": True}
+    monkeypatch.setattr(kernels, "built_for",
+                        lambda dispatcher, dtype: built["kernel"] and "epoch" in dispatcher.py_func.__name__)
+    net = fastbp.Network([3, 4, 2], dtype="float32")
+    assert not backends.compile_batched_side_by_side(net, True)                        # built
+    built["kernel"] = False
+    for cpus, writable in ((1, True), (2, False)):
+        monkeypatch.setattr(backends, "available_cpus", lambda cpus=cpus: cpus)
+        monkeypatch.setattr(info, "cache_writable", lambda writable=writable: writable)
+        assert not backends.compile_batched_side_by_side(net, True)
+    monkeypatch.setattr(backends, "available_cpus", lambda: 2)
+    monkeypatch.setattr(info, "cache_writable", lambda: True)
+    with kernels.refusing_compiles():                       # (Network.warm_up asking what is cached)
+        assert not backends.compile_batched_side_by_side(net, True)
+    assert children == [] and parts == []
+    assert backends.compile_batched_side_by_side(net, False)
+    assert len(children) == 1 and children[0][-3:] == ["float32", "full", "backward"]
+    assert parts == [["forward", "update"]]
+
+    def failing(net, common, which):
+        raise RuntimeError("a part failed")
+    monkeypatch.setattr(backends, "compile_batched_parts", failing)
+    with pytest.raises(RuntimeError, match="a part failed"):
+        backends.compile_batched_side_by_side(net, True)
+    assert children[-1] == "killed"                             # (no child left behind)
+
+
+def test_the_parts_compile_with_the_batched_kernels_signatures_and_change_no_network():
+    """compile_batched_parts, after a batched run of the same build and dtype: no part
+    compiles again (they are called with the kernel's signatures), and the network it
+    ran on is unchanged."""
+    net = fastbp.Network([3, 4, 2], activation="relu", seed=0, dtype="float32")
+    net.train(np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32), epochs=1, batch_size=4, optimizer="adam")
+    before = net.parameter_vector().copy()
+    with kernels.refusing_compiles():
+        backends.compile_batched_parts(net, True)
+    np.testing.assert_array_equal(net.parameter_vector(), before)
