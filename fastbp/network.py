@@ -1093,4 +1093,3 @@ def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False):
     except OSError:
         return False
     return done.returncode == 0
-
