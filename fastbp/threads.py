@@ -287,8 +287,9 @@ def _others_running():
 class LoadChooser:
     """The thread count of batched epochs, slice by slice: available_cpus(), less the
     CPUs that other processes kept busy (see the module's docstring), at least 1.
-    ``threads()`` before a slice. threads: a fixed count (FASTBP_THREADS=N), or None to
-    decide from the load."""
+    ``threads()`` before a slice; within OTHERS_EVERY of a look it gives that look's
+    choice again. threads: a fixed count (FASTBP_THREADS=N), or None to decide from the
+    load."""
 
     def __init__(self, threads=None):
         self.fixed = threads
@@ -296,6 +297,7 @@ class LoadChooser:
                      else set(range(os.cpu_count() or 1)))
         self.last = None               # (wall, busy CPU-seconds, own CPU-seconds) at the last look
         self.average = None            # CPUs other processes kept busy between the last two looks
+        self.chosen = None             # (wall, threads) of the last choice
 
     def _others(self):
         """The CPUs other processes use: the least of their CPU time since the last look
@@ -318,11 +320,15 @@ class LoadChooser:
     def threads(self):
         if self.fixed is not None:
             return self.fixed
+        now = time.monotonic()
+        if self.chosen is not None and now - self.chosen[0] < OTHERS_EVERY:
+            return self.chosen[1]      # (a look costs about 0.2 ms on an idle machine, 1 ms beside busy processes)
         cap = available_cpus()
         if cap == 1:
             return 1
         free = len(self.cpus) - self._others()
-        return max(1, min(cap, int(free + 0.5)))
+        self.chosen = (now, max(1, min(cap, int(free + 0.5))))
+        return self.chosen[1]
 
 
 _load = None

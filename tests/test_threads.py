@@ -169,6 +169,22 @@ def test_load_chooser_leaves_the_cpus_other_processes_use(monkeypatch):
     assert chooser.threads() == 2
 
 
+def test_load_chooser_looks_at_most_once_a_tenth_of_a_second(monkeypatch):
+    """A look reads /proc (about a millisecond beside busy processes): slices closer than
+    OTHERS_EVERY to the last look take its choice again."""
+    machine = _Machine(monkeypatch)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    looks = []
+    real = threads._busy_seconds
+    monkeypatch.setattr(threads, "_busy_seconds", lambda cpus: looks.append(1) or real(cpus))
+    chooser = threads.LoadChooser()
+    assert chooser.threads() == 2 and len(looks) == 1
+    machine.run(0.02, 1, 1)                                   # a busy process, but too soon to look
+    assert chooser.threads() == 2 and len(looks) == 1
+    machine.run(threads.OTHERS_EVERY, 1, 1)
+    assert chooser.threads() == 1 and len(looks) == 2
+
+
 def test_load_chooser_obeys_the_processs_limits_and_a_fixed_count(monkeypatch):
     machine = _Machine(monkeypatch, cpus=8)
     monkeypatch.setattr(threads, "available_cpus", lambda: 3)           # OMP_NUM_THREADS, a quota
