@@ -350,7 +350,11 @@ def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None, dtype=
     Each peer is timed right after fastbp, and the ratio is the median of the pairwise
     ratios of `repeats` such pairs (A B A B ...: the machines here are noisy). Everyone
     shuffles every epoch; with JAX installed, batched cases add fastbp and JAX both taking
-    the samples in order (shuffle=False), JAX's ratio then over fastbp in order."""
+    the samples in order (shuffle=False), JAX's ratio then over fastbp in order. Each
+    contender starts BLAS_IDLE after the last one ended: a library's idle threads spin
+    for a while after its work, on the cores the next contender needs (right after
+    scikit-learn's fit, fastbp's in-order Adam epoch took 1.49x as long as after the
+    pause)."""
     X, y = peer_data(samples, dtype=dtype)
     factor = (scale_to or samples) / samples
     rows = []
@@ -364,6 +368,7 @@ def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None, dtype=
         for _ in range(repeats):
             for name, run, shuffle in contenders:
                 in_order = {} if shuffle else {"shuffle": False}
+                time.sleep(BLAS_IDLE)                       # (the last contender's threads at rest)
                 times[name].append(run(X, y, hidden, batch_size, 1, rule=rule, **in_order) * factor)
         for name, seconds in times.items():
             base = times[IN_ORDER % "fastbp" if name.endswith(IN_ORDER % "") else "fastbp"]

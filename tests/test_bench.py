@@ -117,6 +117,23 @@ def test_peer_table_has_fastbp_and_ratios():
     assert in_order["fastbp, in order"][4] == 1.0
 
 
+def test_each_contender_starts_after_the_last_ones_threads_are_at_rest(monkeypatch):
+    events = []
+
+    def runner(name):
+        def run(X, y, hidden, batch_size, repeats, rule="sgd", shuffle=True):
+            events.append(name if shuffle else name + " in order")
+            return 1.0
+        return run
+    monkeypatch.setattr(bench, "fastbp_peer_seconds", runner("fastbp"))
+    monkeypatch.setattr(bench, "jax_seconds", runner("jax"))
+    monkeypatch.setattr(bench, "installed_peers", lambda: {bench.JAX: bench.jax_seconds})
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: events.append(seconds))
+    bench.peer_table(64, 8, 2, cases=((32, "sgd"),))
+    pause = bench.BLAS_IDLE
+    assert events == [pause, "fastbp", pause, "jax", pause, "fastbp in order", pause, "jax in order"] * 2
+
+
 def test_the_peers_predict_the_same_probabilities():
     X, _ = bench.peer_data(50)
     expected = bench.fastbp_predictor(784, 16, 10)(X)
