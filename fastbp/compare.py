@@ -94,12 +94,14 @@ def head_to_head(X, y, X_test, y_test, epochs=10, pairs=3, kind="classifier"):
     """fastbp's and scikit-learn's MLPClassifier() (kind="classifier": accuracy) or
     MLPRegressor() (kind="regressor": pooled_r2, y the targets), both with their defaults but
     for max_iter=epochs (and no early stop, so both train exactly that many epochs),
-    fitted in turn (fastbp, scikit-learn, fastbp, ...) with seeds 0..pairs-1. Returns
-    each one's fit seconds and test scores, and the median of the pairwise ratios
-    scikit-learn / fastbp of the fit seconds."""
+    fitted in turn (fastbp, scikit-learn, fastbp, ...) with seeds 0..pairs-1, each fit
+    starting BLAS_IDLE after the last one's scoring (whose BLAS threads spin for a while
+    after it). Returns each one's fit seconds and test scores, and the median of the
+    pairwise ratios scikit-learn / fastbp of the fit seconds."""
     import sklearn.neural_network as theirs
 
     from . import estimators as ours
+    from .bench import BLAS_IDLE
     name = {"classifier": "MLPClassifier", "regressor": "MLPRegressor"}[kind]
     settings = dict(max_iter=epochs, n_iter_no_change=epochs + 1)
     out = {"kind": kind, "epochs": epochs, "fastbp_s": [], "sklearn_s": [], "fastbp_score": [],
@@ -107,6 +109,7 @@ def head_to_head(X, y, X_test, y_test, epochs=10, pairs=3, kind="classifier"):
     for seed in range(pairs):
         for who, make in (("fastbp", getattr(ours, name)), ("sklearn", getattr(theirs, name))):
             model = make(random_state=seed, **settings)
+            time.sleep(BLAS_IDLE)
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")              # max_iter reached, by design
