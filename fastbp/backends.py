@@ -124,7 +124,6 @@ class NumbaBackend:
     compile (kernels.first_call), with how long it takes on a 2-core machine."""
 
     blas, own_threads, compiles = "scipy", True, True
-    _side_by_side = set()            # (batched kernel, dtype): its cold compile seen to (compile_batched_side_by_side)
     NO_CSR = (None, None, None)                                    # batch_epoch's CSR arrays for dense X
     NO_DRAWS = (np.empty((0, 0), np.uint32), np.empty((0, 0)))     # (U, N) of draw_regularisers
 
@@ -219,9 +218,7 @@ class NumbaBackend:
         name = "batch_epoch" if threads > 1 else "batch_epoch_serial"
         epoch = self.build(net, name, optimizer.rule, max_norm, rates, input_noise)
         with self._first_call(epoch, name), blas_on_one_thread():
-            if (epoch, net.dtype) not in self._side_by_side:       # (a cold kernel: its parts in two processes)
-                compile_batched_side_by_side(net, epoch is not getattr(kernels, name))
-                self._side_by_side.add((epoch, net.dtype))
+            compile_batched_side_by_side(net, epoch is not getattr(kernels, name))   # (once: a cold kernel's parts)
             for part, (U, N) in zip(parts, draws):
                 loss, optimizer.t = epoch(*layout, *rows, T, S, part, batch_size,
                                                         RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
@@ -349,13 +346,20 @@ def compile_batched_parts(net, common, parts=BATCHED_PARTS):
             sizes, w_off, u_off, X, A, D, 2, 0, 1, dw, db, step)))
 
 
+_seen = set()          # (common, dtype): the builds whose first batched call compile_batched_side_by_side has seen
+
+
 def compile_batched_side_by_side(net, common):
-    """Before the batched training kernel's first call in a process (its common build, or
-    its full one) for net's dtype: where the kernel is compiled neither here nor in the
-    cache, its parts compiled in two processes at once (see above); not inside
-    kernels.refusing_compiles(). Returns whether a child took part."""
+    """Before each call of the batched training kernel (its common build, or its full
+    one) for net's dtype: at the first in this process, where the kernel is compiled
+    neither here nor in the cache, its parts compiled in two processes at once (see
+    above); not inside kernels.refusing_compiles(). Returns whether a child took part."""
+    key = (common, net.dtype)
+    if key in _seen or kernels.refusing():
+        return False
+    _seen.add(key)
     own = functools.partial(kernels.in_build, common=common)
-    if (kernels.refusing() or kernels.built_for(own(kernels.batch_epoch_serial), net.dtype)
+    if (kernels.built_for(own(kernels.batch_epoch_serial), net.dtype)
             or kernels.built_for(own(kernels.batch_epoch), net.dtype) or available_cpus() < 2
             or not info.cache_writable()):
         return False

@@ -246,9 +246,9 @@ def test_a_cold_batched_kernel_loads_the_part_a_child_compiled(tmp_path):
 
 def test_the_side_by_side_compile_starts_a_child_only_where_it_helps(monkeypatch):
     """backends.compile_batched_side_by_side: for a batched kernel not built yet, a child
-    process compiles CHILD_PARTS and this one the others; none where the kernel is built,
-    where the process has one CPU, where the cache cannot be written (the child's work
-    would not reach this process), or where compiles are refused."""
+    process compiles CHILD_PARTS and this one the others, once in a process; none where
+    the kernel is built, where the process has one CPU, where the cache cannot be written
+    (the child's work would not reach this process), or where compiles are refused."""
     children, parts = [], []
 
     class Child:
@@ -266,26 +266,32 @@ def test_the_side_by_side_compile_starts_a_child_only_where_it_helps(monkeypatch
     monkeypatch.setattr(kernels, "built_for",
                         lambda dispatcher, dtype: built["kernel"] and "epoch" in dispatcher.py_func.__name__)
     net = fastbp.Network([3, 4, 2], dtype="float32")
-    assert not backends.compile_batched_side_by_side(net, True)                        # built
+
+    def first_call(common):                                   # (as in a new process)
+        monkeypatch.setattr(backends, "_seen", set())
+        return backends.compile_batched_side_by_side(net, common)
+    assert not first_call(True)                                                     # built
     built["kernel"] = False
     for cpus, writable in ((1, True), (2, False)):
         monkeypatch.setattr(backends, "available_cpus", lambda cpus=cpus: cpus)
         monkeypatch.setattr(info, "cache_writable", lambda writable=writable: writable)
-        assert not backends.compile_batched_side_by_side(net, True)
+        assert not first_call(True)
     monkeypatch.setattr(backends, "available_cpus", lambda: 2)
     monkeypatch.setattr(info, "cache_writable", lambda: True)
     with kernels.refusing_compiles():                       # (Network.warm_up asking what is cached)
-        assert not backends.compile_batched_side_by_side(net, True)
+        assert not first_call(True)
     assert children == [] and parts == []
-    assert backends.compile_batched_side_by_side(net, False)
+    assert first_call(False)
     assert len(children) == 1 and children[0][-3:] == ["float32", "full", "backward"]
     assert parts == [["forward", "update"]]
+    assert not backends.compile_batched_side_by_side(net, False)                   # once in a process
+    assert len(children) == 1 and len(parts) == 1
 
     def failing(net, common, which):
         raise RuntimeError("a part failed")
     monkeypatch.setattr(backends, "compile_batched_parts", failing)
     with pytest.raises(RuntimeError, match="a part failed"):
-        backends.compile_batched_side_by_side(net, True)
+        first_call(True)
     assert children[-1] == "killed"                             # (no child left behind)
 
 
