@@ -216,13 +216,13 @@ def test_a_kernel_compiles_once_for_one_dtype(tmp_path):
 
 
 SIDE_BY_SIDE = """
-import warnings, numpy as np, fastbp
+import json, warnings, numpy as np, fastbp
 from numba.core import event
 warnings.simplefilter("ignore")
 rng = np.random.default_rng(0)
 with event.install_recorder("numba:compile") as compiled:
     fastbp.MLPClassifier(max_iter=1).fit(rng.random((64, 8)), rng.integers(0, 3, 64))
-print(sorted({e.data["dispatcher"].py_func.__qualname__ for _, e in compiled.buffer if e.is_start}))
+print(json.dumps(sorted({e.data["dispatcher"].py_func.__qualname__ for _, e in compiled.buffer if e.is_start})))
 """
 
 
@@ -237,7 +237,7 @@ def test_a_cold_batched_kernel_loads_the_part_a_child_compiled(tmp_path):
     first, second = (subprocess.run([sys.executable, "-c", SIDE_BY_SIDE], env=env, capture_output=True, text=True,
                                     timeout=900) for _ in range(2))
     assert first.returncode == 0, first.stderr[-2000:]
-    names = eval(first.stdout.strip().splitlines()[-1])
+    names = json.loads(first.stdout.strip().splitlines()[-1])
     assert {"batch_epoch_serial_common", "forward_batch_common", "optimizer_step_common",
             "_units_pass_common"} <= set(names)
     assert not [name for name in names if name.startswith("backward_batch")]      # (the child's)
