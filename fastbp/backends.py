@@ -204,6 +204,7 @@ class NumbaBackend:
             else:
                 epoch = self.build(net, "sgd_epoch")
                 with self._first_call(epoch, "sgd_epoch"):
+                    compile_side_by_side(net, "sgd_epoch", epoch is not kernels.sgd_epoch)     # (once: a cold kernel's)
                     total = epoch(*layout, X, T, S, order, *step, threads)
             optimizer.t += order.size
             return total
@@ -218,7 +219,7 @@ class NumbaBackend:
         name = "batch_epoch" if threads > 1 else "batch_epoch_serial"
         epoch = self.build(net, name, optimizer.rule, max_norm, rates, input_noise)
         with self._first_call(epoch, name), blas_on_one_thread():
-            compile_batched_side_by_side(net, epoch is not getattr(kernels, name))   # (once: a cold kernel's parts)
+            compile_side_by_side(net, "batch_epoch", epoch is not getattr(kernels, name))   # (once: a cold kernel's)
             for part, (U, N) in zip(parts, draws):
                 loss, optimizer.t = epoch(*layout, *rows, T, S, part, batch_size,
                                                         RULE_CODES[optimizer.rule], hyper, optimizer.state["w"],
@@ -230,7 +231,7 @@ class NumbaBackend:
 
     # each training kernel's first-call notice: what it is, and its cold compile in seconds
     # on a 2-core machine, (common build, full build) (CONTRIBUTING.md, "Compile time")
-    NOTICES = {"sgd_epoch": ("per-sample SGD kernel", (9, 10)),
+    NOTICES = {"sgd_epoch": ("per-sample SGD kernel", (7, 13)),
                "sgd_epoch_sparse": ("per-sample SGD kernel for sparse rows", (7, 7)),
                "batch_epoch_serial": ("mini-batch kernel", (8, 9)),
                "batch_epoch": ("mini-batch kernel's parallel build", (9, 11))}
@@ -300,81 +301,138 @@ class NumbaBackend:
         return np.empty(0, net.dtype) if S is None else S
 
 
-# ---------------------------------------------------------------- a cold batched kernel, compiled side by side
-# Most of the batched training kernel's cold compile goes to its parts: the forward pass
-# (kernels.forward_batch), the delta propagation (backward_batch), the update
-# (optimizer_step, and _units_pass: a block of units' gradients and update), each with the
-# helpers it calls. Numba compiles one function at a time in a process, and a kernel that
-# calls a part links in the part's code, which it loads from the on-disk cache when the
-# part is there. So on the kernel's first call, when the cache can be written and the
-# process may use two CPUs, a child process compiles the delta propagation into the cache
-# while this one compiles the other parts; then the kernel compiles here, its delta
-# propagation loaded. The parts are compiled for a network's dtype with the signatures
-# that the kernel calls them with (tests/test_cache.py holds the two together: a part
-# that differed would compile twice). CONTRIBUTING.md, "Compile time", has the figures.
-BATCHED_PARTS = ("forward", "backward", "update")
-CHILD_PARTS = ("backward",)          # (about as long as the other two: the two processes end together)
-CHILD_WAIT = 600                     # seconds: a child that takes longer is stopped, and this process compiles
-_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from fastbp.network import Network; "
-          "from fastbp.backends import compile_batched_parts; "
-          "compile_batched_parts(Network([2, 2, 2], dtype=sys.argv[2], seed=0), sys.argv[3] == 'common', sys.argv[4:])")
+# ---------------------------------------------------------------- a cold training kernel, compiled side by side
+# Most of a training kernel's cold compile goes to the kernels it calls, each with the
+# helpers it calls: for the batched kernel, the forward pass (kernels.forward_batch), the
+# delta propagation (backward_batch) and the update (optimizer_step, and _units_pass: a
+# block of units' gradients and update); for per-sample SGD, the first layer's block pass
+# (_first_layer_block) and the steps of one sample (its activations, error terms and dot
+# products). Numba compiles one function at a time in a process, and a kernel that calls
+# another links in the callee's code, which it loads from the on-disk cache when the
+# callee is there. So on a training kernel's first call, when the cache can be written
+# and the process may use two CPUs, a child process compiles one part into the cache
+# (CHILD_PARTS) while this one compiles the others; then the kernel compiles here, the
+# child's part loaded. The parts are compiled for a network's dtype with the signatures
+# that the kernel calls them with (tests/test_cache.py holds the two together: a part that
+# differed would compile twice). CONTRIBUTING.md, "Compile time", has the figures.
 
 
-def compile_batched_parts(net, common, parts=BATCHED_PARTS):
-    """Compile (or load from the cache) `parts` (of BATCHED_PARTS) of the batched training
-    kernel in its common build (common) or full one, for net's dtype, with the signatures
-    that kernels.batch_epoch calls them with: each called on two rows of zeros through
-    net's layers (on copies: net is unchanged), _units_pass compiled for its argument types."""
+def _batched(net, common):
+    """What the batched kernel's parts are called on: net's layout (its weights copied)
+    and buffers for two rows of zeros, with a valid target for every loss."""
     w, b = net._w.copy(), net._b.copy()
     _, _, sizes, w_off, u_off, acts = net._layout()
-    part = functools.partial(kernels.in_build, common=common)
-    A, Zs, D, E = (part(kernels.layer_buffers)(sizes, 2, w) for _ in range(4))
+    A, Zs, D, E = (kernels.in_build(kernels.layer_buffers, common)(sizes, 2, w) for _ in range(4))
     X, T = np.zeros((2, net.sizes[0]), net.dtype), np.zeros((2, net.sizes[-1]), net.dtype)
-    T[:, 0] = 1.0                                  # a valid target for every loss
-    if "forward" in parts:
-        part(kernels.forward_batch)(w, b, sizes, w_off, u_off, acts, X, A, Zs, 0)
-    if "backward" in parts:
-        part(kernels.backward_batch)(w, sizes, w_off, u_off, acts, LOSS_CODES["mse"], False, A, Zs, T,
-                                     np.empty(0, net.dtype), D, E, np.empty(2), net._eps(), 0)
-    if "update" in parts:
-        optimizer = Optimizer("adam").bind(net)
-        hyper, state = optimizer.hyper(0.001, 0.0, None, net.dtype), (optimizer.state["w"], optimizer.state["b"])
-        dw, db = np.zeros_like(w), np.zeros_like(b)
-        part(kernels.optimizer_step)(RULE_CODES["adam"], w, b, dw, db, True, hyper, *state, 1, 2.0, False)
-        step = (RULE_CODES["adam"], w, b, *state, hyper, 1, hyper[0], False, True, False)
-        part(kernels._units_pass).compile(tuple(numba.typeof(value) for value in (
-            sizes, w_off, u_off, X, A, D, 2, 0, 1, dw, db, step)))
+    T[:, 0] = 1.0
+    return w, b, sizes, w_off, u_off, acts, X, T, A, Zs, D, E
 
 
-_seen = set()          # (common, dtype): the builds whose first batched call compile_batched_side_by_side has seen
+def _forward_part(net, common):
+    w, b, sizes, w_off, u_off, acts, X, T, A, Zs, D, E = _batched(net, common)
+    kernels.in_build(kernels.forward_batch, common)(w, b, sizes, w_off, u_off, acts, X, A, Zs, 0)
 
 
-def compile_batched_side_by_side(net, common):
-    """Before each call of the batched training kernel (its common build, or its full
-    one) for net's dtype: at the first in this process, where the kernel is compiled
-    neither here nor in the cache, its parts compiled in two processes at once (see
-    above); not inside kernels.refusing_compiles(). Returns whether a child took part."""
-    key = (common, net.dtype)
+def _backward_part(net, common):
+    w, b, sizes, w_off, u_off, acts, X, T, A, Zs, D, E = _batched(net, common)
+    kernels.in_build(kernels.backward_batch, common)(w, sizes, w_off, u_off, acts, LOSS_CODES["mse"], False, A, Zs,
+                                                     T, np.empty(0, net.dtype), D, E, np.empty(2), net._eps(), 0)
+
+
+def _update_part(net, common):
+    w, b, sizes, w_off, u_off, acts, X, T, A, Zs, D, E = _batched(net, common)
+    optimizer = Optimizer("adam").bind(net)
+    hyper, state = optimizer.hyper(0.001, 0.0, None, net.dtype), (optimizer.state["w"], optimizer.state["b"])
+    dw, db = np.zeros_like(w), np.zeros_like(b)
+    kernels.in_build(kernels.optimizer_step, common)(RULE_CODES["adam"], w, b, dw, db, True, hyper, *state, 1, 2.0,
+                                                     False)
+    step = (RULE_CODES["adam"], w, b, *state, hyper, 1, hyper[0], False, True, False)
+    kernels.in_build(kernels._units_pass, common).compile(_types(sizes, w_off, u_off, X, A, D, 2, 0, 1, dw, db, step))
+
+
+def _types(*values):
+    return tuple(numba.typeof(value) for value in values)
+
+
+def _first_layer_part(net, common):
+    """sgd_epoch's first-layer block pass, for its argument types (it is internal: no call
+    from Python)."""
+    rows, H = np.zeros(kernels.BLOCK, np.int64), np.zeros((kernels.BLOCK, net.sizes[1]), net.dtype)
+    kernels.in_build(kernels._first_layer_block, common).compile(_types(
+        net._w, net._sizes[0], net._sizes[1], net.dtype.type(1), H, np.zeros((2, net.sizes[0]), net.dtype), rows,
+        rows, H, 1))
+
+
+def _sample_part(net, common):
+    """sgd_epoch's steps of one sample: the kernels that its inlined helpers (_finish_layer,
+    _top_backward, _layer_products) call, for their argument types: views of one vector
+    stand for the kernel's views of its buffers (contiguous, as those are)."""
+    v, one = np.zeros(3, net.dtype), net.dtype.type(1)
+    code, p, loss = net._acts[0][0], net._acts[1][0], np.int64(LOSS_CODES["mse"])
+    finish = kernels.in_build(kernels._finish_layer, common).py_func.__globals__     # (what a build's twin calls)
+    top = kernels.in_build(kernels._top_backward, common).py_func.__globals__
+    finish["_activate_inplace"].compile(_types(code, p, v[1:]))
+    top["_output_delta"].compile(_types(loss, code, p, v[1:], v[1:], v, v[1:]))
+    top["_send_back_output"].compile(_types(True, v[1:], v, v[1:], v[1:]))
+    top["_weigh"].compile(_types(one, v[1:], v[1:]))
+    top["_delta_into"].compile(_types(True, code, p, v[1:], v[1:], v[1:], v[1:], v[1:]))
+    kernels.in_build(kernels._dot, common).compile(_types(v[1:], v, one))
+
+
+# training kernel -> its parts, in the order this process compiles them (name -> what
+# compiles it); KERNELS: its entry points (whose being built leaves nothing to do);
+# CHILD_PARTS: the child's (about as long as the others: the two processes end together)
+PARTS = {"batch_epoch": {"forward": _forward_part, "backward": _backward_part, "update": _update_part},
+         "sgd_epoch": {"first layer": _first_layer_part, "sample": _sample_part}}
+KERNELS = {"batch_epoch": ("batch_epoch_serial", "batch_epoch"), "sgd_epoch": ("sgd_epoch",)}
+CHILD_PARTS = {"batch_epoch": ("backward",), "sgd_epoch": ("first layer",)}
+_CHILD_BUILDS = {"backward": "backward_batch", "first layer": "_first_layer_block"}    # (a child's part: built?)
+CHILD_WAIT = 600                     # seconds: a child that takes longer is stopped, and this process compiles
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from fastbp.network import Network; "
+          "from fastbp.backends import compile_parts; "
+          "compile_parts(Network([2, 2, 2], dtype=sys.argv[2], seed=0), sys.argv[3], sys.argv[4] == 'common', "
+          "sys.argv[5:])")
+
+
+def compile_parts(net, kernel, common, parts=None):
+    """Compile (or load from the cache) `parts` (of PARTS[kernel]; default all) of the
+    training kernel `kernel` ("batch_epoch" or "sgd_epoch") in its common build (common)
+    or full one, for net's dtype, with the signatures that the kernel calls them with
+    (on copies: net is unchanged)."""
+    for name, compile_part in PARTS[kernel].items():
+        if parts is None or name in parts:
+            compile_part(net, common)
+
+
+_seen = set()          # (kernel, common, dtype): the builds whose first call compile_side_by_side has seen
+
+
+def compile_side_by_side(net, kernel, common):
+    """Before each call of a build of the training kernel `kernel` (of PARTS) for net's
+    dtype: at the first in this process, where the kernel is compiled neither here nor
+    in the cache, its parts compiled in two processes at once (see above); not inside
+    kernels.refusing_compiles(). Returns whether a child took part."""
+    key = (kernel, common, net.dtype)
     if key in _seen or kernels.refusing():
         return False
     _seen.add(key)
+    built = functools.partial(kernels.built_for, dtype=net.dtype)
     own = functools.partial(kernels.in_build, common=common)
-    if (kernels.built_for(own(kernels.batch_epoch_serial), net.dtype)
-            or kernels.built_for(own(kernels.batch_epoch), net.dtype) or available_cpus() < 2
+    if (any(built(own(getattr(kernels, name))) for name in KERNELS[kernel]) or available_cpus() < 2
             or not info.cache_writable()):
         return False
-    child = None
-    if sys.executable and not kernels.built_for(own(kernels.backward_batch), net.dtype):
+    child, theirs = None, CHILD_PARTS[kernel]
+    if sys.executable and not any(built(own(getattr(kernels, _CHILD_BUILDS[part]))) for part in theirs):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
         try:
-            child = subprocess.Popen([sys.executable, "-c", _CHILD, root, str(net.dtype),
-                                      "common" if common else "full", *CHILD_PARTS],
+            child = subprocess.Popen([sys.executable, "-c", _CHILD, root, str(net.dtype), kernel,
+                                      "common" if common else "full", *theirs],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             child = None
     try:
-        compile_batched_parts(type(net)([2, 2, 2], dtype=net.dtype, seed=0), common,      # (the child's network)
-                              [p for p in BATCHED_PARTS if child is None or p not in CHILD_PARTS])
+        compile_parts(type(net)([2, 2, 2], dtype=net.dtype, seed=0), kernel, common,      # (the child's network)
+                      [part for part in PARTS[kernel] if child is None or part not in theirs])
         if child is not None:
             child.wait(CHILD_WAIT)
     except subprocess.TimeoutExpired:       # (a child past CHILD_WAIT: the kernel compiles what it lacks)

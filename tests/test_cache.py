@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numba.core import event
+from numba.core.caching import NullCache
 
 import fastbp
 import fastbp.functions
@@ -216,37 +218,50 @@ def test_a_kernel_compiles_once_for_one_dtype(tmp_path):
 
 
 SIDE_BY_SIDE = """
-import json, warnings, numpy as np, fastbp
+import json, sys, warnings, numpy as np, fastbp
 from numba.core import event
 warnings.simplefilter("ignore")
 rng = np.random.default_rng(0)
+X, y = rng.random((64, 8)), rng.integers(0, 3, 64)
 with event.install_recorder("numba:compile") as compiled:
-    fastbp.MLPClassifier(max_iter=1).fit(rng.random((64, 8)), rng.integers(0, 3, 64))
-print(json.dumps(sorted({e.data["dispatcher"].py_func.__qualname__ for _, e in compiled.buffer if e.is_start})))
+    if sys.argv[1] == "batch_epoch":
+        fastbp.MLPClassifier(max_iter=1).fit(X, y)
+    else:
+        fastbp.Network([8, 6, 3], seed=0).train(X, np.eye(3)[y], epochs=1, batch_size=1)
+functions = [e.data["dispatcher"].py_func for _, e in compiled.buffer if e.is_start]
+print(json.dumps(sorted({f.__qualname__ for f in functions if f.__module__.startswith("fastbp")})))
 """
+# training kernel -> what this process compiles of it, and what the child's part begins with
+OWN_AND_CHILDS = {"batch_epoch": ({"batch_epoch_serial_common", "forward_batch_common", "optimizer_step_common",
+                                   "_units_pass_common"}, ("backward_batch", "_delta_into")),
+                  "sgd_epoch": ({"sgd_epoch_common", "_activate_inplace_common", "_output_delta_common",
+                                 "_dot_common"}, ("_first_layer_block", "_block_row"))}
 
 
-@pytest.mark.slow                      # (a cold first fit, in a fresh process)
-def test_a_cold_batched_kernel_loads_the_part_a_child_compiled(tmp_path):
-    """An estimator's first fit in an empty cache: a child process compiles the delta
-    propagation (backends.compile_batched_side_by_side) with the signature the batched kernel
-    calls it with, so this process compiles the kernel and its other parts, and loads that
-    one from the cache; a process after it compiles nothing."""
+@pytest.mark.slow                      # (a cold first run, in a fresh process)
+@pytest.mark.parametrize("kernel", sorted(OWN_AND_CHILDS))
+def test_a_cold_training_kernel_loads_the_part_a_child_compiled(tmp_path, kernel):
+    """A first run in an empty cache (an estimator's fit; per-sample SGD): a child process
+    compiles one part of the training kernel (backends.compile_side_by_side; the delta
+    propagation, the first layer's block pass) with the signature the kernel calls it
+    with, so this process compiles the kernel and its other parts, and loads that one
+    from the cache; a process after it compiles none of fastbp's functions (Numba's
+    typed-list helpers, which Network.train calls from Python, are never cached)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "FASTBP_THREADS")}
     env["NUMBA_CACHE_DIR"] = str(tmp_path)
-    first, second = (subprocess.run([sys.executable, "-c", SIDE_BY_SIDE], env=env, capture_output=True, text=True,
-                                    timeout=900) for _ in range(2))
+    first, second = (subprocess.run([sys.executable, "-c", SIDE_BY_SIDE, kernel], env=env, capture_output=True,
+                                    text=True, timeout=900) for _ in range(2))
     assert first.returncode == 0, first.stderr[-2000:]
     names = json.loads(first.stdout.strip().splitlines()[-1])
-    assert {"batch_epoch_serial_common", "forward_batch_common", "optimizer_step_common",
-            "_units_pass_common"} <= set(names)
-    assert not [name for name in names if name.startswith("backward_batch")]      # (the child's)
+    own, childs = OWN_AND_CHILDS[kernel]
+    assert own <= set(names)
+    assert not [name for name in names if name.startswith(childs)]      # (the child's)
     assert second.returncode == 0 and second.stdout.strip().splitlines()[-1] == "[]", second.stderr[-2000:]
 
 
 def test_the_side_by_side_compile_starts_a_child_only_where_it_helps(monkeypatch):
-    """backends.compile_batched_side_by_side: for a batched kernel not built yet, a child
-    process compiles CHILD_PARTS and this one the others, once in a process; none where
+    """backends.compile_side_by_side: for a training kernel not built yet, a child
+    process compiles its CHILD_PARTS and this one the others, once in a process; none where
     the kernel is built, where the process has one CPU, where the cache cannot be written
     (the child's work would not reach this process), or where compiles are refused."""
     children, parts = [], []
@@ -261,15 +276,15 @@ def test_the_side_by_side_compile_starts_a_child_only_where_it_helps(monkeypatch
         def kill(self):
             children.append("killed")
     monkeypatch.setattr(subprocess, "Popen", Child)
-    monkeypatch.setattr(backends, "compile_batched_parts", lambda net, common, which: parts.append(list(which)))
+    monkeypatch.setattr(backends, "compile_parts", lambda net, kernel, common, which: parts.append(list(which)))
     built = {"kernel": True}
     monkeypatch.setattr(kernels, "built_for",
                         lambda dispatcher, dtype: built["kernel"] and "epoch" in dispatcher.py_func.__name__)
     net = fastbp.Network([3, 4, 2], dtype="float32")
 
-    def first_call(common):                                   # (as in a new process)
+    def first_call(common, kernel="batch_epoch"):                                   # (as in a new process)
         monkeypatch.setattr(backends, "_seen", set())
-        return backends.compile_batched_side_by_side(net, common)
+        return backends.compile_side_by_side(net, kernel, common)
     assert not first_call(True)                                                     # built
     built["kernel"] = False
     for cpus, writable in ((1, True), (2, False)):
@@ -282,26 +297,35 @@ def test_the_side_by_side_compile_starts_a_child_only_where_it_helps(monkeypatch
         assert not first_call(True)
     assert children == [] and parts == []
     assert first_call(False)
-    assert len(children) == 1 and children[0][-3:] == ["float32", "full", "backward"]
+    assert len(children) == 1 and children[0][-4:] == ["float32", "batch_epoch", "full", "backward"]
     assert parts == [["forward", "update"]]
-    assert not backends.compile_batched_side_by_side(net, False)                   # once in a process
+    assert not backends.compile_side_by_side(net, "batch_epoch", False)            # once in a process
     assert len(children) == 1 and len(parts) == 1
+    assert first_call(True, "sgd_epoch")
+    assert children[1][-4:] == ["float32", "sgd_epoch", "common", "first layer"] and parts[1] == ["sample"]
 
-    def failing(net, common, which):
+    def failing(net, kernel, common, which):
         raise RuntimeError("a part failed")
-    monkeypatch.setattr(backends, "compile_batched_parts", failing)
+    monkeypatch.setattr(backends, "compile_parts", failing)
     with pytest.raises(RuntimeError, match="a part failed"):
         first_call(True)
     assert children[-1] == "killed"                             # (no child left behind)
 
 
-def test_the_parts_compile_with_the_batched_kernels_signatures_and_change_no_network():
-    """compile_batched_parts, after a batched run of the same build and dtype: no part
-    compiles again (they are called with the kernel's signatures), and the network it
-    ran on is unchanged."""
+@pytest.mark.parametrize("kernel, batch_size, rule", [("batch_epoch", 4, "adam"), ("sgd_epoch", 1, "sgd")])
+def test_the_parts_compile_with_the_kernels_signatures_and_change_no_network(kernel, batch_size, rule):
+    """compile_parts, after a run of the same training kernel, build and dtype: no part
+    compiles a second signature (they are compiled with the kernel's), a part kept in
+    Numba's cache loads from there, and the network it ran on is unchanged. (The
+    functions generated at import, kernels.py's dispatch, have no cache: where the kernel
+    came from the cache they compile here, once.)"""
     net = fastbp.Network([3, 4, 2], activation="relu", seed=0, dtype="float32")
-    net.train(np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32), epochs=1, batch_size=4, optimizer="adam")
+    net.train(np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32), epochs=1, batch_size=batch_size,
+              optimizer=rule)
     before = net.parameter_vector().copy()
-    with kernels.refusing_compiles():
-        backends.compile_batched_parts(net, True)
+    with event.install_recorder("numba:compile") as recorded:
+        backends.compile_parts(net, kernel, True)
+    compiled = {e.data["dispatcher"] for _, e in recorded.buffer if e.is_start}
+    assert not [d.py_func.__name__ for d in compiled if not isinstance(d._cache, NullCache)]
+    assert not [d.py_func.__name__ for d in compiled if len(d.signatures) > 1]
     np.testing.assert_array_equal(net.parameter_vector(), before)
