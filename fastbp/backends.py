@@ -446,6 +446,55 @@ def compile_side_by_side(net, kernel, common):
     return child is not None
 
 
+# ---------------------------------------------------------------- the parallel build, compiled in the background
+# A run on one thread takes the batched kernel's one-thread build; its parallel build
+# (kernels.batch_epoch) compiles once more threads would pay for it (training.ParallelBuild).
+# Rather than stop the run for that compile, a child process compiles it into the cache
+# while the run goes on on one thread (the core the child takes would otherwise wait for
+# the parallel build); the run takes more threads once the child is done, the build then
+# loaded from the cache. The child loads the kernel's parts from the cache, where the
+# one-thread build's compile left them, and the two builds compute the same, bit for bit
+# (tests/test_threads.py). A child still compiling when the process ends finishes on its
+# own, for the processes after it.
+_PARALLEL_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from fastbp.network import Network; "
+                   "from fastbp.backends import compile_parallel_build; "
+                   "compile_parallel_build(Network([2, 2, 2], dtype=sys.argv[2], seed=0), sys.argv[3] == 'common')")
+_parallel_children = {}     # (common, dtype) -> the child compiling that parallel build, in this process
+
+
+def compile_parallel_build(net, common):
+    """Compile (or load from the cache) the batched kernel's parallel build (its common
+    build, or its full one) for net's dtype: one call on two threads, on two rows of
+    zeros, with a rule of that build (on copies: net is unchanged)."""
+    twin = type(net)(net.sizes, dtype=net.dtype, seed=0)
+    X, T = np.zeros((2, net.sizes[0]), net.dtype), np.zeros((2, net.sizes[-1]), net.dtype)
+    T[:, 0] = 1.0
+    optimizer = Optimizer("adam" if common else "rmsprop").bind(twin)        # (rmsprop: a rule of the full build only)
+    BACKENDS["numba"].train_epoch(twin, X, T, np.arange(2), 2, 0.001, 0.0, optimizer, None, 2, None, 0.0, None,
+                                  [0.0] * (len(net.sizes) - 1), 0.0)
+
+
+def start_parallel_build(dtype, common):
+    """A child process compiling the batched kernel's parallel build (common or full) for
+    dtype into the cache (the one already running, if this process started it), or None
+    where there can be none: no writable cache, no sys.executable, inside
+    kernels.refusing_compiles(), or a child that could not start."""
+    key = (common, np.dtype(dtype))
+    if key in _parallel_children:
+        return _parallel_children[key]
+    if not sys.executable or kernels.refusing() or not info.cache_writable():
+        return None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
+    try:
+        child = subprocess.Popen([sys.executable, "-c", _PARALLEL_CHILD, root, str(np.dtype(dtype)),
+                                  "common" if common else "full"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    _parallel_children[key] = child
+    return child
+
+
 BACKENDS = {"numba": NumbaBackend(), "numpy": NumpyBackend()}
 
 

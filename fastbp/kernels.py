@@ -1794,8 +1794,9 @@ def _twin(dispatcher, name, doc, **calls):
 # parallel kernel left out (one thread never calls it; a call with more threads is an
 # error): it computes what batch_epoch computes on any thread count, bit for bit, and
 # compiles in about two thirds of the time. Runs on one thread call it, and so does a run
-# whose threads the load chooses until the parallel build would pay for its compile
-# (training.ParallelBuild). The asv_benchmarks README has the figures.
+# whose threads the load chooses until the parallel build is compiled (by a child process,
+# once the run is long enough: training.ParallelBuild). The asv_benchmarks README has the
+# figures.
 @kernel(internal=True)
 def _one_thread_only(*args):
     raise ValueError("fastbp kernels: batch_epoch_serial runs on one thread (threads=1)")

@@ -40,7 +40,8 @@ seconds old, the tasks of other processes running at that moment; and never more
 are running at the moment). It tries nothing, so it costs nothing beside a busy process.
 FASTBP_THREADS=N fixes the count here too. One thread runs the kernel's one-thread build
 (kernels.batch_epoch_serial); while the parallel build is not compiled, the run keeps to
-one thread until more would win its compile back (training.ParallelBuild).
+one thread, and a child process compiles it once the run is long enough
+(training.ParallelBuild).
 """
 import os
 import statistics

@@ -474,20 +474,27 @@ class ParallelBuild:
     kernels.batch_epoch, their parallel build, adds about PARALLEL_COMPILE_SECONDS to a
     cold compile; batch_epoch_serial, which one thread runs, computes the same, bit for
     bit. Where batch_epoch has no code for the network's dtype (in the process or in
-    Numba's cache), the run stays on one thread until more would pay for that compile:
-    once the one-thread seconds spent waiting for it (by every run that used this cache:
-    a count kept beside it), or those the rest of the run is expected to take (at the
-    last slice's pace, all `samples` trained), times the share that more threads save,
-    reach PARALLEL_COMPILE_SECONDS. A short first fit so never compiles it, a long run
-    compiles it after a slice or two, and short runs repeated compile it once they have
-    lost about its compile time. A thread count the user fixed (FASTBP_THREADS) is used
-    at once."""
+    Numba's cache), the run stays on one thread, and counts its one-thread seconds: those
+    spent waiting for the build (by every run that used this cache: a count kept beside
+    it), and those the rest of the run is expected to take (at the last slice's pace, all
+    `samples` trained). Once the larger reaches PARALLEL_COMPILE_SECONDS, a child process
+    compiles the build (backends.start_parallel_build) on a core the run leaves idle,
+    while the run goes on on one thread; when the child is done the run takes the threads
+    the load gives, the build loaded from the cache. So a short first fit starts no
+    child, a long run starts one after a slice or two and takes more threads about that
+    many seconds later, and short runs repeated start one once they have lost about its
+    compile time (a child still compiling when the process ends finishes on its own).
+    Where there can be no child, this process compiles the build at a call, which stops
+    the run: then only once those seconds times the share that more threads save reach
+    PARALLEL_COMPILE_SECONDS. A thread count the user fixed (FASTBP_THREADS) is used at
+    once."""
 
     waited = {}                # build and dtype: one-thread seconds spent waiting (the count kept, and this process's)
 
     def __init__(self, dtype, samples, kernel=None):
         self.dtype, self.left, self.ready = np.dtype(dtype), samples, None
         self.pace, self.slices, self.unsaved = None, 0, 0.0   # one thread's seconds per sample, ...
+        self.child, self.alone = None, False                    # the child compiling the build; none can
         self.kernel = kernels.batch_epoch if kernel is None else kernel      # (the run's build: kernels.build)
         self.key = self.dtype.name if self.kernel is kernels.batch_epoch else "%s-%s" % (
             self.kernel.py_func.__qualname__, self.dtype.name)
@@ -503,9 +510,21 @@ class ParallelBuild:
             self.ready = kernels.built_for(self.kernel, self.dtype)
             if self.key not in self.waited:
                 self.waited[self.key] = _read_seconds(self._count_file())
-        if not self.ready:
-            expected = self.pace * self.left if self.pace is not None else 0.0
-            self.ready = max(self.waited[self.key], expected) * (1 - 1 / wanted) >= PARALLEL_COMPILE_SECONDS
+        if self.ready:
+            return wanted
+        if self.child is not None:                    # the build, compiling in the child
+            if self.child.poll() is None:
+                return 1
+            self.ready = True                         # (loaded from the cache; had the child failed, compiled here)
+            return wanted
+        expected = self.pace * self.left if self.pace is not None else 0.0
+        seconds = max(self.waited[self.key], expected)           # on one thread: lost, or left
+        if seconds >= PARALLEL_COMPILE_SECONDS and not self.alone:
+            self.child = backends.start_parallel_build(self.dtype, self.kernel is not kernels.batch_epoch)
+            self.alone = self.child is None
+            if self.child is not None:
+                return 1
+        self.ready = self.alone and seconds * (1 - 1 / wanted) >= PARALLEL_COMPILE_SECONDS
         return wanted if self.ready else 1
 
     def took(self, threads, samples, seconds):
