@@ -422,14 +422,8 @@ def compile_side_by_side(net, kernel, common):
             or not info.cache_writable()):
         return False
     child, theirs = None, CHILD_PARTS[kernel]
-    if sys.executable and not any(built(own(getattr(kernels, _CHILD_BUILDS[part]))) for part in theirs):
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
-        try:
-            child = subprocess.Popen([sys.executable, "-c", _CHILD, root, str(net.dtype), kernel,
-                                      "common" if common else "full", *theirs],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        except OSError:
-            child = None
+    if not any(built(own(getattr(kernels, _CHILD_BUILDS[part]))) for part in theirs):
+        child = _start_child(_CHILD, str(net.dtype), kernel, "common" if common else "full", *theirs)
     try:
         compile_parts(type(net)([2, 2, 2], dtype=net.dtype, seed=0), kernel, common,      # (the child's network)
                       [part for part in PARTS[kernel] if child is None or part not in theirs])
@@ -482,17 +476,26 @@ def start_parallel_build(dtype, common):
     key = (common, np.dtype(dtype))
     if key in _parallel_children:
         return _parallel_children[key]
-    if not sys.executable or kernels.refusing() or not info.cache_writable():
+    if kernels.refusing() or not info.cache_writable():
         return None
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
+    child = _start_child(_PARALLEL_CHILD, str(np.dtype(dtype)), "common" if common else "full")
+    if child is not None:
+        _parallel_children[key] = child
+    return child
+
+
+def _start_child(script, *args):
+    """A Python process running `script` (which puts sys.argv[1], the directory of the
+    fastbp imported here, first on its path) with args after it, its output discarded;
+    None where none can start."""
+    if not sys.executable:
+        return None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        child = subprocess.Popen([sys.executable, "-c", _PARALLEL_CHILD, root, str(np.dtype(dtype)),
-                                  "common" if common else "full"],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen([sys.executable, "-c", script, root, *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return None
-    _parallel_children[key] = child
-    return child
 
 
 BACKENDS = {"numba": NumbaBackend(), "numpy": NumpyBackend()}
