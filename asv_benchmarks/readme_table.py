@@ -1,6 +1,6 @@
 """Write the README's performance table from a `fastbp bench --peers --json FILE` run:
 
-    python asv_benchmarks/readme_table.py asv_benchmarks/figures/peers-zen4-2026-12-07.json
+    python asv_benchmarks/readme_table.py asv_benchmarks/figures/peers-zen4-2026-12-07-products.json
 
 The table goes between the README's two table markers, and the first marker names the
 JSON file it came from; tests/test_readme.py checks that the table is that file's, so no

@@ -217,7 +217,7 @@ class NumbaBackend:
             parts, draws = self.draw_regularisers(net, order, bs, rates, input_noise, S)
         total, last = 0.0, np.array([optimizer.last_loss])
         name = "batch_epoch" if threads > 1 else "batch_epoch_serial"
-        epoch = self.build(net, name, optimizer.rule, max_norm, rates, input_noise)
+        epoch = self.build(net, name, optimizer.rule, max_norm, rates, input_noise, clip)
         with self._first_call(epoch, name), blas_on_one_thread():
             compile_side_by_side(net, "batch_epoch", epoch is not getattr(kernels, name))   # (once: a cold kernel's)
             for part, (U, N) in zip(parts, draws):
@@ -233,7 +233,7 @@ class NumbaBackend:
     # on a 2-core machine, (common build, full build) (CONTRIBUTING.md, "Compile time")
     NOTICES = {"sgd_epoch": ("per-sample SGD kernel", (7, 13)),
                "sgd_epoch_sparse": ("per-sample SGD kernel for sparse rows", (7, 7)),
-               "batch_epoch_serial": ("mini-batch kernel", (8, 9)),
+               "batch_epoch_serial": ("mini-batch kernel", (7, 9)),
                "batch_epoch": ("mini-batch kernel's parallel build", (9, 11))}
 
     def _first_call(self, epoch, name):
@@ -243,10 +243,11 @@ class NumbaBackend:
                                   seconds[0 if common else 1])
 
     @staticmethod
-    def build(net, name, rule="sgd", max_norm=None, rates=(), input_noise=0.0):
+    def build(net, name, rule="sgd", max_norm=None, rates=(), input_noise=0.0, clip=None):
         """The build of the training kernel `name` that a run of net with these settings
-        takes (kernels.build): dropout, input noise and max-norm are the full build's."""
-        extras = bool(max_norm) or any(rates) or bool(input_noise)
+        takes (kernels.build): dropout, input noise, max-norm and clipping are the full
+        build's."""
+        extras = bool(max_norm) or any(rates) or bool(input_noise) or bool(clip)
         return kernels.build(name, net._acts[0], RULE_CODES[rule], extras)
 
     def draw_regularisers(self, net, order, bs, rates, input_noise, S):
@@ -344,8 +345,8 @@ def _update_part(net, common):
     optimizer = Optimizer("adam").bind(net)
     hyper, state = optimizer.hyper(0.001, 0.0, None, net.dtype), (optimizer.state["w"], optimizer.state["b"])
     dw, db = np.zeros_like(w), np.zeros_like(b)
-    kernels.in_build(kernels.optimizer_step, common)(RULE_CODES["adam"], w, b, dw, db, True, hyper, *state, 1, 2.0,
-                                                     False)
+    if not common:                      # (the common build calls it for sparse rows only)
+        kernels.optimizer_step(RULE_CODES["adam"], w, b, dw, db, True, hyper, *state, 1, 2.0, False)
     step = (RULE_CODES["adam"], w, b, *state, hyper, 1, hyper[0], False, True, False)
     kernels.in_build(kernels._units_pass, common).compile(_types(sizes, w_off, u_off, X, A, D, 2, 0, 1, dw, db, step))
 

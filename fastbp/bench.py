@@ -67,6 +67,7 @@ def peer_data(m, n_in=784, n_out=10, seed=0, dtype="float32"):
 PEER_ADAM_LR = 0.001
 JAX = "JAX jit + lax.scan"           # (the JAX peer's name in the tables)
 IN_ORDER = "%s, in order"            # a contender taking the samples in order
+PRODUCTS = "fastbp's products alone"  # the floor under a batched epoch (products_seconds)
 
 
 def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle=True):
@@ -79,6 +80,16 @@ def fastbp_peer_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle
     return statistics.median(net.train(X, y, epochs=1, lr=lr, batch_size=batch_size, optimizer=rule,
                                        diagnostics=False, shuffle=shuffle)["seconds"][0]
                              for _ in range(repeats))
+
+
+def products_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd", shuffle=False):
+    """The matrix products of one batched epoch of X's rows and nothing else, in X's dtype,
+    through the BLAS the kernels call, with its own threads (gemm_floor, "step": every
+    product of the forward pass, the delta propagation and the gradient, on buffers
+    that stay in cache): the floor under every contender's epoch that computes the
+    same products, whatever its rule (the rule and the order change no product)."""
+    sizes = [X.shape[1], hidden, int(y.max()) + 1]
+    return gemm_seconds(sizes, X.shape[0], batch_size, dtype=X.dtype, repeats=repeats)
 
 
 def torch_seconds(X, y, hidden, batch_size, repeats=3, rule="sgd"):
@@ -303,34 +314,44 @@ PEER_CASES = ((1, "sgd"), (64, "sgd"), (200, "sgd"), (200, "adam"))
 
 PEER_COLUMNS = (("PyTorch", "PyTorch autograd"), ("JAX", "JAX jit + lax.scan"),
                 ("both in order: fastbp, JAX", "JAX jit + lax.scan, in order"),
+                ("products alone (in-order epochs over them: fastbp, JAX)", PRODUCTS),
                 ("scikit-learn", "scikit-learn MLPClassifier"))
 
 
 def peers_markdown(figures):
     """The peers' table (`fastbp bench --peers --json`'s "peers") as Markdown: seconds per
     epoch (predicting: per call), each peer's with its ratio to fastbp's time; the in-order
-    column pairs fastbp in order with JAX in order. asv_benchmarks/readme_table.py writes it
-    into the README, so that nobody types a figure by hand."""
+    column pairs fastbp in order with JAX in order, and the products' column gives the
+    seconds of the products alone with each in-order epoch's time over them (ratios of
+    the medians); a column that the run has no figure for is left out (runs made before
+    it existed). asv_benchmarks/readme_table.py writes it into the README, so that nobody
+    types a figure by hand."""
     def g3(x):                          # three significant digits, trailing zeros kept
         return ("%#.3g" % x).rstrip(".")
 
     def cell(r):
         return "%s (%sx)" % (g3(r["seconds"]), "%.2f" % r["ratio"] if r["ratio"] < 10 else g3(r["ratio"]))
 
-    lines = ["| network | batch, rule | fastbp | %s |" % " | ".join(h for h, _ in PEER_COLUMNS),
-             "|---|---|---|" + "---|" * len(PEER_COLUMNS)]
     rows = figures["peers"]
+    columns = [(h, who) for h, who in PEER_COLUMNS if any(r["who"] == who for r in rows)]   # (a run's own)
+    lines = ["| network | batch, rule | fastbp | %s |" % " | ".join(h for h, _ in columns),
+             "|---|---|---|" + "---|" * len(columns)]
     for hidden in sorted({r["hidden"] for r in rows}):
         cases = list(dict.fromkeys((r["batch_size"], r["rule"]) for r in rows if r["hidden"] == hidden))
         for k, (batch, rule) in enumerate(cases):
             got = {r["who"]: r for r in rows if (r["hidden"], r["batch_size"], r["rule"]) == (hidden, batch, rule)}
             cells = []
-            for _, who in PEER_COLUMNS:
+            for _, who in columns:
                 if who not in got:
                     cells.append("")
                 elif "in order" in who:
                     cells.append("%s, %s (%.2fx)" % (g3(got["fastbp, in order"]["seconds"]), g3(got[who]["seconds"]),
                                                      got[who]["ratio"]))
+                elif who == PRODUCTS:
+                    floor = got[who]["seconds"]
+                    over = [got[name]["seconds"] / floor for name in (IN_ORDER % "fastbp", IN_ORDER % JAX)
+                            if name in got]
+                    cells.append("%s (%s)" % (g3(floor), ", ".join("%.2fx" % x for x in over)))
                 else:
                     cells.append(cell(got[who]))
             case = "predict" if rule == "predict" else "%d, %s" % (batch, "SGD" if rule == "sgd" else rule.title())
@@ -349,8 +370,10 @@ def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None, dtype=
     every contender training in dtype.
     Each peer is timed right after fastbp, and the ratio is the median of the pairwise
     ratios of `repeats` such pairs (A B A B ...: the machines here are noisy). Everyone
-    shuffles every epoch; with JAX installed, batched cases add fastbp and JAX both taking
-    the samples in order (shuffle=False), JAX's ratio then over fastbp in order. Each
+    shuffles every epoch; batched cases add fastbp taking the samples in order
+    (shuffle=False), with JAX installed JAX in order too, and fastbp's products alone
+    (products_seconds: the floor under both), each of the three with its ratio over fastbp
+    in order. Each
     contender starts BLAS_IDLE after the last one ended: a library's idle threads spin
     for a while after its work, on the cores the next contender needs (right after
     scikit-learn's fit, fastbp's in-order Adam epoch took 1.49x as long as after the
@@ -362,8 +385,10 @@ def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None, dtype=
         peers = {name: run for name, run in installed_peers().items()
                  if not (name.startswith("scikit") and (batch_size, rule) not in ((1, "sgd"), (200, "adam")))}
         contenders = [("fastbp", fastbp_peer_seconds, True)] + [(name, run, True) for name, run in peers.items()]
-        if JAX in peers and batch_size > 1:      # like with like: both taking the samples in order
-            contenders += [(IN_ORDER % "fastbp", fastbp_peer_seconds, False), (IN_ORDER % JAX, jax_seconds, False)]
+        if batch_size > 1:                       # like with like: both taking the samples in order
+            contenders += [(IN_ORDER % "fastbp", fastbp_peer_seconds, False)]
+            contenders += [(IN_ORDER % JAX, jax_seconds, False)] if JAX in peers else []
+            contenders += [(PRODUCTS, products_seconds, False)]
         times = {name: [] for name, _, _ in contenders}
         for _ in range(repeats):
             for name, run, shuffle in contenders:
@@ -371,7 +396,7 @@ def peer_table(samples, hidden, repeats, cases=PEER_CASES, scale_to=None, dtype=
                 time.sleep(BLAS_IDLE)                       # (the last contender's threads at rest)
                 times[name].append(run(X, y, hidden, batch_size, 1, rule=rule, **in_order) * factor)
         for name, seconds in times.items():
-            base = times[IN_ORDER % "fastbp" if name.endswith(IN_ORDER % "") else "fastbp"]
+            base = times[IN_ORDER % "fastbp" if name.endswith(IN_ORDER % "") or name == PRODUCTS else "fastbp"]
             ratio = statistics.median(a / b for a, b in zip(seconds, base))
             rows.append((batch_size, rule, name, statistics.median(seconds), ratio))
     return rows

@@ -1538,6 +1538,12 @@ def optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, bat
         _update(rule, b, db, state_b, start, b.size, gscale, strengths * 0, hyper, t, rose)
 
 
+# batch_epoch's step of a clipped gradient on dense rows: optimizer_step after the whole
+# gradient (its norm first). Clipping is the full build's (see "builds"): the common build
+# calls _left_out under this name, and so compiles no optimizer_step for dense rows.
+_clipped_step = optimizer_step
+
+
 @kernel(internal=True, fastmath=FASTMATH)
 def _max_norm_rows(w, sizes, w_off, c, first_transposed):
     """Each hidden unit's incoming weights (the rows of every layer's W but the output's)
@@ -1764,7 +1770,7 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
                 _in_parallel(UNITS, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
                              Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db, step)
             if not fused:
-                optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
+                _clipped_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
         total += losses[:B].sum()
         if hyper[H_MAX_NORM] > 0:
             _max_norm_rows(w, sizes, w_off, hyper[H_MAX_NORM], indptr is not None)
@@ -1809,12 +1815,13 @@ batch_epoch_serial = _twin(batch_epoch, "batch_epoch_serial", "batch_epoch for o
 # ---------------------------------------------------------------- builds
 # The kernels above compile in all that the tables offer, whatever a run uses: every
 # activation (most with a loop of their own in each dispatch function), every rule,
-# dropout, input noise and max-norm; and a cold compile grows with all of it. So the
-# training kernels (TRAINING) have a second build, the common one: the same source, with
-# the dispatch generated for COMMON_ACTIVATIONS alone, _update for COMMON_RULES alone,
-# and _left_out in place of the code of dropout, input noise and max-norm (whose branches
-# such a run never takes). A run whose choices lie within it (scikit-learn's activations
-# and solvers' rules, none of the three) takes the common build, and compiles about a
+# dropout, input noise, max-norm and clipping; and a cold compile grows with all of it. So
+# the training kernels (TRAINING) have a second build, the common one: the same source,
+# with the dispatch generated for COMMON_ACTIVATIONS alone, _update for COMMON_RULES
+# alone, and _left_out in place of the code of dropout, input noise, max-norm and the
+# clipped step on dense rows (whose branches such a run never takes). A run whose choices
+# lie within it (scikit-learn's activations and solvers' rules, none of the four) takes
+# the common build, and compiles about a
 # quarter less (CONTRIBUTING.md, "Compile time"); any other run takes the full build.
 # Which build a run takes depends on its settings alone, so a run computes the same every
 # time. Every kernel of this file that a training kernel calls is compiled once more for
@@ -1832,7 +1839,7 @@ _COMMON_RULE_CODES = frozenset(RULE_CODES[name] for name in COMMON_RULES)
 
 @kernel(internal=True)
 def _left_out(*args):
-    raise ValueError("fastbp kernels: the common build has no dropout, input noise or max-norm")
+    raise ValueError("fastbp kernels: the common build has no dropout, input noise, max-norm or clipping")
 
 
 @functools.lru_cache(maxsize=None)
@@ -1842,7 +1849,7 @@ def _common_replacements():
     namespace, _ = _dispatch(COMMON_ACTIVATIONS)
     replacements = {f: namespace[f] for f in DISPATCH}
     replacements.update(_update=_update_for(COMMON_RULES), _masked_delta=_left_out, _fill_regularisers=_left_out,
-                        _max_norm_rows=_left_out)
+                        _max_norm_rows=_left_out, _clipped_step=_left_out)
     return replacements
 
 
@@ -1896,7 +1903,8 @@ def in_build(kernel, common):
 def build(name, activations=(), rule=SGD, extras=False):
     """The build of the training kernel `name` (of TRAINING) that a run takes: the common
     one when its activation codes and its rule's code are within COMMON_ACTIVATIONS and
-    COMMON_RULES and it has no extras (dropout, input noise, max-norm), else the full one."""
+    COMMON_RULES and it has no extras (dropout, input noise, max-norm, clipping), else the
+    full one."""
     if extras or rule not in _COMMON_RULE_CODES or not set(int(code) for code in activations) <= _COMMON_CODES:
         return globals()[name]
     return common_build(name)

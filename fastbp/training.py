@@ -433,7 +433,8 @@ class EpochPlan:
             self.load = batch_chooser()     # batched: threads from the load, slice by slice
             if self.load.fixed is None:     # (and one, until the parallel build pays)
                 build = backends.NumbaBackend.build(net, "batch_epoch", optimizer.rule, config.max_norm,
-                                                    net.dropout_rates(config.dropout), config.input_noise)
+                                                    net.dropout_rates(config.dropout), config.input_noise,
+                                                    config.clip)
                 self.parallel = ParallelBuild(net.dtype, config.epochs * m, build)
             if progress is None:
                 rows = max(-(-m // BATCH_SLICES), -(-BATCH_SLICE_WORK // net.n_parameters[0]))

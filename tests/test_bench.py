@@ -111,10 +111,33 @@ def test_peer_table_has_fastbp_and_ratios():
     names = [r[2] for r in rows]
     assert names[0] == "fastbp" and "JAX jit + lax.scan" in names
     assert rows[0][4] == 1.0 and all(r[3] > 0 and r[4] > 0 for r in rows)
-    # like with like: JAX in order is over fastbp in order
+    # like with like: JAX in order, and the products alone, are over fastbp in order
     in_order = {r[2]: r for r in rows if r[2].endswith(", in order")}
     assert set(in_order) == {"fastbp, in order", "JAX jit + lax.scan, in order"}
     assert in_order["fastbp, in order"][4] == 1.0
+    floor = [r for r in rows if r[2] == bench.PRODUCTS]
+    assert len(floor) == 1 and floor[0][3] > 0
+    assert floor[0][4] == pytest.approx(floor[0][3] / in_order["fastbp, in order"][3])     # (one pair: its ratio)
+
+
+def test_the_products_alone_are_the_epochs_products_in_the_datas_dtype(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "gemm_seconds", lambda *args, **kwargs: calls.append((args, kwargs)) or 1.0)
+    X, y = bench.peer_data(300, n_in=20, n_out=4, dtype="float64")
+    assert bench.products_seconds(X, y, 8, 32, repeats=2, rule="adam") == 1.0
+    assert calls == [(([20, 8, 4], 300, 32), {"dtype": np.float64, "repeats": 2})]
+
+
+def test_the_products_column_gives_each_in_order_epoch_over_the_products():
+    rows = [(64, "sgd", "fastbp", 1.0, 1.0), (64, "sgd", "fastbp, in order", 0.9, 1.0),
+            (64, "sgd", "JAX jit + lax.scan, in order", 1.2, 1.33), (64, "sgd", bench.PRODUCTS, 0.75, 0.83)]
+    figures = {"peers": [dict(hidden=8, batch_size=b, rule=r, who=w, seconds=s, ratio=q) for b, r, w, s, q in rows]}
+    header, _, row = bench.peers_markdown(figures).splitlines()
+    assert "products alone" in header
+    assert "| 0.750 (1.20x, 1.60x) |" in row                     # 0.9 / 0.75 and 1.2 / 0.75
+    figures["peers"] = figures["peers"][:3]                     # a run from before the column
+    header, _, row = bench.peers_markdown(figures).splitlines()
+    assert "products alone" not in header and row.count("|") == header.count("|")
 
 
 def test_each_contender_starts_after_the_last_ones_threads_are_at_rest(monkeypatch):
@@ -127,11 +150,13 @@ def test_each_contender_starts_after_the_last_ones_threads_are_at_rest(monkeypat
         return run
     monkeypatch.setattr(bench, "fastbp_peer_seconds", runner("fastbp"))
     monkeypatch.setattr(bench, "jax_seconds", runner("jax"))
+    monkeypatch.setattr(bench, "products_seconds", runner("products"))
     monkeypatch.setattr(bench, "installed_peers", lambda: {bench.JAX: bench.jax_seconds})
     monkeypatch.setattr(bench.time, "sleep", lambda seconds: events.append(seconds))
     bench.peer_table(64, 8, 2, cases=((32, "sgd"),))
     pause = bench.BLAS_IDLE
-    assert events == [pause, "fastbp", pause, "jax", pause, "fastbp in order", pause, "jax in order"] * 2
+    assert events == [pause, "fastbp", pause, "jax", pause, "fastbp in order", pause, "jax in order",
+                      pause, "products in order"] * 2
 
 
 def test_the_peers_predict_the_same_probabilities():

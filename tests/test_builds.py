@@ -1,5 +1,5 @@
 """The training kernels' two builds (kernels.py, "builds"): a run within scikit-learn's
-activations and rules, without dropout, input noise or max-norm, takes the common build,
+activations and rules, without dropout, input noise, max-norm or clipping, takes the common build,
 compiled with only those; any other run takes the full build. Both compute what the
 reference computes (tests/test_agreement.py runs both kinds of settings); here: which run
 takes which, that they agree with each other, and that the common build refuses what it
@@ -24,7 +24,7 @@ def test_a_run_takes_the_common_build_only_within_its_activations_and_rules(acti
         taken = NumbaBackend.build(net, name, rule)
         assert (taken is kernels.common_build(name)) == common
         assert (taken is getattr(kernels, name)) == (not common)
-        for extras in ({"max_norm": 2.0}, {"rates": [0.1]}, {"input_noise": 0.1}):
+        for extras in ({"max_norm": 2.0}, {"rates": [0.1]}, {"input_noise": 0.1}, {"clip": 1.0}):
             assert NumbaBackend.build(net, name, rule, **extras) is getattr(kernels, name)   # (the full build's)
 
 
@@ -64,14 +64,15 @@ def test_the_two_builds_agree(monkeypatch, batch_size, rule):
 
 
 def test_the_common_build_refuses_what_it_leaves_out(monkeypatch):
-    """Were a run with max-norm, dropout or input noise given the common build, its kernel
-    would raise, not train without them (NumbaBackend.build never does this)."""
+    """Were a run with max-norm, dropout, input noise or clipping given the common build,
+    its kernel would raise, not train without them (NumbaBackend.build never does this).
+    Clipping on CSR rows takes the full build too, though the common one can step them."""
     monkeypatch.setattr(kernels, "build", lambda name, *args: kernels.common_build(name))
     rng = np.random.default_rng(0)
     X, Y = rng.random((16, 4)), rng.random((16, 2))
-    for settings in ({"max_norm": 1.0}, {"dropout": 0.2}, {"input_noise": 0.1}):
+    for settings in ({"max_norm": 1.0}, {"dropout": 0.2}, {"input_noise": 0.1}, {"clip": 0.5}):
         net = fastbp.Network([4, 3, 2], activation="relu", seed=0)
-        with pytest.raises(ValueError, match="common build has no dropout, input noise or max-norm"):
+        with pytest.raises(ValueError, match="common build has no dropout, input noise, max-norm or clipping"):
             net.train(X, Y, epochs=1, batch_size=4, optimizer="adam", diagnostics=False, **settings)
 
 
