@@ -72,7 +72,7 @@ import numpy as np
 
 from . import datasets, functions, io, network, training, warmup
 from .functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
-from .network import INITIALISERS, Network, load_checkpoint
+from .network import INITIALISERS, KERNEL_SETTINGS, Network, load_checkpoint
 from .optimizers import RULES, SCHEDULES, Optimizer, default_lr
 from .plot import plot_history, require_matplotlib
 from .run import BACKENDS, RunConfig, save_checkpoint
@@ -184,7 +184,8 @@ def fit(net, X, T, X_test, y_test, config, progress=True, save=None, resume=None
     epochs = config.epochs
     rows = len(X) if train_rows is None else train_rows
     rule = config.optimizer.rule if isinstance(config.optimizer, Optimizer) else config.optimizer
-    net.warm_up(config.batch_size, config.backend, rule)       # time training only
+    net.warm_up(config.batch_size, config.backend, rule,       # time training only
+                **{name: getattr(config, name) for name in KERNEL_SETTINGS})
     bar = tqdm(total=epochs * rows, initial=done * rows, unit="sample", unit_scale=True,
                disable=not progress, dynamic_ncols=True, leave=True)
     bar.set_description("epoch %d/%d" % (min(done + 1, epochs), epochs))

@@ -96,16 +96,21 @@ def head_to_head(X, y, X_test, y_test, epochs=10, pairs=3, kind="classifier"):
     for max_iter=epochs (and no early stop, so both train exactly that many epochs),
     fitted in turn (fastbp, scikit-learn, fastbp, ...) with seeds 0..pairs-1, each fit
     starting BLAS_IDLE after the last one's scoring (whose BLAS threads spin for a while
-    after it). Returns each one's fit seconds and test scores, and the median of the
-    pairwise ratios scikit-learn / fastbp of the fit seconds."""
+    after it). After each pair, the matrix products of `epochs` such epochs alone
+    (bench.gemm_floor: the floor under both, the same products through the BLAS fastbp
+    calls, nothing else). Returns each one's fit seconds and test scores, the products'
+    seconds, the median of the pairwise ratios scikit-learn / fastbp of the fit seconds, and
+    the medians of each fit's seconds over the products' that follow it."""
     import sklearn.neural_network as theirs
 
     from . import estimators as ours
-    from .bench import BLAS_IDLE
+    from .bench import BLAS_IDLE, gemm_floor
     name = {"classifier": "MLPClassifier", "regressor": "MLPRegressor"}[kind]
     settings = dict(max_iter=epochs, n_iter_no_change=epochs + 1)
     out = {"kind": kind, "epochs": epochs, "fastbp_s": [], "sklearn_s": [], "fastbp_score": [],
-           "sklearn_score": []}
+           "sklearn_score": [], "products_s": []}
+    n_out = int(np.max(y)) + 1 if kind == "classifier" else y.shape[1]
+    products = gemm_floor([X.shape[1], 100, n_out], X.shape[0], min(200, X.shape[0]), X.dtype.name)
     for seed in range(pairs):
         for who, make in (("fastbp", getattr(ours, name)), ("sklearn", getattr(theirs, name))):
             model = make(random_state=seed, **settings)
@@ -117,7 +122,15 @@ def head_to_head(X, y, X_test, y_test, epochs=10, pairs=3, kind="classifier"):
             out[who + "_s"].append(time.perf_counter() - start)
             out[who + "_score"].append(float(model.score(X_test, y_test)) if kind == "classifier"
                                        else pooled_r2(y_test, model.predict(X_test)))
-    out["ratio"] = float(np.median(np.array(out["sklearn_s"]) / np.array(out["fastbp_s"])))
+        time.sleep(BLAS_IDLE)
+        start = time.perf_counter()
+        for _ in range(epochs):
+            products()
+        out["products_s"].append(time.perf_counter() - start)
+    fastbp_s, sklearn_s, products_s = (np.array(out[k]) for k in ("fastbp_s", "sklearn_s", "products_s"))
+    out["ratio"] = float(np.median(sklearn_s / fastbp_s))
+    out["fastbp_over_products"] = float(np.median(fastbp_s / products_s))
+    out["sklearn_over_products"] = float(np.median(sklearn_s / products_s))
     return out
 
 
@@ -162,6 +175,9 @@ def main(argv=None):
                     "accuracy" if kind == "classifier" else "R^2",
                     " ".join("%.4f" % v for v in f[who + "_score"])))
             print("  scikit-learn / fastbp fit time, median of the pairs: %.2fx" % f["ratio"])
+            print("  the fits' matrix products alone (%s s): fastbp's fit %.2fx their time, scikit-learn's %.2fx"
+                  % (" ".join("%.2f" % v for v in f["products_s"]), f["fastbp_over_products"],
+                     f["sklearn_over_products"]))
         if args.json:
             with open(args.json, "w") as out:
                 json.dump(runs, out, indent=2)

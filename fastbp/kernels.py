@@ -38,7 +38,10 @@ again there: a helper four calls deep is compiled five times over. So the call t
 kept shallow: helpers that only passed their arguments on are gone, and a helper with one
 or two call sites that only organises calls (_rows_pass, _forward_from_products) is
 inlined in Numba's IR (inline="always") rather than compiled on its own; and every
-function is compiled without the wrappers it does not need (see _compiled). The
+function is compiled without the wrappers it does not need (see _compiled). Numba's
+own implementations of NumPy functions are compiled again for each set of options
+(fastmath, wrappers) of the kernels that call them, so the batched kernel sums with a
+kernel of its own (_summed) and allocates with np.empty alone. The
 training kernels have a second, smaller build for the runs within scikit-learn's
 activations and rules (see "builds", at the end).
 
@@ -1088,11 +1091,15 @@ def _gradient_rows(X, D, j0, j1, out):
             for k in range(j0 * n_in, j1 * n_in):
                 out[k] = 0
             return
-        one, zero = np.ones(1, X.dtype), np.zeros(1, X.dtype)
+        # alpha 1 and beta 0, from np.empty with a size that is not a literal: its
+        # implementation for that signature is compiled anyway (np.ones and np.zeros were
+        # 0.19 s more of a cold first fit)
+        scalars = np.empty(B - B + 2, X.dtype)
+        scalars[0], scalars[1] = 1, 0
         # column-major BLAS: out's rows j0:j1 (n_in x (j1 - j0), ld n_in) = X^T (n_in x B,
         # as stored) times D[:, j0:j1] (B x (j1 - j0): D's storage read transposed, ld n_units)
-        gemm(kind, no, yes, n_in, j1 - j0, B, one.ctypes, X.ctypes, n_in, _flat(D)[j0:].ctypes, n_units,
-             zero.ctypes, out[j0 * n_in:].ctypes, n_in)
+        gemm(kind, no, yes, n_in, j1 - j0, B, scalars.ctypes, X.ctypes, n_in, _flat(D)[j0:].ctypes, n_units,
+             scalars[1:].ctypes, out[j0 * n_in:].ctypes, n_in)
     return product
 
 
@@ -1660,10 +1667,21 @@ def _in_parallel(part, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X
 
 
 @kernel(internal=True)
+def _summed(v):
+    """The sum of v's values, in order, in float64. (Not v.sum(): Numba compiles that
+    once more for each set of options of the kernels that call it, four times in a cold
+    first fit.)"""
+    total = 0.0
+    for k in range(v.size):
+        total += v[k]
+    return total
+
+
+@kernel(internal=True)
 def _before_step(losses, B, total_weight, t, last):
     """The step's number and whether the batch's mean loss rose above the last step's
     (iRPROP+ reads it); last[0] <- the batch's mean loss."""
-    mean = losses[:B].sum() / total_weight
+    mean = _summed(losses[:B]) / total_weight
     rose = mean > last[0]
     last[0] = mean
     return t + 1, rose
@@ -1732,7 +1750,7 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
         if Sb.size > 0:
             for s in range(B):
                 Sb[s] = S[rows[s]]
-            total_weight = float(Sb[:B].sum())
+            total_weight = float(_summed(Sb[:B]))
             if not total_weight > 0:
                 continue                                   # no weight: no step
             if batch_size == 1:
@@ -1771,7 +1789,7 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
                              Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db, step)
             if not fused:
                 _clipped_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
-        total += losses[:B].sum()
+        total += _summed(losses[:B])
         if hyper[H_MAX_NORM] > 0:
             _max_norm_rows(w, sizes, w_off, hyper[H_MAX_NORM], indptr is not None)
     if indptr is not None:

@@ -669,7 +669,7 @@ class Network:
         return self._backend(backend).gradients(self, X, A, D, total)
 
     def warm_up(self, batch_size: Optional[int] = 1, backend: Optional[str] = None, optimizer: str = "sgd",
-                sparse: bool = False) -> bool:
+                sparse: bool = False, **settings) -> bool:
         """Compile (or load from Numba's on-disk cache) the kernels this network's training
         and its inference use, on a throwaway copy: this network, its weights and its
         random state are unchanged. Call it before timing anything. `fastbp warm-up` does
@@ -686,6 +686,11 @@ class Network:
             'lm' and 'br' call the Jacobian kernel.
         sparse : bool
             For training on scipy sparse (CSR) rows, which have kernels of their own.
+        **settings
+            The training's settings of KERNEL_SETTINGS (clip, l1, max_norm, dropout,
+            input_noise), as train() takes them: they choose its kernels (any of them but
+            l1 takes the full build, and at batch size 1 each takes the mini-batch kernel
+            instead of per-sample SGD's). The others change no kernel.
 
         Returns
         -------
@@ -704,15 +709,16 @@ class Network:
                       "loss": self.loss_name, "bias": self.bias, "propagate": self.propagate,
                       "dtype": str(self.dtype), "activation_parameters": self.activation_parameters}
         choice("optimizer", optimizer, tuple(RULES))
+        keywords("warm_up()", settings, KERNEL_SETTINGS, ("batch_size", "backend", "optimizer", "sparse"))
         try:
             with kernels.refusing_compiles():
-                warm_up_twin(definition, batch_size, optimizer, sparse)
+                warm_up_twin(definition, batch_size, optimizer, sparse, settings)
             return False                               # all of it came from the cache
         except kernels.WouldCompile:
             pass
         if info.cache_writable():
-            compile_in_child(definition, batch_size, optimizer, sparse)
-        warm_up_twin(definition, batch_size, optimizer, sparse)
+            compile_in_child(definition, batch_size, optimizer, sparse, settings)
+        warm_up_twin(definition, batch_size, optimizer, sparse, settings)
         return True
 
     def save(self, path: Union[str, os.PathLike]):
@@ -1049,12 +1055,18 @@ def _dtype_name(value):
         return value
 
 
-def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False):
+# The settings of train() that choose which kernels train it (Network.warm_up takes them);
+# the others are values the kernels read
+KERNEL_SETTINGS = ("clip", "l1", "max_norm", "dropout", "input_noise")
+
+
+def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False, settings=None):
     """Train a throwaway network of this definition (Network's keyword arguments) for one
     epoch at batch_size (None: the full batch) on two samples (as CSR rows if sparse) with
-    the optimizer (a RULES name), and take its error terms and predictions: every kernel
-    the definition's training and inference call is then compiled or loaded, the batched
-    epoch both for one thread and (where Numba has 2 threads) for several."""
+    the optimizer (a RULES name) and the settings (of KERNEL_SETTINGS, as train() takes
+    them), and take its error terms and predictions: every kernel the definition's
+    training and inference call is then compiled or loaded, the batched epoch both for one
+    thread and (where Numba has 2 threads) for several."""
     import numba
     twin = Network(seed=0, **definition)
     X = np.zeros((2, twin.sizes[0]), twin.dtype)
@@ -1063,21 +1075,26 @@ def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False):
         X = csr_matrix(X)
     T = np.zeros((2, twin.sizes[-1]), twin.dtype)
     T[:, 0] = 1.0                                  # a valid target for every loss
+    settings = dict(settings or {})
     rule, size = RULES[optimizer], 1 if batch_size == 1 else 2
-    if (not sparse and rule.step is None and numba.config.NUMBA_NUM_THREADS > 1
-            and not twin.uses_per_sample_kernel(size, Optimizer(optimizer), None, None)):
+    per_sample = twin.uses_per_sample_kernel(size, Optimizer(optimizer), settings.get("clip"), None,
+                                             settings.get("l1", 0.0), settings.get("max_norm"),
+                                             twin.dropout_rates(settings.get("dropout")),
+                                             settings.get("input_noise", 0.0))
+    if not sparse and rule.step is None and numba.config.NUMBA_NUM_THREADS > 1 and not per_sample:
         # the parallel build, which the run below, on two samples, would leave uncompiled
         # (training.ParallelBuild)
-        twin.train_epoch(X, T, np.arange(2), size, 0.01, 0.0, Optimizer(optimizer).bind(twin), threads=2)
+        twin.train_epoch(X, T, np.arange(2), size, 0.01, 0.0, Optimizer(optimizer).bind(twin), threads=2,
+                         **settings)
     if rule.full_batch:
-        twin.train(X, T, epochs=1, optimizer=optimizer)
+        twin.train(X, T, epochs=1, optimizer=optimizer, **settings)
     else:
-        twin.train(X, T, epochs=1, batch_size=min(batch_size or 2, 2), optimizer=optimizer)
+        twin.train(X, T, epochs=1, batch_size=min(batch_size or 2, 2), optimizer=optimizer, **settings)
     twin.deltas(X, T)
     twin.predict(X)
 
 
-def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False):
+def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False, settings=None):
     """warm_up_twin in a fresh Python process (which fills Numba's on-disk cache); its
     compile notice goes to this process's stderr. Returns whether it succeeded."""
     import json
@@ -1085,10 +1102,11 @@ def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False):
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # (the fastbp imported here)
     code = ("import json, sys; sys.path.insert(0, sys.argv[3]); from fastbp.network import warm_up_twin; "
-            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4], sys.argv[5] == 'sparse')")
+            "warm_up_twin(json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[4], sys.argv[5] == 'sparse', "
+            "json.loads(sys.argv[6]))")
     try:
         done = subprocess.run([sys.executable, "-c", code, json.dumps(definition), json.dumps(batch_size), root,
-                               optimizer, "sparse" if sparse else "dense"],
+                               optimizer, "sparse" if sparse else "dense", json.dumps(settings or {})],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
     except OSError:
         return False

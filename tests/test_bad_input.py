@@ -106,7 +106,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_there_is_none(tmp_path, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr(fastbp.training, "train", interrupted)
-    monkeypatch.setattr(fastbp.Network, "warm_up", lambda *args: None)
+    monkeypatch.setattr(fastbp.Network, "warm_up", lambda *args, **settings: None)
     ck = tmp_path / "ck.npz"
     assert cli.main(cli_train("--checkpoint", str(ck), "--checkpoint-every", "5")) == cli.EXIT_INTERRUPTED
     out = capsys.readouterr().out

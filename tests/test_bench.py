@@ -184,6 +184,10 @@ def test_head_to_head_against_scikit_learn():
     assert len(f["fastbp_s"]) == len(f["sklearn_s"]) == 1
     assert 0.3 < f["fastbp_score"][0] <= 1 and 0.3 < f["sklearn_score"][0] <= 1   # chance: 0.1
     assert f["ratio"] == pytest.approx(f["sklearn_s"][0] / f["fastbp_s"][0])
+    # the products alone, timed after the pair, and each fit over them
+    assert len(f["products_s"]) == 1 and 0 < f["products_s"][0]
+    assert f["fastbp_over_products"] == pytest.approx(f["fastbp_s"][0] / f["products_s"][0])
+    assert f["sklearn_over_products"] == pytest.approx(f["sklearn_s"][0] / f["products_s"][0])
 
 
 def test_head_to_head_regressors_complete_the_lower_half_of_each_image():

@@ -150,6 +150,40 @@ def test_after_fastbp_warm_up_a_new_process_compiles_nothing(tmp_path):
     assert not any(case["compiled"] for case in cases)
 
 
+WARM_UP_SETTINGS = """
+import numpy as np, fastbp
+from fastbp import kernels
+rng = np.random.default_rng(0)
+X, Y = rng.random((40, 6)), rng.random((40, 2))
+net = fastbp.Network([6, 4, 2], seed=0)
+run = dict(epochs=1, batch_size=8, optimizer="adam", dropout=0.2, diagnostics=False)
+assert net.warm_up(8, optimizer="adam")             # the common build
+try:
+    with kernels.refusing_compiles():
+        net.train(X, Y, **run)
+    print("trained")
+except kernels.WouldCompile:
+    print("would compile")
+assert net.warm_up(8, optimizer="adam", dropout=0.2)        # the full build, compiled now
+assert not net.warm_up(8, optimizer="adam", dropout=0.5)    # (any rate: the same kernels)
+with kernels.refusing_compiles():
+    net.train(X, Y, **run)
+print("ok")
+"""
+
+
+@pytest.mark.slow                      # (two builds' cold compiles, in a fresh process)
+def test_warm_up_with_the_runs_settings_compiles_the_kernels_they_take(tmp_path):
+    """Network.warm_up takes the run's settings that choose its kernels (KERNEL_SETTINGS):
+    warmed without dropout, a run with it would compile the full build; warmed with it,
+    the run compiles nothing."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="1")   # (no parallel builds)
+    done = subprocess.run([sys.executable, "-c", WARM_UP_SETTINGS], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["would", "compile", "ok"]
+
+
 def test_warm_up_refuses_a_cache_it_cannot_write_before_compiling(monkeypatch):
     from fastbp import warmup
     monkeypatch.setattr(warmup, "cache_writable", lambda: False)
@@ -217,6 +251,8 @@ def test_a_kernel_compiles_once_for_one_dtype(tmp_path):
     assert done.stdout.split("\n")[-2] == "['_left_out_common']"
 
 
+# Numba's implementations of np.ones, np.zeros and an array's sum (see OWN_AND_CHILDS)
+NUMPYS = ("ol_np_ones", "ol_np_zeros", "array_sum")
 SIDE_BY_SIDE = """
 import json, sys, warnings, numpy as np, fastbp
 from numba.core import event
@@ -229,12 +265,16 @@ with event.install_recorder("numba:compile") as compiled:
     else:
         fastbp.Network([8, 6, 3], seed=0).train(X, np.eye(3)[y], epochs=1, batch_size=1)
 functions = [e.data["dispatcher"].py_func for _, e in compiled.buffer if e.is_start]
-print(json.dumps(sorted({f.__qualname__ for f in functions if f.__module__.startswith("fastbp")})))
-"""
+print(json.dumps(sorted({f.__qualname__ for f in functions
+                         if f.__module__.startswith("fastbp") or f.__qualname__.startswith(%r)})))
+""" % (NUMPYS,)
 # training kernel -> what this process compiles of it, what the child's part begins with,
-# and what neither compiles (the common build's clipped step is _left_out: no optimizer_step)
+# and what neither compiles (the common build's clipped step is _left_out: no optimizer_step;
+# and none of Numba's implementations of np.ones, np.zeros and an array's sum, which it would
+# compile once for each set of options of the kernels calling them: kernels._summed, and
+# gradient_rows' alpha and beta)
 OWN_AND_CHILDS = {"batch_epoch": ({"batch_epoch_serial_common", "forward_batch_common", "_units_pass_common"},
-                                  ("backward_batch", "_delta_into"), ("optimizer_step", "_squared_norm")),
+                                  ("backward_batch", "_delta_into"), ("optimizer_step", "_squared_norm") + NUMPYS),
                   "sgd_epoch": ({"sgd_epoch_common", "_activate_inplace_common", "_output_delta_common",
                                  "_dot_common"}, ("_first_layer_block", "_block_row"), ())}
 

@@ -205,6 +205,15 @@ def test_warm_up_leaves_the_network_alone(data):
         np.testing.assert_array_equal(net.weights[0], twin.weights[0])
 
 
+def test_warm_up_takes_only_the_settings_that_choose_kernels():
+    net = fastbp.Network([4, 3, 2], seed=5)
+    with pytest.raises(TypeError, match="warm_up.. got an unexpected keyword argument 'dropuot'; did you mean "
+                                        "'dropout'"):
+        net.warm_up(4, dropuot=0.2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lr'"):
+        net.warm_up(4, lr=0.1)                          # (a value the kernels read: no kernel of its own)
+
+
 def test_initialisers():
     for init in fastbp.INITIALISERS:
         net = fastbp.Network([300, 200, 10], init=init, seed=0)
