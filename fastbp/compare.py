@@ -110,6 +110,7 @@ def head_to_head(X, y, X_test, y_test, epochs=10, pairs=3, kind="classifier"):
     out = {"kind": kind, "epochs": epochs, "fastbp_s": [], "sklearn_s": [], "fastbp_score": [],
            "sklearn_score": [], "products_s": []}
     n_out = int(np.max(y)) + 1 if kind == "classifier" else y.shape[1]
+    # (the estimators' default hidden layer, 100 units, and batch size, min(200, rows))
     products = gemm_floor([X.shape[1], 100, n_out], X.shape[0], min(200, X.shape[0]), X.dtype.name)
     for seed in range(pairs):
         for who, make in (("fastbp", getattr(ours, name)), ("sklearn", getattr(theirs, name))):

@@ -688,9 +688,9 @@ class Network:
             For training on scipy sparse (CSR) rows, which have kernels of their own.
         **settings
             The training's settings of KERNEL_SETTINGS (clip, l1, max_norm, dropout,
-            input_noise), as train() takes them: they choose its kernels (any of them but
-            l1 takes the full build, and at batch size 1 each takes the mini-batch kernel
-            instead of per-sample SGD's). The others change no kernel.
+            input_noise), as train() takes them: they choose its kernels (any of them set
+            but l1 takes the full build, and at batch size 1 each takes the mini-batch
+            kernel instead of per-sample SGD's). The others change no kernel.
 
         Returns
         -------
@@ -1106,7 +1106,8 @@ def compile_in_child(definition, batch_size, optimizer="sgd", sparse=False, sett
             "json.loads(sys.argv[6]))")
     try:
         done = subprocess.run([sys.executable, "-c", code, json.dumps(definition), json.dumps(batch_size), root,
-                               optimizer, "sparse" if sparse else "dense", json.dumps(settings or {})],
+                               optimizer, "sparse" if sparse else "dense",
+                               json.dumps(settings or {}, default=float)],      # (NumPy scalars as floats)
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
     except OSError:
         return False
