@@ -10,7 +10,9 @@ same operations, every array given to them already checked (``Network.check_inpu
 ``check_targets``, ``check_sample_weight``):
 
 - ``forward(net, X)``: every layer's outputs ``[A1, ..., AL]``, each ``(m, n_l)``;
-- ``outputs(net, X)``: the last layer's outputs only (inference);
+- ``outputs(net, X, name=None)``: the last layer's outputs only (inference); with a
+  ``name``, X's values have not been tested for NaN and inf yet (``check_inputs(...,
+  finite=False)``), and the backend tests them, with ``checks.check_finite``'s error;
 - ``backprop(net, X, T, propagate, S)``: the forward pass and every layer's error terms,
   ``(A, D)``; ``propagate`` is 'delta' (the true gradient's) or 'error' (seed 000's); with
   sample weights ``S``, each row's error terms are times its weight;
@@ -52,7 +54,7 @@ import numpy as np
 from numba.typed import List
 
 from . import info, kernels, reference
-from .checks import choice, is_sparse
+from .checks import check_finite, choice, is_sparse
 from .functions import LOSS_CODES
 from .optimizers import RULE_CODES, Optimizer
 from .threads import available_cpus, batch_chunks, blas_on_one_thread
@@ -71,7 +73,9 @@ class NumpyBackend:
     def forward(self, net, X):
         return reference.forward(*net._params(), net._reference_activations, X)[1:]
 
-    def outputs(self, net, X):
+    def outputs(self, net, X, name=None):
+        if name is not None:
+            check_finite(name, X, self.blas)
         return self.forward(net, X)[-1]
 
     def backprop(self, net, X, T, propagate, S=None):
@@ -133,11 +137,14 @@ class NumbaBackend:
             self._forward(net, X, A, A)                               # (no z kept: inference)
         return list(A)
 
-    def outputs(self, net, X):
-        if is_sparse(X):
+    def outputs(self, net, X, name=None):
+        if is_sparse(X):                                           # (check_array tests CSR's values)
             return self.forward(net, X)[-1]
         with kernels.first_call(kernels.predict_batch, "batched forward pass", 3):
-            return kernels.predict_batch(*net._layout(), X)
+            O, first = kernels.predict_batch(*net._layout(), X)
+        if name is not None and first >= 0:     # a NaN or an inf in X, or products that overflowed
+            check_finite(name, X, self.blas)
+        return O
 
     def backprop(self, net, X, T, propagate, S=None):
         A, Z, D, E = (kernels.layer_buffers(net._sizes, X.shape[0], net._w) for _ in range(4))

@@ -99,14 +99,16 @@ def check_finite(name, A, blas="scipy"):
         raise ValueError("%s contains NaN or inf (first in row %d)" % (name, int(np.argwhere(bad)[0][0])))
 
 
-def check_array(X, name="X", n_features=None, dtype=None, blas="scipy"):
+def check_array(X, name="X", n_features=None, dtype=None, blas="scipy", finite=True):
     """X as a C-contiguous 2-D array of dtype (None: float32 stays float32, anything else
     becomes float64), or, for a scipy sparse matrix or array, as CSR of that dtype with its
     structure checked (the kernels index by it). A clear error otherwise: not numbers,
     complex, not 2-D, no samples or no features, n_features columns when it is given, NaN
     or inf (with the first row that holds one). blas: the BLAS of the backend that will
-    use X, which tests it for NaN and inf (check_finite). The messages that scikit-learn's
-    estimator checks look for are scikit-learn's own."""
+    use X, which tests it for NaN and inf (check_finite). finite=False leaves that test of
+    a dense X to the caller (the backends' ``outputs(..., name)``: the kernels do it at no
+    cost); a sparse one is always tested. The messages that scikit-learn's estimator checks
+    look for are scikit-learn's own."""
     sparse = is_sparse(X)
     if not sparse:
         X = np.asarray(X)
@@ -132,7 +134,8 @@ def check_array(X, name="X", n_features=None, dtype=None, blas="scipy"):
     except (TypeError, ValueError) as error:          # an object array of other things
         raise TypeError("%s must hold numbers: %s" % (name, error)) from None
     if not sparse:
-        check_finite(name, X, blas)
+        if finite:
+            check_finite(name, X, blas)
         return X
     try:
         X.check_format(full_check=True)                  # indices in range, indptr consistent

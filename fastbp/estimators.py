@@ -672,11 +672,11 @@ class _MLP:
     def _predict_outputs(self, X):
         self._check_is_fitted()
         self._check_feature_names(X)
-        X = check_array(X, dtype=self.net_.dtype)        # (checked once: outputs takes it as it is)
+        X = check_array(X, dtype=self.net_.dtype, finite=False)    # (NaN and inf: outputs tests them)
         if X.shape[1] != self.n_features_in_:
             raise ValueError("X has %d features, but %s is expecting %d features as input."
                              % (X.shape[1], type(self).__name__, self.n_features_in_))
-        return self.net_.outputs(X)
+        return self.net_.outputs(X, name="X")
 
     def _check_feature_names(self, X, fitting=False):
         """feature_names_in_ from a data frame's string column names (fit), and the check

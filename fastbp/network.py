@@ -483,13 +483,14 @@ class Network:
                    self.propagate, str(self.dtype), parameters))
 
     # ------------------------------------------------------------ input checks
-    def check_inputs(self, X, name="X", backend=None):
+    def check_inputs(self, X, name="X", backend=None, finite=True):
         """X as a C-contiguous (m, n_in) array in the network's dtype, or a clear error
         (shape, dtype, NaN or inf). A scipy sparse matrix or array stays sparse: CSR in
         the network's dtype, its structure checked (the kernels index by it). backend:
         the one that will use X (None: the network's), whose BLAS tests it for NaN and inf
-        (checks.check_array)."""
-        return check_array(X, name, self.sizes[0], self.dtype, self._backend(backend).blas)
+        (checks.check_array); finite=False leaves that test of a dense X to
+        ``outputs(X, name=name)``."""
+        return check_array(X, name, self.sizes[0], self.dtype, self._backend(backend).blas, finite)
 
     def check_targets(self, Y, m, name="Y"):
         """Targets as (m, n_out) in the network's dtype, checked against its loss
@@ -506,9 +507,11 @@ class Network:
         (check_inputs)."""
         return self._backend(backend).forward(self, X)
 
-    def outputs(self, X, backend=None):
-        """The last layer's outputs, (m, n_out), for X already checked (check_inputs)."""
-        return self._backend(backend).outputs(self, X)
+    def outputs(self, X, backend=None, name=None):
+        """The last layer's outputs, (m, n_out), for X already checked (check_inputs); with
+        a name, for X checked with finite=False: its values are tested for NaN and inf
+        here, the error naming X so (the compiled forward pass does it at no cost)."""
+        return self._backend(backend).outputs(self, X, name)
 
     def predict(self, X: ArrayLike, backend: Optional[str] = None) -> np.ndarray:
         """The network's outputs.
@@ -531,7 +534,8 @@ class Network:
             For a wrong shape, NaN or inf, or values that are not numbers."""
         one = np.ndim(X) == 1
         chosen = self._backend(backend)
-        O = chosen.outputs(self, self.check_inputs(np.atleast_2d(X) if one else X, backend=backend))
+        O = chosen.outputs(self, self.check_inputs(np.atleast_2d(X) if one else X, backend=backend, finite=False),
+                           "X")
         return O[0] if one else O
 
     def loss(self, X: ArrayLike, Y: ArrayLike, backend: Optional[str] = None,

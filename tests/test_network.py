@@ -74,6 +74,35 @@ def test_check_finite_finds_every_nan_and_inf_and_no_more(dtype, order, blas):
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_finds_every_nan_and_inf_in_its_row(dtype, backend):
+    """predict tests X for NaN and inf in its forward pass (kernels.predict_batch reports
+    the first row whose first product is not finite; a pass of its own over X cost more):
+    every NaN, inf and -inf is found in its row, the first of two bad rows named; inputs
+    whose products overflow are not an error, and are predicted."""
+    from fastbp import kernels
+    net = fastbp.Network([64, 5, 3], activation="relu", output="softmax", loss="cross_entropy", dtype=dtype,
+                         seed=0)
+    rng = np.random.default_rng(0)
+    for bad in (np.nan, np.inf, -np.inf):
+        for row, col in ((0, 0), (37, 5), (98, 63)):
+            X = rng.standard_normal((100, 64)).astype(dtype)
+            X[row, col], X[row + 1, 0] = bad, bad
+            with pytest.raises(ValueError, match=r"X contains NaN or inf \(first in row %d\)" % row):
+                net.predict(X, backend=backend)
+            if backend == "numba":
+                assert kernels.predict_batch(*net._layout(), X)[1] == row
+    X = rng.standard_normal((100, 64)).astype(dtype)
+    assert kernels.predict_batch(*net._layout(), X)[1] == -1
+    huge = np.full((100, 64), np.finfo(dtype).max, dtype)
+    net.weights = [np.ones_like(net.weights[0]), net.weights[1]]      # (each product: 64 x the largest)
+    if backend == "numba":
+        assert kernels.predict_batch(*net._layout(), huge)[1] == 0      # (overflowed: X itself is tested)
+    with np.errstate(all="ignore"):
+        assert net.predict(huge, backend=backend).shape == (100, 3)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_bad_training_input_is_a_clear_error(net, data, backend):
     X, Y = data
     cases = [
