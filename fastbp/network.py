@@ -508,9 +508,10 @@ class Network:
         return self._backend(backend).forward(self, X)
 
     def outputs(self, X, backend=None, name=None):
-        """The last layer's outputs, (m, n_out), for X already checked (check_inputs); with
-        a name, for X checked with finite=False: its values are tested for NaN and inf
-        here, the error naming X so (the compiled forward pass does it at no cost)."""
+        """The last layer's outputs, (m, n_out), for X already checked (check_inputs). With
+        a name, X was checked with finite=False: its values are tested for NaN and inf
+        here, and an error calls it by that name (the compiled forward pass tests them at
+        no cost)."""
         return self._backend(backend).outputs(self, X, name)
 
     def predict(self, X: ArrayLike, backend: Optional[str] = None) -> np.ndarray:
