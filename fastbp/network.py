@@ -1086,11 +1086,13 @@ def warm_up_twin(definition, batch_size, optimizer="sgd", sparse=False, settings
                                              settings.get("l1", 0.0), settings.get("max_norm"),
                                              twin.dropout_rates(settings.get("dropout")),
                                              settings.get("input_noise", 0.0))
-    if not sparse and rule.step is None and numba.config.NUMBA_NUM_THREADS > 1 and not per_sample:
-        # the parallel build, which the run below, on two samples, would leave uncompiled
-        # (training.ParallelBuild)
-        twin.train_epoch(X, T, np.arange(2), size, 0.01, 0.0, Optimizer(optimizer).bind(twin), threads=2,
-                         **settings)
+    if not sparse and rule.step is None and not per_sample:
+        # both builds of the batched kernel on dense rows: the run below takes one of them,
+        # as many threads as the load gives it (threads.py), and a later run may take the
+        # other (the one-thread build's signature for dense rows is not the sparse rows')
+        for threads in (1, 2) if numba.config.NUMBA_NUM_THREADS > 1 else (1,):
+            twin.train_epoch(X, T, np.arange(2), size, 0.01, 0.0, Optimizer(optimizer).bind(twin), threads=threads,
+                             **settings)
     if rule.full_batch:
         twin.train(X, T, epochs=1, optimizer=optimizer, **settings)
     else:
