@@ -160,10 +160,47 @@ class _FingerprintedImpl(caching.CompileResultCacheImpl):
         self._locator.get_source_stamp = lambda: (stamp(), FINGERPRINT)
 
 
+class _LockedIndex(caching.IndexDataCacheFile):
+    """Numba's index of a function's cached versions, each save made under a lock. Numba
+    saves a version by reading the index, adding the version, writing the index back and
+    then the version's data file, under a name the index did not hold yet. Two processes
+    saving versions of one function at once (Dask workers sharing a cache, fastbp's
+    compile children) could each drop the other's entry, or both take the same data file,
+    and then one signature's entry would load the other's code. Under the lock (an
+    advisory one, on a file in the cache directory) a save sees every save before it.
+    Loads take no lock: each write replaces a whole file (Numba's _open_for_write)."""
+
+    def save(self, key, data):
+        with _locked(os.path.join(self._cache_path, "fastbp-index.lock")):
+            super().save(key, data)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive advisory lock on the file at path for the block, where the platform
+    has flock (not Windows: there, Numba's own unlocked save)."""
+    try:
+        import fcntl
+        handle = open(path, "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class _FingerprintedCache(caching.FunctionCache):
     """Numba's cache of compiled functions, whose index is stale when kernels.py changes
-    (as Numba's) or when FINGERPRINT does."""
+    (as Numba's) or when FINGERPRINT does, and is saved under a lock (_LockedIndex)."""
     _impl_class = _FingerprintedImpl
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file.__class__ = _LockedIndex
 # Numba's parallel=True also turns array expressions, np.zeros and slice assignments into
 # parallel regions: inside the per-sample loop that is a region (and a barrier) per sample.
 # The kernels ask for explicit prange loops only. (An options object, not a dict: Numba
