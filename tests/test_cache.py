@@ -161,8 +161,9 @@ print("ok")
 @pytest.mark.slow                      # (every mode's cold compile, in fresh processes)
 def test_after_fastbp_warm_up_a_new_process_compiles_nothing(tmp_path):
     """`fastbp warm-up` fills an empty cache with every mode's kernels, both builds: a new
-    process, on one thread or on two, then fits the estimators (each solver, dense and sparse) and trains every kind
-    of rule and activation without compiling, and a second warm-up finds it all cached."""
+    process, on one thread or on two, then fits the estimators (each solver, dense and
+    sparse) and trains every kind of rule and activation without compiling, and a second
+    warm-up finds it all cached."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     warm = [sys.executable, "-m", "fastbp.cli", "warm-up", "--dtypes", "float64"]
     first = subprocess.run(warm, env=env, capture_output=True, text=True, timeout=1200)
@@ -385,8 +386,8 @@ def test_the_side_by_side_compile_starts_a_child_only_where_it_helps(monkeypatch
 @pytest.mark.parametrize("kernel, batch_size, rule", [("batch_epoch", 4, "adam"), ("sgd_epoch", 1, "sgd")])
 def test_the_parts_compile_with_the_kernels_signatures_and_change_no_network(kernel, batch_size, rule):
     """compile_parts, after a run of the same training kernel, build and dtype: no part
-    compiles a second signature for the dtype (they are compiled with the kernel's), a part kept in
-    Numba's cache loads from there, and the network it ran on is unchanged. (The
+    compiles a second signature for the dtype (they are compiled with the kernel's), a
+    part kept in Numba's cache loads from there, and the network it ran on is unchanged. (The
     functions generated at import, kernels.py's dispatch, have no cache: where the kernel
     came from the cache they compile here, once.)"""
     net = fastbp.Network([3, 4, 2], activation="relu", seed=0, dtype="float32")
