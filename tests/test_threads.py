@@ -172,6 +172,26 @@ def test_load_chooser_leaves_the_cpus_other_processes_use(monkeypatch):
     assert chooser.threads() == 2
 
 
+def test_a_stale_look_counts_the_running_tasks_again_before_it_gives_up_a_thread(monkeypatch):
+    """After a pause, the count of tasks running now decides alone: a task that one count
+    caught passing by costs no thread, one that runs at every count does."""
+    machine = _Machine(monkeypatch)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    chooser = threads.LoadChooser()
+    counts = iter([1, 0])                                     # (a task passing by)
+    monkeypatch.setattr(threads, "_others_running", lambda: next(counts))
+    assert chooser.threads() == 2
+    machine.run(1.0, 0, 0)
+    counts = iter([1, 1, 1])                                  # (a busy process)
+    assert chooser.threads() == 1
+    machine.run(1.0, 0, 0)
+    counts = iter([2, 1, 2])
+    assert chooser.threads() == 1
+    machine.run(1.0, 0, 0)
+    counts = iter([0])                                        # (an idle machine: one count)
+    assert chooser.threads() == 2
+
+
 def test_load_chooser_looks_at_most_once_a_tenth_of_a_second(monkeypatch):
     """A look reads /proc (about a millisecond beside busy processes): slices closer than
     OTHERS_EVERY to the last look take its choice again."""
