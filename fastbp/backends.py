@@ -355,7 +355,9 @@ def _update_part(net, common):
     if not common:                      # (the common build calls it for sparse rows only)
         kernels.optimizer_step(RULE_CODES["adam"], w, b, dw, db, True, hyper, *state, 1, 2.0, False)
     step = (RULE_CODES["adam"], w, b, *state, hyper, 1, hyper[0], False, True, False)
-    kernels.in_build(kernels._units_pass, common).compile(_types(sizes, w_off, u_off, X, A, D, 2, 0, 1, dw, db, step))
+    partials = np.zeros((1, w_off[1]), net.dtype)                    # (the ranges' first-layer gradients)
+    kernels.in_build(kernels._units_pass, common).compile(_types(sizes, w_off, u_off, X, partials, A, D, 2, 0, 1, dw,
+                                                                 db, step))
 
 
 def _types(*values):

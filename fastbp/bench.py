@@ -520,7 +520,9 @@ def batched_table(hidden, samples, repeats, cases=((64, "sgd"), (200, "sgd"), (2
     for batch_size, rule in cases:
         ours, floor = [], []
         for _ in range(repeats):
+            time.sleep(BLAS_IDLE)             # (as peer_table: the last one's threads at rest)
             floor.append(gemm_seconds(sizes, samples, batch_size, repeats=1))
+            time.sleep(BLAS_IDLE)             # (the floor's BLAS threads spin into the epoch: 1.4x)
             ours.append(fastbp_peer_seconds(X, y, hidden, batch_size, 1, rule=rule))
         o, f = statistics.median(ours), statistics.median(floor)
         rows.append((batch_size, rule, o, flops / o / 1e9, f, flops / f / 1e9,

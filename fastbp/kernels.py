@@ -1644,12 +1644,22 @@ def _max_norm_rows(w, sizes, w_off, c, first_transposed):
 # The dense mini-batch step on several threads. Each batch is cut into `chunks` ranges of
 # rows and the first layer's units into `chunks` blocks, both fixed by the shapes alone:
 #   1. for each range of rows, at once: gather its rows, the forward pass, the error terms
-#      (every product of those rows: one-thread BLAS calls, cache-warm passes around them);
+#      (every product of those rows: one-thread BLAS calls, cache-warm passes around them),
+#      and, "by ranges", the first layer's weight gradient over those rows alone (D^T X:
+#      one product over the rows that this thread has just read, into partials[range]);
 #   2. for each block of units (a share of every layer's), at once: their weight gradient
-#      over the whole batch (gradient_rows: one product, no partial sums to add up), their
+#      over the whole batch (the first layer's by ranges: the sum of the ranges' partials,
+#      in order; otherwise, and above it, gradient_rows: one product over every row), their
 #      bias gradient, and (unless the gradient is clipped, which needs its whole norm
 #      first: optimizer_step after) their update, while the block's gradient is in cache;
 #   3. the batch's loss: on one thread.
+# By ranges, each thread reads its own rows of X for the gradient, where the other way each
+# reads every row of the batch (half of them from the other core's cache) but adds up no
+# partials. So by ranges pays when the rows it saves outweigh the partials it adds: float32,
+# and the rows beyond a range's own (bs - span) at least the first layer's units n1. On the
+# 2-core Intel Xeon at 784-100-10, batch 200, float32, an in-order epoch took 0.95x as long
+# and a shuffled one 0.85x; by ranges in float64 took 1.05x, at batch 64 (32-row ranges)
+# 1.2x, and at 784-200-10 the same time (CHANGELOG.md, 0.2.0).
 # Every rule is elementwise (_update on a range lo:hi), so a block's update is the same
 # arithmetic as the whole vector's.
 # BLAS runs on one thread inside (training.py sets it), so only Numba's threads are
@@ -1661,9 +1671,10 @@ MIN_CHUNK_UNITS = 8        # first-layer units of a gradient block, at least
 
 @kernel(internal=True, fastmath=FASTMATH, inline="always")
 def _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, r0, r1,
-               Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps):
+               Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, partial):
     """Step 1 for the batch's rows r0:r1 (rows: the batch's sample indices). Xin: the
-    batch's inputs, Xb (gathered here) or, for rows in order, X's own slice of them."""
+    batch's inputs, Xb (gathered here) or, for rows in order, X's own slice of them.
+    partial <- these rows' share of the first layer's weight gradient, D^T X (flat)."""
     r = rows[r0:r1]
     if Xin.ctypes.data == Xb.ctypes.data:
         _gather(X, r, Xb[r0:r1])
@@ -1676,6 +1687,8 @@ def _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, row
     forward_batch(w, b, sizes, w_off, u_off, acts, Xin[r0:r1], A, Zs, r0)
     backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[r0:r1], Sb[r0:r1], D, E,
                    losses[r0:r1], eps, r0)
+    if partial.size > 0:
+        gradient_rows(Xin[r0:r1], D[0][r0:r1], 0, sizes[1], partial)
 
 
 @kernel(internal=True)
@@ -1688,12 +1701,12 @@ def _in_order(rows):
 
 
 @kernel(internal=True, fastmath=FASTMATH)
-def _units_pass(sizes, w_off, u_off, Xin, A, D, B, c, blocks, dw, db, step):
+def _units_pass(sizes, w_off, u_off, Xin, partials, A, D, B, c, blocks, dw, db, step):
     """Step 2 for block c of `blocks`: units n_l c // blocks to n_l (c + 1) // blocks of
-    every layer l (n_l its units): their weight gradient over the batch's B rows
-    (gradient_rows) and their bias gradient; with step = (rule, w, b, state_w, state_b,
-    hyper, t, gscale, rose, has_bias, True), their update too, while the block's gradient
-    is in cache."""
+    every layer l (n_l its units): their weight gradient over the batch's B rows (the
+    first layer's: the sum of the ranges' partials, in order; the others': gradient_rows)
+    and their bias gradient; with step = (rule, w, b, state_w, state_b, hyper, t, gscale,
+    rose, has_bias, True), their update too, while the block's gradient is in cache."""
     rule, w, b, state_w, state_b, hyper, t, gscale, rose, has_bias, update = step
     strengths = hyper[H_PENALTIES:H_PENALTIES + N_PENALTIES]
     none = strengths * 0                                         # (no penalty on biases)
@@ -1701,7 +1714,10 @@ def _units_pass(sizes, w_off, u_off, Xin, A, D, B, c, blocks, dw, db, step):
         n_in, n = sizes[l], sizes[l + 1]
         j0, j1 = n * c // blocks, n * (c + 1) // blocks
         d = D[l][:B]
-        gradient_rows(Xin if l == 0 else A[l - 1][:B], d, j0, j1, dw[w_off[l]:w_off[l + 1]])
+        if l == 0 and partials.shape[1] > 0:
+            _sum_rows(partials, j0 * n_in, j1 * n_in, dw)
+        else:
+            gradient_rows(Xin if l == 0 else A[l - 1][:B], d, j0, j1, dw[w_off[l]:w_off[l + 1]])
         _bias_gradient(d, db[u_off[l]:u_off[l + 1]], j0, j1)
         if update:
             _update(rule, w, dw, state_w, w_off[l] + j0 * n_in, w_off[l] + j1 * n_in, gscale, strengths, hyper, t,
@@ -1710,9 +1726,20 @@ def _units_pass(sizes, w_off, u_off, Xin, A, D, B, c, blocks, dw, db, step):
                 _update(rule, b, db, state_b, u_off[l] + j0, u_off[l] + j1, gscale, none, hyper, t, rose)
 
 
+@kernel(internal=True, fastmath=FASTMATH)
+def _sum_rows(P, lo, hi, out):
+    """out[lo:hi] <- the sum of P's rows' lo:hi, in order."""
+    for k in range(lo, hi):
+        out[k] = P[0, k]
+    for r in range(1, P.shape[0]):
+        row = P[r]
+        for k in range(lo, hi):
+            out[k] += row[k]
+
+
 @kernel(internal=True, parallel=PRANGE_ONLY, fastmath=FASTMATH)
 def _in_parallel(part, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                 Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db, step):
+                 Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, partials, dw, db, step):
     """Step 1 (part 0) for every range of `span` rows, or step 2 (part 1: step, its update)
     for every one of the `blocks` blocks of units, at once. (One parallel kernel for both, apart from
     batch_epoch, so that Numba's parallel passes see only this: inside batch_epoch they
@@ -1724,9 +1751,9 @@ def _in_parallel(part, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X
     for c in prange(n):
         if part == 0:
             _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
-                       min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps)
+                       min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, partials[c])
         else:
-            _units_pass(sizes, w_off, u_off, Xin, A, D, B, np.int64(c), blocks, dw, db, step)   # (c: unsigned)
+            _units_pass(sizes, w_off, u_off, Xin, partials, A, D, B, np.int64(c), blocks, dw, db, step)   # (c: unsigned)
 
 
 @kernel(internal=True)
@@ -1795,6 +1822,8 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     db = np.empty_like(b)
     span = -(-bs // max(1, min(chunks, bs // MIN_CHUNK_ROWS)))       # rows of a range
     blocks = max(1, min(chunks, n1 // MIN_CHUNK_UNITS)) if bs >= 2 * MIN_CHUNK_ROWS else 1
+    by_ranges = indptr is None and w.itemsize == 4 and bs - span >= n1        # (see above)
+    partials = np.empty((-(-bs // span), n0 * n1 if by_ranges else 0), w.dtype)
     if indptr is not None:  # the first layer as W^T, its state too, for the epoch (see above)
         transpose_block(w, n1, n0)
         for k in range(state_w.shape[0]):
@@ -1831,25 +1860,26 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
             optimizer_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
         else:
             Xin = Xb[:B]
+            ranges = -(-B // span)
             if _in_order(rows) and acts[4].shape[0] == 0:   # (shuffle=False: the rows are read where
                 Xin = X[rows[0]:rows[0] + B]                 # they are, unless noise is added)
             if threads == 1 or B <= span:          # (one thread: no parallel region at all)
-                for c in range(-(-B // span)):
+                for c in range(ranges):
                     _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
-                               min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps)
+                               min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, partials[c])
             else:
                 _in_parallel(ROWS, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db,
+                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, partials, dw, db,
                              _no_step(rule, w, b, state_w, state_b, hyper, t, has_bias))
             t, rose = _before_step(losses, B, total_weight, t, last)
             fused = hyper[H_CLIP] <= 0                   # (clipping needs the whole gradient's norm first)
             step = (rule, w, b, state_w, state_b, hyper, t, _cast(hyper, 1.0 / total_weight), rose, has_bias, fused)
             if threads == 1 or blocks == 1:
                 for c in range(blocks):
-                    _units_pass(sizes, w_off, u_off, Xin, A, D, B, c, blocks, dw, db, step)
+                    _units_pass(sizes, w_off, u_off, Xin, partials[:ranges], A, D, B, c, blocks, dw, db, step)
             else:
                 _in_parallel(UNITS, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, span, blocks,
-                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, dw, db, step)
+                             Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, partials[:ranges], dw, db, step)
             if not fused:
                 _clipped_step(rule, w, b, dw, db, has_bias, hyper, state_w, state_b, t, total_weight, rose)
         total += _summed(losses[:B])

@@ -75,6 +75,33 @@ def test_thread_count_does_not_change_a_batched_result(dtype, batch_size, rule, 
         np.testing.assert_array_equal(other[2], results[0][2])
 
 
+@pytest.mark.parametrize("rule, shuffle", [("sgd", True), ("adam", False)])
+def test_thread_count_does_not_change_a_first_layer_gradient_by_ranges(rule, shuffle):
+    """kernels.batch_epoch's first-layer gradient "by ranges" (float32, the rows beyond a
+    range's own at least the first layer's units: here 50 >= 40), each range's partial
+    product summed in order: the same bits on one thread and on two; and the same
+    epoch as the reference's, within float32's tolerance (a partial left out or summed
+    twice is far outside it)."""
+    if numba.config.NUMBA_NUM_THREADS != 2:
+        pytest.fail("this test needs Numba to have 2 threads (2 ranges of 50 rows)")
+    rng = np.random.default_rng(5)
+    X, y = rng.random((203, 300)), rng.integers(0, 3, 203)
+    order = rng.permutation(203) if shuffle else np.arange(203)
+    results = []
+    for backend, n_threads in (("numba", 1), ("numba", 2), ("numba", 1), ("numpy", 1)):
+        net = fastbp.Network([300, 40, 3], activation="relu", output="softmax", loss="cross_entropy",
+                             init="he", seed=1, dtype="float32")
+        opt = Optimizer(rule, lr=0.01).bind(net)
+        loss = net.train_epoch(net.check_inputs(X), net.check_targets(y, 203), order, 100, 0.01, 1e-3, opt,
+                               None, backend, n_threads)
+        results.append((loss, np.concatenate([net._w, net._b])))
+    for other in results[1:3]:
+        assert other[0] == results[0][0]
+        np.testing.assert_array_equal(other[1], results[0][1])
+    np.testing.assert_allclose(results[0][1], results[3][1], rtol=2e-5, atol=2e-6)
+    assert abs(results[0][0] - results[3][0]) <= 2e-5 * abs(results[3][0])
+
+
 def test_gradient_rows_matches_numpy_for_every_block():
     """kernels.gradient_rows: its BLAS product, reading D's columns where they are, against
     the plain NumPy function it overloads."""
