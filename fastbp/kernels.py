@@ -1753,7 +1753,7 @@ def _in_parallel(part, w, b, sizes, w_off, u_off, acts, loss, propagate_error, X
             _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, rows, c * span,
                        min(B, (c + 1) * span), Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, partials[c])
         else:
-            _units_pass(sizes, w_off, u_off, Xin, partials, A, D, B, np.int64(c), blocks, dw, db, step)   # (c: unsigned)
+            _units_pass(sizes, w_off, u_off, Xin, partials, A, D, B, np.int64(c), blocks, dw, db, step)  # (c: unsigned)
 
 
 @kernel(internal=True)
