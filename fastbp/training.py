@@ -612,6 +612,19 @@ def local_loop(net, data, validation, config, state):
                 (X_val, T_val, S_val) if X_val is not None else None, diagnostic)
 
 
+def keyboard_interrupt(error):
+    """The Ctrl-C that error is, or that is behind it, as a KeyboardInterrupt; None if
+    there is none. Ctrl-C during a kernel's first call in a process (Numba compiling it
+    or loading it from the cache: an evaluation's predict after the first epoch) comes
+    out of Numba's dispatcher as a SystemError caused by the KeyboardInterrupt."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return error if seen is error else KeyboardInterrupt()
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class Loop:
     """The epoch loop of every run, in this process or on Dask: around each step, the
     divergence guard, the history, validation and the stopping rules (record), Ctrl-C,
@@ -653,10 +666,13 @@ class Loop:
                 error.best = state.best
                 error.history["train_samples"] = self.step.m
                 raise
-            except KeyboardInterrupt as stop:     # Ctrl-C: back to the last finished step
+            except (KeyboardInterrupt, SystemError) as error:     # Ctrl-C: back to the last finished step
+                stop = keyboard_interrupt(error)
+                if stop is None:
+                    raise
                 saved.restore()
                 self._interrupted(stop)
-                raise
+                raise stop from (None if stop is error else error)
             state.epoch += 1
             try:
                 if callback is not None:
@@ -665,9 +681,12 @@ class Loop:
                 if config.checkpoint and (state.epoch // every > (state.epoch - n) // every
                                           or state.epoch == config.epochs or state.stopped):
                     save_checkpoint(config.checkpoint, net, config, state)
-            except KeyboardInterrupt as stop:     # (the step is finished: kept)
+            except (KeyboardInterrupt, SystemError) as error:     # (the step is finished: kept)
+                stop = keyboard_interrupt(error)
+                if stop is None:
+                    raise
                 self._interrupted(stop)
-                raise
+                raise stop from (None if stop is error else error)
         if state.stopped is None:
             state.stopped = "epochs"
         if state.best is not None and state.best_epoch is not None:

@@ -282,3 +282,48 @@ def test_ctrl_c_mid_epoch_leaves_the_last_finished_epoch(tmp_path, batch_size):
     resumed, h_resumed = fastbp.resume(path, X, y, progress=watch)
     np.testing.assert_array_equal(resumed._w, whole._w)
     assert h_resumed["loss"] == h_whole["loss"]
+
+
+def _compiled_call_interrupted():
+    """What Numba's dispatcher raises when Ctrl-C lands in a kernel's first call (while it
+    compiles or loads the kernel from the cache): a SystemError caused by the interrupt."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as stop:
+        raise SystemError("CPUDispatcher(<function predict_batch>) returned a result with an exception set") \
+            from stop
+
+
+def test_ctrl_c_inside_a_kernels_first_call_stops_the_run_as_ctrl_c_does():
+    """A Ctrl-C that comes out of a compiled call as a SystemError (an evaluation's first
+    predict after epoch 1 was loading its kernel: seen in `fastbp train` once) is a
+    KeyboardInterrupt to the run's callers, with the history of the finished epochs; in
+    an epoch it undoes the epoch. Any other SystemError passes through unchanged."""
+    X, y = noisy_classes()
+    two = classifier()
+    two.train(X, y, epochs=2, lr=0.01)
+
+    def after_epoch_2(net, history):
+        if len(history["loss"]) == 2:
+            _compiled_call_interrupted()
+    net = classifier()
+    with pytest.raises(KeyboardInterrupt) as stop:
+        net.train(X, y, epochs=4, lr=0.01, callback=after_epoch_2)
+    assert len(stop.value.history["loss"]) == 2 and stop.value.state.epoch == 2
+    assert isinstance(stop.value.__cause__, SystemError)
+    np.testing.assert_array_equal(net._w, two._w)
+
+    def in_epoch_3(n, loss):
+        seen.append(n)
+        if sum(seen) > 2.33 * 300:                      # (300 rows an epoch)
+            _compiled_call_interrupted()
+    net, seen = classifier(), []
+    with pytest.raises(KeyboardInterrupt) as stop:
+        net.train(X, y, epochs=4, lr=0.01, progress=in_epoch_3)
+    assert stop.value.state.epoch == 2
+    np.testing.assert_array_equal(net._w, two._w)
+
+    def broken(net, history):
+        raise SystemError("something else")
+    with pytest.raises(SystemError, match="something else"):
+        classifier().train(X, y, epochs=2, lr=0.01, callback=broken)
