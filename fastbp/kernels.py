@@ -1645,21 +1645,24 @@ def _max_norm_rows(w, sizes, w_off, c, first_transposed):
 # rows and the first layer's units into `chunks` blocks, both fixed by the shapes alone:
 #   1. for each range of rows, at once: gather its rows, the forward pass, the error terms
 #      (every product of those rows: one-thread BLAS calls, cache-warm passes around them),
-#      and, "by ranges", the first layer's weight gradient over those rows alone (D^T X:
-#      one product over the rows that this thread has just read, into partials[range]);
-#   2. for each block of units (a share of every layer's), at once: their weight gradient
-#      over the whole batch (the first layer's by ranges: the sum of the ranges' partials,
-#      in order; otherwise, and above it, gradient_rows: one product over every row), their
-#      bias gradient, and (unless the gradient is clipped, which needs its whole norm
-#      first: optimizer_step after) their update, while the block's gradient is in cache;
+#      and, "by ranges", every layer's weight and bias gradient over those rows alone (D^T A
+#      and D's column sums, over the rows that this thread has just computed, into
+#      partials[range], flat as w then b);
+#   2. for each block of units (a share of every layer's), at once: their weight and bias
+#      gradients over the whole batch (by ranges: the sums of the ranges' partials, in
+#      order; otherwise gradient_rows and _bias_gradient over every row of the batch), and
+#      (unless the gradient is clipped, which needs its whole norm first: optimizer_step
+#      after) their update, while the block's gradient is in cache;
 #   3. the batch's loss: on one thread.
-# By ranges, each thread reads its own rows of X for the gradient, where the other way each
-# reads every row of the batch (half of them from the other core's cache) but adds up no
-# partials. So by ranges pays when the rows it saves outweigh the partials it adds: float32,
-# and the rows beyond a range's own (bs - span) at least the first layer's units n1. On the
-# 2-core Intel Xeon at 784-100-10, batch 200, float32, an in-order epoch took 0.95x as long
-# and a shuffled one 0.85x; by ranges in float64 took 1.05x, at batch 64 (32-row ranges)
-# 1.2x, and at 784-200-10 the same time (CHANGELOG.md, 0.2.0).
+# By ranges, each thread reads only its own rows, where the other way each reads every row
+# of the batch, half of them from the other core's cache, but adds up no partials. A range's
+# partial holds every weight, so by ranges pays when a range has enough rows for the
+# weights: dense rows and at least half as many rows in a range as the first layer has
+# units (n1 <= 2 span). On the 2-core Intel Xeon, an epoch the other way over one by
+# ranges (CHANGELOG.md, 0.2.0), float32: 784-100-10 at batch 200 1.15x in order and 1.24x
+# shuffled, at batch 128 1.02-1.20x, 784-200-10 at batch 200 1.03-1.08x; float64,
+# 784-100-10 at batch 200: 1.01-1.04x. At batch 64 (32-row ranges) 0.96-0.99x at
+# 784-100-10 and 0.84x at 784-200-10, which keep the blocks of units.
 # Every rule is elementwise (_update on a range lo:hi), so a block's update is the same
 # arithmetic as the whole vector's.
 # BLAS runs on one thread inside (training.py sets it), so only Numba's threads are
@@ -1674,7 +1677,8 @@ def _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, row
                Xin, Xb, Tb, Sb, A, Zs, D, E, losses, eps, partial):
     """Step 1 for the batch's rows r0:r1 (rows: the batch's sample indices). Xin: the
     batch's inputs, Xb (gathered here) or, for rows in order, X's own slice of them.
-    partial <- these rows' share of the first layer's weight gradient, D^T X (flat)."""
+    Unless partial is empty: partial <- these rows' share of every layer's gradient, flat
+    as w then b (each layer's D^T A, then the sums of D's columns)."""
     r = rows[r0:r1]
     if Xin.ctypes.data == Xb.ctypes.data:
         _gather(X, r, Xb[r0:r1])
@@ -1688,7 +1692,12 @@ def _rows_pass(w, b, sizes, w_off, u_off, acts, loss, propagate_error, X, T, row
     backward_batch(w, sizes, w_off, u_off, acts, loss, propagate_error, A, Zs, Tb[r0:r1], Sb[r0:r1], D, E,
                    losses[r0:r1], eps, r0)
     if partial.size > 0:
-        gradient_rows(Xin[r0:r1], D[0][r0:r1], 0, sizes[1], partial)
+        n_w = w_off[w_off.size - 1]
+        for l in range(sizes.size - 1):
+            d = D[l][r0:r1]
+            gradient_rows(Xin[r0:r1] if l == 0 else A[l - 1][r0:r1], d, 0, sizes[l + 1],
+                          partial[w_off[l]:w_off[l + 1]])
+            _bias_gradient(d, partial[n_w + u_off[l]:n_w + u_off[l + 1]], n_w - n_w, sizes[l + 1])  # (0, not literal)
 
 
 @kernel(internal=True)
@@ -1703,9 +1712,9 @@ def _in_order(rows):
 @kernel(internal=True, fastmath=FASTMATH)
 def _units_pass(sizes, w_off, u_off, Xin, partials, A, D, B, c, blocks, dw, db, step):
     """Step 2 for block c of `blocks`: units n_l c // blocks to n_l (c + 1) // blocks of
-    every layer l (n_l its units): their weight gradient over the batch's B rows (the
-    first layer's: the sum of the ranges' partials, in order; the others': gradient_rows)
-    and their bias gradient; with step = (rule, w, b, state_w, state_b, hyper, t, gscale,
+    every layer l (n_l its units): their weight and bias gradients over the batch's B rows
+    (by ranges: the sums of the ranges' partials, in order; otherwise gradient_rows and
+    _bias_gradient over every row); with step = (rule, w, b, state_w, state_b, hyper, t, gscale,
     rose, has_bias, True), their update too, while the block's gradient is in cache."""
     rule, w, b, state_w, state_b, hyper, t, gscale, rose, has_bias, update = step
     strengths = hyper[H_PENALTIES:H_PENALTIES + N_PENALTIES]
@@ -1713,12 +1722,15 @@ def _units_pass(sizes, w_off, u_off, Xin, partials, A, D, B, c, blocks, dw, db, 
     for l in range(sizes.size - 1):
         n_in, n = sizes[l], sizes[l + 1]
         j0, j1 = n * c // blocks, n * (c + 1) // blocks
-        d = D[l][:B]
-        if l == 0 and partials.shape[1] > 0:
-            _sum_rows(partials, j0 * n_in, j1 * n_in, dw)
+        if partials.shape[1] > 0:
+            n_w = w_off[w_off.size - 1]
+            _sum_rows(partials, w_off[l] + j0 * n_in, w_off[l] + j1 * n_in, dw, n_w - n_w)   # (a 0 that is
+            # not a literal: a literal argument is a signature of its own, see batch_epoch)
+            _sum_rows(partials, n_w + u_off[l] + j0, n_w + u_off[l] + j1, db, n_w)
         else:
+            d = D[l][:B]
             gradient_rows(Xin if l == 0 else A[l - 1][:B], d, j0, j1, dw[w_off[l]:w_off[l + 1]])
-        _bias_gradient(d, db[u_off[l]:u_off[l + 1]], j0, j1)
+            _bias_gradient(d, db[u_off[l]:u_off[l + 1]], j0, j1)
         if update:
             _update(rule, w, dw, state_w, w_off[l] + j0 * n_in, w_off[l] + j1 * n_in, gscale, strengths, hyper, t,
                     rose)
@@ -1727,14 +1739,21 @@ def _units_pass(sizes, w_off, u_off, Xin, partials, A, D, B, c, blocks, dw, db, 
 
 
 @kernel(internal=True, fastmath=FASTMATH)
-def _sum_rows(P, lo, hi, out):
-    """out[lo:hi] <- the sum of P's rows' lo:hi, in order."""
-    for k in range(lo, hi):
-        out[k] = P[0, k]
-    for r in range(1, P.shape[0]):
+def _sum_rows(P, lo, hi, out, shift):
+    """out[lo - shift:hi - shift] <- the sum of P's rows' lo:hi, in order. The first two
+    rows in one pass, through their own 1-d views: P[0, k] and a second pass over out made
+    the two ranges' sum 2-3x as slow, the most costly step of an epoch's after the products."""
+    first, second = P[0], P[min(1, P.shape[0] - 1)]
+    if P.shape[0] == 1:
+        for k in range(lo, hi):
+            out[k - shift] = first[k]
+    else:
+        for k in range(lo, hi):
+            out[k - shift] = first[k] + second[k]
+    for r in range(2, P.shape[0]):
         row = P[r]
         for k in range(lo, hi):
-            out[k] += row[k]
+            out[k - shift] += row[k]
 
 
 @kernel(internal=True, parallel=PRANGE_ONLY, fastmath=FASTMATH)
@@ -1822,8 +1841,8 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     db = np.empty_like(b)
     span = -(-bs // max(1, min(chunks, bs // MIN_CHUNK_ROWS)))       # rows of a range
     blocks = max(1, min(chunks, n1 // MIN_CHUNK_UNITS)) if bs >= 2 * MIN_CHUNK_ROWS else 1
-    by_ranges = indptr is None and w.itemsize == 4 and bs - span >= n1        # (see above)
-    partials = np.empty((-(-bs // span), n0 * n1 if by_ranges else 0), w.dtype)
+    by_ranges = indptr is None and n1 <= 2 * span                              # (see above)
+    partials = np.empty((-(-bs // span), w.size + b.size if by_ranges else 0), w.dtype)
     if indptr is not None:  # the first layer as W^T, its state too, for the epoch (see above)
         transpose_block(w, n1, n0)
         for k in range(state_w.shape[0]):

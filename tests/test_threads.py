@@ -75,13 +75,14 @@ def test_thread_count_does_not_change_a_batched_result(dtype, batch_size, rule, 
         np.testing.assert_array_equal(other[2], results[0][2])
 
 
-@pytest.mark.parametrize("rule, shuffle", [("sgd", True), ("adam", False)])
-def test_thread_count_does_not_change_a_first_layer_gradient_by_ranges(rule, shuffle):
-    """kernels.batch_epoch's first-layer gradient "by ranges" (float32, the rows beyond a
-    range's own at least the first layer's units: with Numba's 2 threads 50 >= 40, with
-    more, more), each range's partial product summed in order: the same bits on one
-    thread and on two; and the same epoch as the reference's, within float32's tolerance
-    (a partial left out or summed twice is far outside it)."""
+@pytest.mark.parametrize("rule, shuffle, dtype", [("sgd", True, "float32"), ("adam", False, "float32"),
+                                                  ("sgd", True, "float64")])
+def test_thread_count_does_not_change_the_gradients_by_ranges(rule, shuffle, dtype):
+    """kernels.batch_epoch's gradients "by ranges" (a range of at least half as many rows
+    as the first layer has units: with Numba's 2 threads 50 rows for 40 units, with 3 or 4
+    threads 34 or 25), each range's partial of every layer's weights and biases summed in
+    order: the same bits on one thread and on two; and the same epoch as the reference's,
+    within the dtype's tolerance (a partial left out or summed twice is far outside it)."""
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.fail("this test needs Numba to have at least 2 threads (2 ranges of rows)")
     rng = np.random.default_rng(5)
@@ -90,7 +91,7 @@ def test_thread_count_does_not_change_a_first_layer_gradient_by_ranges(rule, shu
     results = []
     for backend, n_threads in (("numba", 1), ("numba", 2), ("numba", 1), ("numpy", 1)):
         net = fastbp.Network([300, 40, 3], activation="relu", output="softmax", loss="cross_entropy",
-                             init="he", seed=1, dtype="float32")
+                             init="he", seed=1, dtype=dtype)
         opt = Optimizer(rule, lr=0.01).bind(net)
         loss = net.train_epoch(net.check_inputs(X), net.check_targets(y, 203), order, 100, 0.01, 1e-3, opt,
                                None, backend, n_threads)
@@ -98,8 +99,9 @@ def test_thread_count_does_not_change_a_first_layer_gradient_by_ranges(rule, shu
     for other in results[1:3]:
         assert other[0] == results[0][0]
         np.testing.assert_array_equal(other[1], results[0][1])
-    np.testing.assert_allclose(results[0][1], results[3][1], rtol=2e-5, atol=2e-6)
-    assert abs(results[0][0] - results[3][0]) <= 2e-5 * abs(results[3][0])
+    tol = 2e-5 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(results[0][1], results[3][1], rtol=tol, atol=tol / 10)
+    assert abs(results[0][0] - results[3][0]) <= tol * abs(results[3][0])
 
 
 def test_gradient_rows_matches_numpy_for_every_block():
@@ -115,6 +117,25 @@ def test_gradient_rows_matches_numpy_for_every_block():
             kernels.gradient_rows(X, D, j0, j1, expected)
             np.testing.assert_allclose(ours, expected, rtol=tol, atol=tol)
             assert (ours[:j0 * n_in] == 7.0).all() and (ours[j1 * n_in:] == 7.0).all()   # only its rows
+
+
+def test_sum_rows_adds_every_partial_in_order_and_only_its_columns():
+    """kernels._sum_rows, which sums the ranges' partial gradients: for 1 to 4 partials
+    (more than 2 arise only with more than 2 threads), the same bits as adding the rows
+    one after another in order, written shift places to the left (the biases' sums go to
+    db from behind the weights' in a partial), and nothing outside them."""
+    rng = np.random.default_rng(6)
+    run = numba.njit(lambda P, lo, hi, out, shift: kernels._sum_rows(P, lo, hi, out, shift))
+    for ranges in (1, 2, 3, 4):
+        P = rng.standard_normal((ranges, 50)).astype(np.float32)
+        expected = P[0].copy()
+        for row in P[1:]:
+            expected += row
+        for shift in (0, 10):
+            out = np.full(50, 7.0, np.float32)
+            run(P, 3 + shift, 41, out, shift)
+            np.testing.assert_array_equal(out[3:41 - shift], expected[3 + shift:41])
+            assert (out[:3] == 7.0).all() and (out[41 - shift:] == 7.0).all()
 
 
 def test_a_run_keeps_blas_on_one_thread_with_the_kernels_only():
