@@ -1654,14 +1654,15 @@ def _max_norm_rows(w, sizes, w_off, c, first_transposed):
 #      (unless the gradient is clipped, which needs its whole norm first: optimizer_step
 #      after) their update, while the block's gradient is in cache;
 #   3. the batch's loss: on one thread.
-# By ranges, each thread reads only its own rows, where the other way each reads every row
-# of the batch, half of them from the other core's cache, but adds up no partials. A range's
-# partial holds every weight, so by ranges pays when a range has enough rows for the
-# weights: dense rows and at least half as many rows in a range as the first layer has
-# units (n1 <= 2 span). On the 2-core Intel Xeon, an epoch the other way over one by
-# ranges (CHANGELOG.md, 0.2.0), float32: 784-100-10 at batch 200 1.15x in order and 1.24x
-# shuffled, at batch 128 1.02-1.20x, 784-200-10 at batch 200 1.03-1.08x; float64,
-# 784-100-10 at batch 200: 1.01-1.04x. At batch 64 (32-row ranges) 0.96-0.99x at
+# By ranges, each thread reads only its own rows, where the other way each reads the rows of
+# the other ranges (bs - span of them, each the inputs of every layer, from the other cores'
+# caches) but adds up no partials, each as large as the weights. So by ranges pays when the
+# rows it saves outweigh the weights it adds: dense rows, and w.size <= 2 (bs - span) times
+# the layers' inputs summed (on two threads, one hidden layer of n1 units over many inputs:
+# about n1 <= 2 span; one range alone: never). On the 2-core Intel Xeon, an epoch the other
+# way over one by ranges (CHANGELOG.md, 0.2.0), float32: 784-100-10 at batch 200 1.15x in
+# order and 1.24x shuffled, at batch 128 1.02-1.20x, 784-200-10 at batch 200 1.03-1.08x;
+# float64, 784-100-10 at batch 200: 1.01-1.04x. At batch 64 (32-row ranges) 0.96-0.99x at
 # 784-100-10 and 0.84x at 784-200-10, which keep the blocks of units.
 # Every rule is elementwise (_update on a range lo:hi), so a block's update is the same
 # arithmetic as the whole vector's.
@@ -1841,7 +1842,10 @@ def batch_epoch(w, b, sizes, w_off, u_off, acts, loss, propagate_error, has_bias
     db = np.empty_like(b)
     span = -(-bs // max(1, min(chunks, bs // MIN_CHUNK_ROWS)))       # rows of a range
     blocks = max(1, min(chunks, n1 // MIN_CHUNK_UNITS)) if bs >= 2 * MIN_CHUNK_ROWS else 1
-    by_ranges = indptr is None and n1 <= 2 * span                              # (see above)
+    inputs = 0                                    # (each layer's inputs, summed: a row's reads)
+    for l in range(sizes.size - 1):
+        inputs += sizes[l]
+    by_ranges = indptr is None and w.size <= 2 * (bs - span) * inputs        # (see above)
     partials = np.empty((-(-bs // span), w.size + b.size if by_ranges else 0), w.dtype)
     if indptr is not None:  # the first layer as W^T, its state too, for the epoch (see above)
         transpose_block(w, n1, n0)

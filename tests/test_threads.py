@@ -78,9 +78,9 @@ def test_thread_count_does_not_change_a_batched_result(dtype, batch_size, rule, 
 @pytest.mark.parametrize("rule, shuffle, dtype", [("sgd", True, "float32"), ("adam", False, "float32"),
                                                   ("sgd", True, "float64")])
 def test_thread_count_does_not_change_the_gradients_by_ranges(rule, shuffle, dtype):
-    """kernels.batch_epoch's gradients "by ranges" (a range of at least half as many rows
-    as the first layer has units: with Numba's 2 threads 50 rows for 40 units, with 3 or 4
-    threads 34 or 25), each range's partial of every layer's weights and biases summed in
+    """kernels.batch_epoch's gradients "by ranges" (the weights, 12,120, at most twice the
+    other ranges' rows times the layers' inputs, 340: with Numba's 2, 3 or 4 threads 50, 66
+    or 75 rows), each range's partial of every layer's weights and biases summed in
     order: the same bits on one thread and on two; and the same epoch as the reference's,
     within the dtype's tolerance (a partial left out or summed twice is far outside it)."""
     if numba.config.NUMBA_NUM_THREADS < 2:
