@@ -57,7 +57,7 @@ from . import info, kernels, reference
 from .checks import check_finite, choice, is_sparse
 from .functions import LOSS_CODES
 from .optimizers import RULE_CODES, Optimizer
-from .threads import available_cpus, batch_chunks, blas_on_one_thread
+from .threads import available_cpus, batch_chunks, blas_for_products, blas_on_one_thread
 
 DRAW_BUDGET = 1 << 22         # numbers in one part's dropout and noise draws, about
 OPERATIONS = ("forward", "outputs", "backprop", "gradients", "jacobian_blocks", "train_epoch", "per_sample")
@@ -140,7 +140,8 @@ class NumbaBackend:
     def outputs(self, net, X, name=None):
         if is_sparse(X):                                           # (check_array tests CSR's values)
             return self.forward(net, X)[-1]
-        with kernels.first_call(kernels.predict_batch, "batched forward pass", 3):
+        with kernels.first_call(kernels.predict_batch, "batched forward pass", 3), \
+                blas_for_products(X.shape[0] * net.n_parameters[0]):
             O, first = kernels.predict_batch(*net._layout(), X)
         if name is not None and first >= 0:     # a NaN or an inf in X, or products that overflowed
             check_finite(name, X, self.blas)

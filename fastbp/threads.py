@@ -38,12 +38,22 @@ use: available_cpus(), less the CPUs that other processes kept busy since the la
 (/proc/stat, this process's own CPU time taken out; when the last look is over STALE
 seconds old, the tasks of other processes running at that moment, the least of three
 counts; and never more than are running at the moment). It tries nothing, so it costs
-nothing beside a busy process.
+nothing beside a busy process. A long step (LONG_STEP: a batch of 12,600 rows of
+784-100-10, the full batch of a small data set) takes every CPU the process may use,
+busy or not: its parallel regions last tens of milliseconds, many of the operating
+system's time slices, so a barrier's wait for a descheduled thread costs little of them,
+and two threads hold two of the CPUs' shares where one holds one. Beside two busy
+processes on the 2-core Intel Xeon two threads made such an epoch 1.29-1.35x as fast as
+one (20,000-60,000 rows), beside one busy process 1.08-1.21x; with batches of 5,000 and
+10,000 rows they were 0.78-0.87x beside one busy process, hence the bound.
+Predicting runs its products on BLAS's own threads: blas_for_products holds them to the
+CPUs the load leaves free, in the same way (LoadChooser.products).
 FASTBP_THREADS=N fixes the count here too. One thread runs the kernel's one-thread build
 (kernels.batch_epoch_serial); while the parallel build is not compiled, the run keeps to
 one thread, and a child process compiles it once the run is long enough
 (training.ParallelBuild).
 """
+import contextlib
 import os
 import statistics
 import time
@@ -223,6 +233,18 @@ def batch_chunks():
 _blas = None
 
 
+def _controller():
+    """One threadpoolctl controller for every call (a new one scans the loaded libraries,
+    about a millisecond); SciPy's BLAS, which Numba calls, is loaded before it is made,
+    so that it is among them."""
+    global _blas
+    if _blas is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that Numba calls)
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController()
+    return _blas
+
+
 def blas_on_one_thread():
     """A context in which every BLAS library in the process (NumPy's and SciPy's, which
     Numba's np.dot calls) runs on one thread, as kernels.batch_epoch needs: its own
@@ -232,19 +254,29 @@ def blas_on_one_thread():
 
 def blas_threads(n):
     """A context in which every BLAS library in the process runs on n threads (inside
-    a run that holds it to one: the full-batch methods' large products and solves). One
-    threadpoolctl controller serves every call (a new one scans the loaded libraries,
-    about a millisecond); SciPy's BLAS is loaded before it is made, so that it is among
-    them."""
-    global _blas
-    if _blas is None:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that Numba calls)
-        from threadpoolctl import ThreadpoolController
-        _blas = ThreadpoolController()
-    return _blas.limit(limits=n, user_api="blas")
+    a run that holds it to one: the full-batch methods' large products and solves)."""
+    return _controller().limit(limits=n, user_api="blas")
+
+
+LOOK_FROM = 2 ** 26    # a product's rows x weights from which predict looks at the load (about a ms of a core)
+
+
+def blas_for_products(step):
+    """A context for a product of `step` rows x weights that BLAS runs on its own
+    threads (predict, in the batched forward pass): BLAS on at most
+    batch_chooser().products(step) threads (FASTBP_THREADS=N: N), never on more than
+    it has now (a run holds it to one, and a user's threadpool_limits stays). Below
+    LOOK_FROM, BLAS as it is: a look at the load would cost more than it could save."""
+    if step < LOOK_FROM:
+        return contextlib.nullcontext()
+    n = batch_chooser().products(step)
+    if n >= min(lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers):
+        return contextlib.nullcontext()
+    return blas_threads(n)
 
 
 OTHERS_EVERY = 0.1     # seconds between two looks at the CPUs other processes keep busy
+LONG_STEP = 10 ** 9    # a step's sample-weight products (rows x weights) from which it takes every CPU
 STALE = 0.3            # seconds after which the last look says little of now
 # A stale look has only the count of tasks running at that moment, and one count can catch a
 # task passing by: in an idle process on the 2-core Intel Xeon, 89 of 20,000 counts read 1
@@ -294,10 +326,11 @@ def _others_running():
 
 class LoadChooser:
     """The thread count of batched epochs, slice by slice: available_cpus(), less the
-    CPUs that other processes kept busy (see the module's docstring), at least 1.
-    ``threads()`` before a slice; within OTHERS_EVERY of a look it gives that look's
-    choice again. threads: a fixed count (FASTBP_THREADS=N), or None to decide from the
-    load."""
+    CPUs that other processes kept busy (see the module's docstring), at least 1; for a
+    long step, available_cpus() whatever the load. ``threads(step)`` before a slice
+    (step: the products of one of its steps, rows x weights); within OTHERS_EVERY of a
+    look it gives that look's choice again. threads: a fixed count (FASTBP_THREADS=N), or
+    None to decide from the load."""
 
     def __init__(self, threads=None):
         self.fixed = threads
@@ -305,7 +338,8 @@ class LoadChooser:
                      else set(range(os.cpu_count() or 1)))
         self.last = None               # (wall, busy CPU-seconds, own CPU-seconds) at the last look
         self.average = None            # CPUs other processes kept busy between the last two looks
-        self.chosen = None             # (wall, threads) of the last choice
+        self.chosen = None             # (wall, CPUs left free) at the last look
+        self.capped = None             # (wall, available_cpus()) at the last look at it
 
     def _others(self):
         """The CPUs other processes use: the least of their CPU time since the last look
@@ -334,18 +368,43 @@ class LoadChooser:
         running = _others_running()
         return float(min(running, len(self.cpus))) if running is not None else 0.0
 
-    def threads(self):
+    def _free(self):
+        """The CPUs other processes leave free, rounded, from a look at most every
+        OTHERS_EVERY: within it, the last look's (a look costs about 0.2 ms on an idle
+        machine, 1 ms beside busy processes, and up to 3 ms on a machine just woken)."""
+        now = time.monotonic()
+        if self.chosen is None or now - self.chosen[0] >= OTHERS_EVERY:
+            self.chosen = (now, int(len(self.cpus) - self._others() + 0.5))
+        return self.chosen[1]
+
+    def threads(self, step=0):
         if self.fixed is not None:
             return self.fixed
         now = time.monotonic()
-        if self.chosen is not None and now - self.chosen[0] < OTHERS_EVERY:
-            return self.chosen[1]      # (a look costs about 0.2 ms on an idle machine, 1 ms beside busy processes)
-        cap = available_cpus()
-        if cap == 1:
-            return 1
-        free = len(self.cpus) - self._others()
-        self.chosen = (now, max(1, min(cap, int(free + 0.5))))
-        return self.chosen[1]
+        if self.capped is None or now - self.capped[0] >= OTHERS_EVERY:
+            self.capped = (now, available_cpus())        # (up to 0.4 ms beside busy processes)
+        cap = self.capped[1]
+        if cap == 1 or step >= LONG_STEP:
+            return cap
+        return max(1, min(cap, self._free()))
+
+    def products(self, step):
+        """BLAS's thread count for a product of `step` rows x weights on its own threads
+        (predict), at most the count BLAS has: the CPUs left free, as threads() gives; but
+        all of them for a long product (LONG_STEP) while other processes keep every CPU
+        busy, or have a task running on every one at that moment. BLAS splits a product
+        evenly between its threads and waits for the last: beside one busy process on 2
+        CPUs, the thread that shares a CPU finishes late, and one thread was 1.15-1.5x as
+        fast as two (5 predicts of 10,000 or 20,000 rows, 784-100-10 and 784-200-10,
+        2-core Intel Xeon); beside two, every thread shares a CPU alike, and two were
+        1.13-1.25x as fast as one on the long products (level, 1.02x, on 10,000 rows of
+        784-100-10)."""
+        if self.fixed is not None:
+            return self.fixed
+        free = self._free()
+        if step >= LONG_STEP and (free < 1 or self._running() >= len(self.cpus)):
+            return len(self.cpus)      # (beside two busy processes on 2 CPUs, this process's own
+        return max(1, free)            # share leaves them 1.3 CPUs of the look: their tasks running now)
 
 
 _load = None

@@ -442,6 +442,7 @@ class EpochPlan:
         elif progress is None:
             slice_len = m
         self.slice_len = slice_len
+        self.step = min(batch_size, m) * net.n_parameters[0]       # (a step's products: the LoadChooser's)
 
     def run(self, X, T, S, order, lr):
         """Train on X[order] (weighted by S, if not None) at learning rate lr; returns the
@@ -449,7 +450,7 @@ class EpochPlan:
         total, weight, chooser, config = 0.0, 0.0, self.chooser, self.config
         for first in range(0, order.size, self.slice_len):
             part = order[first:first + self.slice_len]
-            threads = chooser.threads() if chooser else self.load.threads() if self.load else 1
+            threads = chooser.threads() if chooser else self.load.threads(self.step) if self.load else 1
             if self.parallel is not None:
                 threads = self.parallel.threads(threads)
             began = time.perf_counter()

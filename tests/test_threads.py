@@ -273,6 +273,81 @@ def test_load_chooser_obeys_the_processs_limits_and_a_fixed_count(monkeypatch):
     assert threads.batch_chooser() is threads.batch_chooser()           # one for the process
 
 
+def test_a_long_step_takes_every_cpu_the_process_may_use_busy_or_not(monkeypatch):
+    """A step of LONG_STEP products or more outlasts many of the operating system's time
+    slices: it takes available_cpus() beside busy processes too, where a shorter one
+    leaves their CPUs to them; a fixed count is kept."""
+    machine = _Machine(monkeypatch, cpus=8)
+    cap = [3]
+    monkeypatch.setattr(threads, "available_cpus", lambda: cap[0])
+    chooser = threads.LoadChooser()
+    machine.run(0.2, 1, 7)                                    # 1 of 8 CPUs left free
+    assert chooser.threads(threads.LONG_STEP - 1) == 1
+    assert chooser.threads(threads.LONG_STEP) == 3
+    assert chooser.threads() == 1
+    cap[0] = 1                                                # a quota of one CPU
+    machine.run(0.2, 1, 7)
+    assert chooser.threads(threads.LONG_STEP) == 1
+    assert threads.LoadChooser(2).threads(threads.LONG_STEP) == 2
+
+
+def test_blas_products_take_the_free_cpus_or_all_when_every_cpu_is_shared(monkeypatch):
+    """predict's BLAS: the CPUs other processes leave free; a long product beside
+    processes that keep every CPU busy, every CPU (each thread then shares one alike)."""
+    machine = _Machine(monkeypatch, cpus=4)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    chooser = threads.LoadChooser()
+    assert chooser.products(threads.LONG_STEP) == 4                     # an idle machine
+    machine.run(0.2, 1, 1)
+    assert chooser.products(threads.LONG_STEP) == 3                     # one CPU busy: the others
+    machine.run(0.2, 1, 4)
+    assert chooser.products(threads.LONG_STEP - 1) == 1                 # every CPU busy, a short product
+    assert chooser.products(threads.LONG_STEP) == 4                     # ... a long one
+    machine.run(0.2, 1.3, 2.7, running=4)                               # (this process's share taken from them)
+    assert chooser.products(threads.LONG_STEP) == 4
+    assert chooser.products(threads.LONG_STEP - 1) == 1
+    assert threads.LoadChooser(2).products(threads.LONG_STEP) == 2
+
+
+def test_predict_holds_blas_to_the_threads_the_load_leaves_and_never_raises_it(monkeypatch):
+    seen, real = [], kernels.predict_batch
+
+    class Spy:
+        def __call__(self, *args):
+            seen.append(min(lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                            if lib["user_api"] == "blas"))
+            return real(*args)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+    monkeypatch.setattr(kernels, "predict_batch", Spy())
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    net, X, _ = _problem("float32", m=2000)
+    big = threads.LOOK_FROM // net.n_parameters[0] + 1                  # rows: a product that looks
+    X = np.repeat(X, -(-big // X.shape[0]), axis=0)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        monkeypatch.setenv("FASTBP_THREADS", "1")
+        net.predict(X)
+        net.predict(X[:big - 2])                                        # (too small to look)
+        monkeypatch.setenv("FASTBP_THREADS", "2")
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            net.predict(X)                                              # (the user's limit stays)
+        monkeypatch.delenv("FASTBP_THREADS")
+        monkeypatch.setattr(threads.LoadChooser, "products", lambda self, step: 1)  # (a busy machine)
+        net.predict(X)
+    assert seen == [1, 2, 1, 1]
+
+
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_a_batched_run_tells_the_load_chooser_its_steps_products(monkeypatch, batch_size):
+    monkeypatch.delenv("FASTBP_THREADS", raising=False)
+    steps, real = [], threads.LoadChooser.threads
+    monkeypatch.setattr(threads.LoadChooser, "threads", lambda self, step=0: steps.append(step) or real(self, step))
+    net, X, T = _problem("float32", m=200)
+    net.train(X, T, epochs=2, lr=0.01, batch_size=batch_size, diagnostics=False)
+    assert steps and set(steps) == {(batch_size or 200) * net.n_parameters[0]}
+
+
 def test_batched_slices_and_threads_give_one_calls_result(monkeypatch):
     """A batched run goes in slices (threads.LoadChooser looks at the load between them):
     bit for bit what one call with one thread gives."""
