@@ -269,10 +269,9 @@ def blas_for_products(step):
     LOOK_FROM, BLAS as it is: a look at the load would cost more than it could save."""
     if step < LOOK_FROM:
         return contextlib.nullcontext()
-    n = batch_chooser().products(step)
-    if n >= min(lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers):
-        return contextlib.nullcontext()
-    return blas_threads(n)
+    now = min(lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers)
+    n = batch_chooser().products(step) if now > 1 else now     # (one already: no look)
+    return contextlib.nullcontext() if n >= now else blas_threads(n)
 
 
 OTHERS_EVERY = 0.1     # seconds between two looks at the CPUs other processes keep busy
@@ -338,7 +337,8 @@ class LoadChooser:
                      else set(range(os.cpu_count() or 1)))
         self.last = None               # (wall, busy CPU-seconds, own CPU-seconds) at the last look
         self.average = None            # CPUs other processes kept busy between the last two looks
-        self.chosen = None             # (wall, CPUs left free) at the last look
+        self.chosen = None             # (wall, CPUs left free, others' tasks running on every CPU) at the last look
+        self.running = 0.0             # other processes' tasks running at the last look
         self.capped = None             # (wall, available_cpus()) at the last look at it
 
     def _others(self):
@@ -348,6 +348,7 @@ class LoadChooser:
         thread from this one). 0 without /proc/stat."""
         busy = _busy_seconds(self.cpus)
         now = (time.monotonic(), busy, time.process_time())
+        self.running = 0.0
         if busy is None:
             return 0.0
         running = self._running()
@@ -361,6 +362,7 @@ class LoadChooser:
             self.last, self.average = now, running
         elif wall >= OTHERS_EVERY:
             self.last, self.average = now, max(0.0, (now[1] - self.last[1]) - (now[2] - self.last[2])) / wall
+        self.running = running
         return min(self.average, running)
 
     def _running(self):
@@ -374,7 +376,7 @@ class LoadChooser:
         machine, 1 ms beside busy processes, and up to 3 ms on a machine just woken)."""
         now = time.monotonic()
         if self.chosen is None or now - self.chosen[0] >= OTHERS_EVERY:
-            self.chosen = (now, int(len(self.cpus) - self._others() + 0.5))
+            self.chosen = (now, int(len(self.cpus) - self._others() + 0.5), self.running >= len(self.cpus))
         return self.chosen[1]
 
     def threads(self, step=0):
@@ -402,9 +404,9 @@ class LoadChooser:
         if self.fixed is not None:
             return self.fixed
         free = self._free()
-        if step >= LONG_STEP and (free < 1 or self._running() >= len(self.cpus)):
+        if step >= LONG_STEP and (free < 1 or self.chosen[2]):
             return len(self.cpus)      # (beside two busy processes on 2 CPUs, this process's own
-        return max(1, free)            # share leaves them 1.3 CPUs of the look: their tasks running now)
+        return max(1, free)            # share leaves them 1.3 CPUs of the look: their tasks running then)
 
 
 _load = None
