@@ -392,9 +392,10 @@ class LoadChooser:
 
     def products(self, step):
         """BLAS's thread count for a product of `step` rows x weights on its own threads
-        (predict), at most the count BLAS has: the CPUs left free, as threads() gives; but
-        all of them for a long product (LONG_STEP) while other processes keep every CPU
-        busy, or have a task running on every one at that moment. BLAS splits a product
+        (predict; blas_for_products never raises BLAS's own): the CPUs left free, as
+        threads() gives; but all of them for a long product (LONG_STEP) while other
+        processes keep every CPU busy, or have a task running on every one at that
+        moment. BLAS splits a product
         evenly between its threads and waits for the last: beside one busy process on 2
         CPUs, the thread that shares a CPU finishes late, and one thread was 1.15-1.5x as
         fast as two (5 predicts of 10,000 or 20,000 rows, 784-100-10 and 784-200-10,
