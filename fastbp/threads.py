@@ -337,7 +337,7 @@ class LoadChooser:
                      else set(range(os.cpu_count() or 1)))
         self.last = None               # (wall, busy CPU-seconds, own CPU-seconds) at the last look
         self.average = None            # CPUs other processes kept busy between the last two looks
-        self.chosen = None             # (wall, CPUs left free, others' tasks running on every CPU) at the last look
+        self.chosen = None             # (wall, CPUs left free) at the last look
         self.running = 0.0             # other processes' tasks running at the last look
         self.capped = None             # (wall, available_cpus()) at the last look at it
 
@@ -376,7 +376,7 @@ class LoadChooser:
         machine, 1 ms beside busy processes, and up to 3 ms on a machine just woken)."""
         now = time.monotonic()
         if self.chosen is None or now - self.chosen[0] >= OTHERS_EVERY:
-            self.chosen = (now, int(len(self.cpus) - self._others() + 0.5), self.running >= len(self.cpus))
+            self.chosen = (now, int(len(self.cpus) - self._others() + 0.5))
         return self.chosen[1]
 
     def threads(self, step=0):
@@ -405,7 +405,7 @@ class LoadChooser:
         if self.fixed is not None:
             return self.fixed
         free = self._free()
-        if step >= LONG_STEP and (free < 1 or self.chosen[2]):
+        if step >= LONG_STEP and (free < 1 or self.running >= len(self.cpus)):
             return len(self.cpus)      # (beside two busy processes on 2 CPUs, this process's own
         return max(1, free)            # share leaves them 1.3 CPUs of the look: their tasks running then)
 
