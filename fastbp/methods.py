@@ -85,6 +85,13 @@ norm (`trainscg` divides by the new one's), and stops on `epochs` or a zero grad
   held to finite differences; J^T J is accumulated over blocks of samples
   (`methods.jacobian_products`), O(P^2) memory, and a network whose P x P system would not fit
   in memory is refused by name.
+
+Threads: from BLAS_THREADS_FROM parameters, Levenberg-Marquardt's and Bayesian
+regularisation's products and solves run on as many BLAS threads as the CPUs other
+processes leave free (threads.LoadChooser, as batched epochs choose theirs;
+FASTBP_THREADS=N fixes it), below it on one. J^T J, J^T r and the factorisations go to
+SciPy's BLAS and LAPACK, which Numba's kernels call too, not to NumPy's own copy of
+OpenBLAS (whose idle threads would spin on the CPUs the other copy's need).
 """
 import math
 import os
@@ -94,10 +101,16 @@ from scipy import linalg
 
 from .checks import is_sparse
 from .functions import mean_loss
-from .threads import available_cpus, blas_threads
+from .threads import batch_chooser, blas_threads
 
 MU_FLOOR = 1e-20            # mu never falls below this (trainlm's floor)
-BLAS_THREADS_FROM = 1000    # parameters: from this many, the P x P products and solves use every core
+# Parameters from which the P x P products and solves take more than one BLAS thread: as
+# many as the CPUs other processes leave free (threads.LoadChooser, as batched epochs do).
+# On the 2-core Intel Xeon, 10 epochs of 20-60-1 (P = 1,321) on 2,000 rows: two threads
+# 1.22x as fast as one alone, but 0.60x beside one busy process and 0.58x beside two
+# (BLAS splits each product and factorisation evenly and waits for the thread that shares
+# a CPU; beside two, LAPACK's many short parallel steps wait as often).
+BLAS_THREADS_FROM = 1000
 
 
 def lm_scalars(optimizer):
@@ -148,7 +161,7 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
     Returns the epoch's summed loss at w (E_D / 2)."""
     scalars = optimizer.scalars
     total = X.shape[0] if S is None else float(S.sum())
-    with blas_threads(available_cpus() if net.n_trainable >= BLAS_THREADS_FROM else 1):
+    with blas_threads(batch_chooser().threads() if net.n_trainable >= BLAS_THREADS_FROM else 1):
         w = net.parameter_vector()
         JtJ, Jtr, sse = jacobian_products(net, X, T, S, backend)
         if bayesian:
@@ -215,10 +228,13 @@ def jacobian_products(net, X, T, S, backend):
             root = np.sqrt(np.repeat(S[r0:r0 + B].astype(np.float64), net.sizes[-1]))
             J, r = J * root[:, None], r * root
         # J^T J's upper triangle by BLAS's syrk, half a general product's work (J.T is
-        # the Fortran-ordered matrix it takes, no copy)
+        # the Fortran-ordered matrix it takes, no copy); J^T r and r^T r by the same BLAS
+        # (SciPy's, which Numba's kernels call too): NumPy's @ calls NumPy's own copy of
+        # OpenBLAS, whose idle threads then spin on the CPUs the other copy's threads need
+        # (the products of 10,000 rows at P = 1,321 on two threads took 347 ms, now 184-198)
         JtJ = linalg.blas.dsyrk(1.0, J.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=True)
-        Jtr += J.T @ r
-        sse += float(r @ r)
+        Jtr = linalg.blas.dgemv(1.0, J.T, r, beta=1.0, y=Jtr, overwrite_y=True)
+        sse += float(linalg.blas.ddot(r, r))
         r0 += B
     full = JtJ + JtJ.T                                   # (syrk left the lower triangle at 0)
     full.flat[::P + 1] = JtJ.flat[::P + 1]

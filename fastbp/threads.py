@@ -47,7 +47,9 @@ processes on the 2-core Intel Xeon two threads made such an epoch 1.29-1.35x as 
 one (20,000-60,000 rows), beside one busy process 1.08-1.21x; with batches of 5,000 and
 10,000 rows they were 0.78-0.87x beside one busy process, hence the bound.
 Predicting runs its products on BLAS's own threads: blas_for_products holds them to the
-CPUs the load leaves free, in the same way (LoadChooser.products).
+CPUs the load leaves free, in the same way (LoadChooser.products). Levenberg-Marquardt's
+and Bayesian regularisation's products and solves take threads() BLAS threads
+(methods.BLAS_THREADS_FROM).
 FASTBP_THREADS=N fixes the count here too. One thread runs the kernel's one-thread build
 (kernels.batch_epoch_serial); while the parallel build is not compiled, the run keeps to
 one thread, and a child process compiles it once the run is long enough
@@ -379,13 +381,17 @@ class LoadChooser:
             self.chosen = (now, int(len(self.cpus) - self._others() + 0.5))
         return self.chosen[1]
 
-    def threads(self, step=0):
-        if self.fixed is not None:
-            return self.fixed
+    def _cap(self):
+        """available_cpus(), from a look at most every OTHERS_EVERY."""
         now = time.monotonic()
         if self.capped is None or now - self.capped[0] >= OTHERS_EVERY:
             self.capped = (now, available_cpus())        # (up to 0.4 ms beside busy processes)
-        cap = self.capped[1]
+        return self.capped[1]
+
+    def threads(self, step=0):
+        if self.fixed is not None:
+            return self.fixed
+        cap = self._cap()
         if cap == 1 or step >= LONG_STEP:
             return cap
         return max(1, min(cap, self._free()))
@@ -393,21 +399,23 @@ class LoadChooser:
     def products(self, step):
         """BLAS's thread count for a product of `step` rows x weights on its own threads
         (predict; blas_for_products never raises BLAS's own): the CPUs left free, as
-        threads() gives; but all of them for a long product (LONG_STEP) while other
-        processes keep every CPU busy, or have a task running on every one at that
-        moment. BLAS splits a product
-        evenly between its threads and waits for the last: beside one busy process on 2
-        CPUs, the thread that shares a CPU finishes late, and one thread was 1.15-1.5x as
-        fast as two (5 predicts of 10,000 or 20,000 rows, 784-100-10 and 784-200-10,
-        2-core Intel Xeon); beside two, every thread shares a CPU alike, and two were
-        1.13-1.25x as fast as one on the long products (level, 1.02x, on 10,000 rows of
-        784-100-10)."""
+        threads() gives; but all it may use (available_cpus()) for a long product
+        (LONG_STEP) while other processes keep every CPU busy, or have a task running on
+        every one at that moment. BLAS splits a product evenly between its threads and
+        waits for the last: beside one busy process on 2 CPUs, the thread that shares a
+        CPU finishes late, and one thread was 1.15-1.5x as fast as two (5 predicts of
+        10,000 or 20,000 rows, 784-100-10 and 784-200-10, 2-core Intel Xeon); beside two,
+        every thread shares a CPU alike, and two were 1.13-1.25x as fast as one on the
+        long products (level, 1.02x, on 10,000 rows of 784-100-10)."""
         if self.fixed is not None:
             return self.fixed
+        cap = self._cap()
+        if cap == 1:
+            return cap
         free = self._free()
         if step >= LONG_STEP and (free < 1 or self.running >= len(self.cpus)):
-            return len(self.cpus)      # (beside two busy processes on 2 CPUs, this process's own
-        return max(1, free)            # share leaves them 1.3 CPUs of the look: their tasks running then)
+            return cap                 # (beside two busy processes on 2 CPUs, this process's own
+        return max(1, min(cap, free))  # share leaves them 1.3 CPUs of the look: their tasks running then)
 
 
 _load = None

@@ -197,6 +197,40 @@ def test_lm_refuses_other_losses_other_settings_and_too_large_systems():
         big.train(np.zeros((2, 2000)), np.zeros((2, 1)), optimizer="lm")
 
 
+
+def test_lm_solves_on_the_blas_threads_the_load_leaves(monkeypatch):
+    """From BLAS_THREADS_FROM parameters, the P x P products and solves take the thread
+    count of batched epochs (threads.LoadChooser: the CPUs other processes leave free),
+    under it one thread; FASTBP_THREADS=N fixes it."""
+    import threadpoolctl
+
+    from fastbp import threads
+    seen, real = [], methods._damped_solve
+
+    def spy(*args):
+        seen.append(min(lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"))
+        return real(*args)
+    monkeypatch.setattr(methods, "_damped_solve", spy)
+    monkeypatch.delenv("FASTBP_THREADS", raising=False)
+    rng = np.random.default_rng(0)
+    X, T = rng.normal(size=(30, 20)), rng.normal(size=(30, 1))
+    big = fastbp.Network([20, 60, 1], activation="tanh", output="identity", seed=0)      # P = 1,321
+    small = fastbp.Network([20, 5, 1], activation="tanh", output="identity", seed=0)     # P = 111
+    assert small.n_trainable < methods.BLAS_THREADS_FROM <= big.n_trainable
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        for free in (2, 1):
+            monkeypatch.setattr(threads.LoadChooser, "threads", lambda self, step=0, n=free: n)
+            for net in (big, small):
+                seen.clear()
+                net.train(X, T, epochs=1, optimizer="lm", diagnostics=False)
+                assert seen and set(seen) == {free if net is big else 1}
+        monkeypatch.undo()
+        monkeypatch.setattr(methods, "_damped_solve", spy)
+        monkeypatch.setenv("FASTBP_THREADS", "1")
+        seen.clear()
+        big.train(X, T, epochs=1, optimizer="lm", diagnostics=False)
+        assert set(seen) == {1}
+
 # ---------------------------------------------------------------- Bayesian regularisation
 
 def test_br_generalises_better_than_lm_on_noisy_data():

@@ -309,6 +309,23 @@ def test_blas_products_take_the_free_cpus_or_all_when_every_cpu_is_shared(monkey
     assert threads.LoadChooser(2).products(threads.LONG_STEP) == 2
 
 
+def test_blas_products_keep_to_the_cpus_the_process_may_use(monkeypatch):
+    """A quota, OMP_NUM_THREADS or Numba's count (available_cpus()) caps predict's BLAS
+    as it caps the batched kernels: busy or idle, a long product or a short one."""
+    machine = _Machine(monkeypatch, cpus=4)
+    cap = [2]
+    monkeypatch.setattr(threads, "available_cpus", lambda: cap[0])
+    chooser = threads.LoadChooser()
+    assert chooser.products(threads.LONG_STEP) == 2                     # an idle machine: 4 CPUs free
+    machine.run(0.2, 1, 1)
+    assert chooser.products(threads.LONG_STEP - 1) == 2                 # 3 free
+    machine.run(0.2, 1, 4)
+    assert chooser.products(threads.LONG_STEP) == 2                     # every CPU busy, a long product
+    cap[0] = 1
+    machine.run(0.2, 1, 0)
+    assert chooser.products(threads.LONG_STEP) == 1
+
+
 def test_predict_holds_blas_to_the_threads_the_load_leaves_and_never_raises_it(monkeypatch):
     seen, real = [], kernels.predict_batch
 
