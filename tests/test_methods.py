@@ -251,6 +251,24 @@ def test_br_generalises_better_than_lm_on_noisy_data():
     assert errors["br"] < errors["lm"], errors
 
 
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_brs_effective_parameters_take_the_trace_of_the_inverse(order):
+    """gamma = P - alpha tr((beta J^T J + alpha I)^-1): the trace from the Cholesky
+    factor's triangular inverse is the inverse's own, for J^T J of full rank or not; a
+    matrix with NaN is refused by name."""
+    rng = np.random.default_rng(0)
+    for rows in (40, 5):                                   # full rank; rank 5 of 12
+        J = rng.normal(size=(rows, 12))
+        JtJ = np.array(J.T @ J, order=order)
+        for beta, alpha in ((1.0, 0.5), (30.0, 1e-3)):
+            expected = np.trace(np.linalg.inv(beta * JtJ + alpha * np.eye(12)))
+            np.testing.assert_allclose(methods._inverse_trace(beta * JtJ, alpha), expected, rtol=1e-10)
+    bad = np.eye(3)
+    bad[1, 1] = np.nan
+    with pytest.raises(np.linalg.LinAlgError, match="beta J\\^T J \\+ alpha I is not positive definite"):
+        methods._inverse_trace(bad, 1.0)
+
 # ---------------------------------------------------------------- scaled conjugate gradient
 
 def test_scg_beats_momentum_for_the_same_gradient_evaluations():
