@@ -89,9 +89,12 @@ norm (`trainscg` divides by the new one's), and stops on `epochs` or a zero grad
 Threads: from BLAS_THREADS_FROM parameters, Levenberg-Marquardt's and Bayesian
 regularisation's products and solves run on as many BLAS threads as the CPUs other
 processes leave free (threads.LoadChooser, as batched epochs choose theirs;
-FASTBP_THREADS=N fixes it), below it on one. J^T J, J^T r and the factorisations go to
-SciPy's BLAS and LAPACK, which Numba's kernels call too, not to NumPy's own copy of
-OpenBLAS (whose idle threads would spin on the CPUs the other copy's need).
+FASTBP_THREADS=N fixes it), below it on one. Scaled conjugate gradient's full-batch
+products of at least threads.LOOK_FROM rows x weights take LoadChooser.products threads,
+as predicting does, smaller ones one. J^T J, J^T r, the factorisations and every dot
+product here go to SciPy's BLAS and LAPACK, which Numba's kernels call too, not to
+NumPy's own copy of OpenBLAS (whose idle threads would spin on the CPUs the other copy's
+need).
 """
 import math
 import os
@@ -101,7 +104,7 @@ from scipy import linalg
 
 from .checks import is_sparse
 from .functions import mean_loss
-from .threads import batch_chooser, blas_threads
+from .threads import LOOK_FROM, batch_chooser, blas_threads
 
 MU_FLOOR = 1e-20            # mu never falls below this (trainlm's floor)
 # Parameters from which the P x P products and solves take more than one BLAS thread: as
@@ -167,11 +170,11 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
         if bayesian:
             alpha, beta = scalars["alpha"], scalars["beta"]
             H, g, D = beta * JtJ, beta * Jtr + alpha * w, np.full(w.size, alpha)
-            objective = lambda e_d, v: beta * e_d + alpha * float(v @ v)   # noqa: E731
+            objective = lambda e_d, v: beta * e_d + alpha * _dot(v, v)      # noqa: E731
         else:
             D = _penalised(net, l2, total)
             H, g = JtJ, Jtr + D * w
-            objective = lambda e_d, v: e_d + float(v @ (D * v))             # noqa: E731
+            objective = lambda e_d, v: e_d + _dot(v, D * v)                # noqa: E731
         before = objective(sse, w)
         mu, kept, e_d = scalars["mu"], None, None
         while mu <= optimizer.mu_max:
@@ -209,6 +212,11 @@ def _damped_solve(H, diagonal, g):
 
 
 _potrf, _potrs, _trtri = linalg.lapack.get_lapack_funcs(("potrf", "potrs", "trtri"), dtype=np.float64)
+
+
+def _dot(a, b):
+    """a . b, in float64, by SciPy's BLAS (see the module's Threads)."""
+    return float(linalg.blas.ddot(np.asarray(a, np.float64), np.asarray(b, np.float64)))
 
 
 def _inverse_trace(A, alpha):
@@ -277,7 +285,7 @@ def _reestimate(scalars, JtJ, w, e_d, n_errors):
         gamma = P - alpha * _inverse_trace(beta * JtJ, alpha)
     else:
         gamma = float(P)                            # (alpha 0: every parameter counts)
-    e_w = float(w @ w)
+    e_w = _dot(w, w)
     scalars["gamma"] = gamma
     scalars["alpha"] = gamma / (2.0 * e_w) if e_w > 0 else 1.0
     scalars["beta"] = max(n_errors - gamma, 1.0) / (2.0 * e_d) if e_d > 0 else beta
@@ -287,7 +295,7 @@ def squared_errors(net, X, T, S, backend):
     """E_D: sum_i s_i ||o_i - t_i||^2 at the network's weights."""
     R = net.outputs(X, backend).astype(np.float64) - T
     per_sample = np.sum(R * R, axis=1)
-    return float(per_sample.sum() if S is None else per_sample @ S)
+    return float(per_sample.sum()) if S is None else _dot(per_sample, S)
 
 
 def fits_in_memory(n_parameters, dtype_size=8, copies=3):
@@ -313,6 +321,15 @@ def fits_in_memory(n_parameters, dtype_size=8, copies=3):
 # ---------------------------------------------------------------- scaled conjugate gradient
 
 def scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
+    """_scaled_conjugate_gradient on BLAS's threads: for products of at least
+    threads.LOOK_FROM rows x weights, as many as the load leaves (LoadChooser.products,
+    as predicting and the estimators' lbfgs take), below it one."""
+    step = X.shape[0] * net.n_parameters[0]
+    with blas_threads(batch_chooser().products(step) if step >= LOOK_FROM else 1):
+        return _scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend)
+
+
+def _scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
     """One iteration of Moller's (1993) scaled conjugate gradient on the mean loss plus
     (l2 / 2) ||W||^2, with his steps: the curvature along the direction p from two
     gradients sigma / |p| apart (after a kept step), scaled by lambda (made positive
@@ -329,10 +346,10 @@ def scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
     if optimizer.t == 0:
         r[...] = -_gradient(net, X, T, S, l2, backend, w, s)
         p[...] = r
-    if float(p @ r) <= 0:                           # not a descent direction: restart from r
+    if _dot(p, r) <= 0:                           # not a descent direction: restart from r
         p[...] = r
         s["success"] = 1.0
-    norm2 = float(p @ p)
+    norm2 = _dot(p, p)
     if norm2 == 0.0:                                # a zero gradient: nothing to do
         optimizer.t += 1
         _store(net, optimizer, p, r)
@@ -341,14 +358,14 @@ def scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
         sigma = optimizer.sigma / math.sqrt(norm2)
         curvature = (_gradient(net, X, T, S, l2, backend, w + sigma * p, s) + r) / sigma   # E''(w) p
         net.set_parameter_vector(w)
-        s["delta"] = float(p @ curvature)
+        s["delta"] = _dot(p, curvature)
     lam, lam_bar = s["lambda"], s["lambda_bar"]
     delta = s["delta"] + (lam - lam_bar) * norm2    # scaled: as if E'' + lambda I
     if delta <= 0:                                  # make it positive definite
         lam_bar = 2.0 * (lam - delta / norm2)
         delta = -delta + lam * norm2
         lam = lam_bar
-    mu = float(p @ r)
+    mu = _dot(p, r)
     alpha = mu / delta
     after = _objective(net, X, T, S, l2, backend, w + alpha * p)
     comparison = 2.0 * delta * (E - after) / mu ** 2
@@ -360,7 +377,7 @@ def scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
         if (optimizer.t + 1) % w.size == 0:
             p[...] = r                              # restart
         else:
-            p[...] = r + (float(r @ r) - float(r @ r_old)) / mu * p
+            p[...] = r + (_dot(r, r) - _dot(r, r_old)) / mu * p
         if comparison >= 0.75:
             lam *= 0.25
     else:
@@ -394,7 +411,7 @@ def _objective(net, X, T, S, l2, backend, w):
     """The mean loss (weighted) plus (l2 / 2) ||W||^2 at the parameters w."""
     net.set_parameter_vector(w)
     W = w[:net.n_parameters[0]]
-    return float(mean_loss(net.loss_name, net.outputs(X, backend), T, S)) + 0.5 * l2 * float(W @ W)
+    return float(mean_loss(net.loss_name, net.outputs(X, backend), T, S)) + 0.5 * l2 * _dot(W, W)
 
 
 def _gradient(net, X, T, S, l2, backend, w, scalars):

@@ -49,7 +49,9 @@ one (20,000-60,000 rows), beside one busy process 1.08-1.21x; with batches of 5,
 Predicting runs its products on BLAS's own threads: blas_for_products holds them to the
 CPUs the load leaves free, in the same way (LoadChooser.products). Levenberg-Marquardt's
 and Bayesian regularisation's products and solves take threads() BLAS threads
-(methods.BLAS_THREADS_FROM).
+(methods.BLAS_THREADS_FROM); scaled conjugate gradient, products() BLAS threads each
+epoch, and the estimators' solver='lbfgs' from one call of its objective to the next
+(blas_following_the_load).
 FASTBP_THREADS=N fixes the count here too. One thread runs the kernel's one-thread build
 (kernels.batch_epoch_serial); while the parallel build is not compiled, the run keeps to
 one thread, and a child process compiles it once the run is long enough
@@ -274,6 +276,25 @@ def blas_for_products(step):
     now = min(lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers)
     n = batch_chooser().products(step) if now > 1 else now     # (one already: no look)
     return contextlib.nullcontext() if n >= now else blas_threads(n)
+
+
+@contextlib.contextmanager
+def blas_following_the_load():
+    """A context for a run whose BLAS calls are not all fastbp's (scipy.optimize's
+    L-BFGS-B between the products of its objective): it yields follow(step), which sets
+    every BLAS library in the process to the threads the load leaves a product of `step`
+    rows x weights (LoadChooser.products, as blas_for_products; never above the count at
+    the start, and nothing below LOOK_FROM), until the next call; the counts of the
+    start come back at the end. Holding BLAS only around the products left L-BFGS-B's
+    own vector operations on every thread, and beside a busy process they waited at
+    their barriers as the products had."""
+    controller = _controller()
+    start = min(lib.num_threads for lib in controller.select(user_api="blas").lib_controllers)
+    with controller.limit(limits=start, user_api="blas"):            # (restores every library's count)
+        def follow(step):
+            if start > 1 and step >= LOOK_FROM:
+                controller.limit(limits=min(start, batch_chooser().products(step)), user_api="blas")
+        yield follow
 
 
 OTHERS_EVERY = 0.1     # seconds between two looks at the CPUs other processes keep busy

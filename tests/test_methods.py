@@ -231,6 +231,32 @@ def test_lm_solves_on_the_blas_threads_the_load_leaves(monkeypatch):
         big.train(X, T, epochs=1, optimizer="lm", diagnostics=False)
         assert set(seen) == {1}
 
+
+def test_scg_runs_on_the_blas_threads_the_load_leaves(monkeypatch):
+    """SCG's full-batch products of at least threads.LOOK_FROM rows x weights take
+    LoadChooser.products threads (a training run holds BLAS to one otherwise); smaller
+    ones stay on one."""
+    import threadpoolctl
+
+    from fastbp import threads
+    seen, real = [], methods._gradient
+
+    def spy(*args):
+        seen.append(min(lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"))
+        return real(*args)
+    monkeypatch.setattr(methods, "_gradient", spy)
+    monkeypatch.setattr(threads.LoadChooser, "products", lambda self, step: 2)
+    rng = np.random.default_rng(0)
+    net = fastbp.Network([30, 20, 3], activation="tanh", output="softmax", loss="cross_entropy", seed=0)
+    big = threads.LOOK_FROM // net.n_parameters[0] + 1
+    X, y = rng.random((big, 30)), rng.integers(0, 3, big)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        net.train(X, y, epochs=1, optimizer="scg", diagnostics=False)
+        assert seen and set(seen) == {2}
+        seen.clear()
+        net.train(X[:big - 2], y[:big - 2], epochs=1, optimizer="scg", diagnostics=False)
+        assert seen and set(seen) == {1}
+
 # ---------------------------------------------------------------- Bayesian regularisation
 
 def test_br_generalises_better_than_lm_on_noisy_data():
