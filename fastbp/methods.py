@@ -346,7 +346,7 @@ def _scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
     if optimizer.t == 0:
         r[...] = -_gradient(net, X, T, S, l2, backend, w, s)
         p[...] = r
-    if _dot(p, r) <= 0:                           # not a descent direction: restart from r
+    if _dot(p, r) <= 0:                             # not a descent direction: restart from r
         p[...] = r
         s["success"] = 1.0
     norm2 = _dot(p, p)
