@@ -180,6 +180,7 @@ import numpy as np
 from . import training
 from .checks import check_array, check_sample_weight, choice, number, positive_int
 from .functions import HIDDEN_ACTIVATIONS, mean_loss
+from .methods import dot
 from .network import Network
 from .optimizers import RULES, Continued, InverseScaling, Optimizer, ReduceOnPlateau, Schedule
 from .run import RunConfig
@@ -602,7 +603,6 @@ class _MLP:
         load leaves (threads.blas_following_the_load): beside one busy process, two
         threads took 1.9-2.0x as long as one, idle 0.64-0.66x."""
         import scipy.optimize
-        from scipy.linalg.blas import ddot
         net = self.net_
         T = net.check_targets(T, X.shape[0])              # (X: checked in _fit_checked, in net's dtype)
         total = None if S is None else float(S.sum())
@@ -615,9 +615,9 @@ class _MLP:
             A, D = net.backprop(X, T, "delta", sample_weight=S)         # (on the network's backend)
             dW, db = net.pass_gradients(X, A, D, total=total)
             w = theta[:n_w]
-            # (SciPy's BLAS, which the kernels call: NumPy's np.dot calls its own copy, whose
-            # two threads then spun on the CPUs the kernels' products needed; 2.4x the fit)
-            loss = mean_loss(net.loss_name, A[-1], T, S) + 0.5 * l2 * float(ddot(w, w))
+            # (methods.dot: SciPy's BLAS, which the kernels call; NumPy's np.dot calls its own
+            # copy, whose two threads then spun on the CPUs the kernels' products needed: 2.4x the fit)
+            loss = mean_loss(net.loss_name, A[-1], T, S) + 0.5 * l2 * dot(w, w)
             grad = np.concatenate([g.ravel() for g in dW] + [g.ravel() for g in db]).astype(np.float64)
             grad[:n_w] += l2 * w
             return loss, grad

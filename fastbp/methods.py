@@ -170,11 +170,11 @@ def levenberg_marquardt(net, X, T, S, optimizer, l2, backend, bayesian=False):
         if bayesian:
             alpha, beta = scalars["alpha"], scalars["beta"]
             H, g, D = beta * JtJ, beta * Jtr + alpha * w, np.full(w.size, alpha)
-            objective = lambda e_d, v: beta * e_d + alpha * _dot(v, v)      # noqa: E731
+            objective = lambda e_d, v: beta * e_d + alpha * dot(v, v)       # noqa: E731
         else:
             D = _penalised(net, l2, total)
             H, g = JtJ, Jtr + D * w
-            objective = lambda e_d, v: e_d + _dot(v, D * v)                # noqa: E731
+            objective = lambda e_d, v: e_d + dot(v, D * v)                 # noqa: E731
         before = objective(sse, w)
         mu, kept, e_d = scalars["mu"], None, None
         while mu <= optimizer.mu_max:
@@ -214,8 +214,9 @@ def _damped_solve(H, diagonal, g):
 _potrf, _potrs, _trtri = linalg.lapack.get_lapack_funcs(("potrf", "potrs", "trtri"), dtype=np.float64)
 
 
-def _dot(a, b):
-    """a . b, in float64, by SciPy's BLAS (see the module's Threads)."""
+def dot(a, b):
+    """a . b, in float64, by SciPy's BLAS (see the module's Threads): for every dot product
+    between the kernels' products (methods here, the estimators' lbfgs)."""
     return float(linalg.blas.ddot(np.asarray(a, np.float64), np.asarray(b, np.float64)))
 
 
@@ -285,7 +286,7 @@ def _reestimate(scalars, JtJ, w, e_d, n_errors):
         gamma = P - alpha * _inverse_trace(beta * JtJ, alpha)
     else:
         gamma = float(P)                            # (alpha 0: every parameter counts)
-    e_w = _dot(w, w)
+    e_w = dot(w, w)
     scalars["gamma"] = gamma
     scalars["alpha"] = gamma / (2.0 * e_w) if e_w > 0 else 1.0
     scalars["beta"] = max(n_errors - gamma, 1.0) / (2.0 * e_d) if e_d > 0 else beta
@@ -295,7 +296,7 @@ def squared_errors(net, X, T, S, backend):
     """E_D: sum_i s_i ||o_i - t_i||^2 at the network's weights."""
     R = net.outputs(X, backend).astype(np.float64) - T
     per_sample = np.sum(R * R, axis=1)
-    return float(per_sample.sum()) if S is None else _dot(per_sample, S)
+    return float(per_sample.sum()) if S is None else dot(per_sample, S)
 
 
 def fits_in_memory(n_parameters, dtype_size=8, copies=3):
@@ -346,10 +347,10 @@ def _scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
     if optimizer.t == 0:
         r[...] = -_gradient(net, X, T, S, l2, backend, w, s)
         p[...] = r
-    if _dot(p, r) <= 0:                             # not a descent direction: restart from r
+    if dot(p, r) <= 0:                              # not a descent direction: restart from r
         p[...] = r
         s["success"] = 1.0
-    norm2 = _dot(p, p)
+    norm2 = dot(p, p)
     if norm2 == 0.0:                                # a zero gradient: nothing to do
         optimizer.t += 1
         _store(net, optimizer, p, r)
@@ -358,14 +359,14 @@ def _scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
         sigma = optimizer.sigma / math.sqrt(norm2)
         curvature = (_gradient(net, X, T, S, l2, backend, w + sigma * p, s) + r) / sigma   # E''(w) p
         net.set_parameter_vector(w)
-        s["delta"] = _dot(p, curvature)
+        s["delta"] = dot(p, curvature)
     lam, lam_bar = s["lambda"], s["lambda_bar"]
     delta = s["delta"] + (lam - lam_bar) * norm2    # scaled: as if E'' + lambda I
     if delta <= 0:                                  # make it positive definite
         lam_bar = 2.0 * (lam - delta / norm2)
         delta = -delta + lam * norm2
         lam = lam_bar
-    mu = _dot(p, r)
+    mu = dot(p, r)
     alpha = mu / delta
     after = _objective(net, X, T, S, l2, backend, w + alpha * p)
     comparison = 2.0 * delta * (E - after) / mu ** 2
@@ -377,7 +378,7 @@ def _scaled_conjugate_gradient(net, X, T, S, optimizer, l2, backend):
         if (optimizer.t + 1) % w.size == 0:
             p[...] = r                              # restart
         else:
-            p[...] = r + (_dot(r, r) - _dot(r, r_old)) / mu * p
+            p[...] = r + (dot(r, r) - dot(r, r_old)) / mu * p
         if comparison >= 0.75:
             lam *= 0.25
     else:
@@ -411,7 +412,7 @@ def _objective(net, X, T, S, l2, backend, w):
     """The mean loss (weighted) plus (l2 / 2) ||W||^2 at the parameters w."""
     net.set_parameter_vector(w)
     W = w[:net.n_parameters[0]]
-    return float(mean_loss(net.loss_name, net.outputs(X, backend), T, S)) + 0.5 * l2 * _dot(W, W)
+    return float(mean_loss(net.loss_name, net.outputs(X, backend), T, S)) + 0.5 * l2 * dot(W, W)
 
 
 def _gradient(net, X, T, S, l2, backend, w, scalars):
