@@ -386,7 +386,7 @@ def _sample_part(net, common):
     top["_output_delta"].compile(_types(loss, code, p, v[1:], v[1:], v, v[1:]))
     top["_send_back_output"].compile(_types(True, v[1:], v, v[1:], v[1:]))
     top["_weigh"].compile(_types(one, v[1:], v[1:]))
-    top["_delta_into"].compile(_types(True, code, p, v[1:], v[1:], v[1:], v[1:], v[1:]))
+    top["_delta_into"].compile(_types(True, code, p, v[1:], v[1:], v[1:], v[1:]))
     kernels.in_build(kernels._dot, common).compile(_types(v[1:], v, one))
 
 
