@@ -439,6 +439,42 @@ def fma_peak_gflops(dtype="float32", seconds=0.3):
         rounds *= 2
 
 
+@njit(cache=kernels.CACHE)
+def _square_products(A, B, C, rounds):
+    """C <- A B, `rounds` times, through the BLAS the kernels call (Numba's np.dot)."""
+    for _ in range(rounds):
+        np.dot(A, B, C)
+
+
+BLAS_PEAK_SIZES = (256, 384, 512)      # square products whose three matrices stay in one core's cache
+
+
+def blas_peak_gflops(dtype="float32", seconds=0.3, sizes=BLAS_PEAK_SIZES):
+    """One core's multiply-add rate as BLAS reaches it, GFLOP/s: the fastest of square
+    products of these sizes in cache, BLAS held to one thread. BLAS's kernels use every
+    vector width the core has, where fma_peak_gflops measures what Numba's loops reach
+    (256-bit vectors on an AVX-512 core), so this is the higher of the two there: the
+    peak to read the batched epochs' and their products' GFLOP/s against, times the
+    cores in use."""
+    from .threads import blas_on_one_thread
+    best = 0.0
+    with blas_on_one_thread():
+        for n in sizes:
+            A, B = (np.full((n, n), 1e-3, dtype) for _ in range(2))
+            C = np.empty((n, n), dtype)
+            _square_products(A, B, C, 1)
+            rounds = 1
+            while True:
+                start = time.perf_counter()
+                _square_products(A, B, C, rounds)
+                elapsed = time.perf_counter() - start
+                if elapsed > seconds / len(sizes):
+                    break
+                rounds *= 2
+            best = max(best, 2.0 * n ** 3 * rounds / elapsed / 1e9)
+    return best
+
+
 def per_sample_flops(sizes):
     """Multiply-adds of per-sample SGD, times 2: a forward product and a weight update per
     weight and sample (the first layer sends nothing back; the others also W^T delta)."""
@@ -1037,14 +1073,20 @@ def main(argv=None):
                   % (batch_size, together, alone, ratio, args.repeats))
     if args.batched:
         figures["batched"] = []
+        blas_peak = blas_peak_gflops("float32")
+        cores = kernels.threading_info()["threads"]
+        figures["blas_peak_gflops_one_core"] = blas_peak
         print("\nmini-batch epochs, 784-%d-10 ReLU/softmax, float32, %d samples, against the "
               "same products alone (medians of %d interleaved pairs)" % (args.hidden, m, args.repeats))
+        print("one core's multiply-add peak as BLAS reaches it (square products in cache, one thread): "
+              "%.0f GFLOP/s float32; times the %d cores in use: %.0f" % (blas_peak, cores, blas_peak * cores))
         print("%-6s %-5s %9s %8s %12s %11s %15s" % ("batch", "rule", "epoch s", "GFLOP/s",
                                                  "GEMM-only s", "GEMM GFLOP/s", "epoch / GEMM"))
         for row in batched_table(args.hidden, m, args.repeats):
             figures["batched"].append(dict(zip(("batch_size", "rule", "epoch_s", "gflops", "gemm_s",
                                                 "gemm_gflops", "ratio"), row)))
-            print("%-6d %-5s %9.3f %8.1f %12.3f %11.1f %14.2fx" % row)
+            print("%-6d %-5s %9.3f %8.1f %12.3f %11.1f %14.2fx   (epoch %.0f%%, products %.0f%% of the peak)"
+                  % (row + (100 * row[3] / (blas_peak * cores), 100 * row[5] / (blas_peak * cores))))
         figures["batched_pieces"] = batched_breakdown(args.hidden, m, repeats=args.repeats)
         print("an SGD epoch's pieces at batch 200, each timed alone (s): " + ", ".join(
             "%s %.3f" % item for item in figures["batched_pieces"].items()))

@@ -21,6 +21,26 @@ def test_fma_peak_is_a_rate(dtype):
     assert 0.5 < peak < 10000
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_blas_peak_is_the_fastest_square_product_on_one_thread(dtype, monkeypatch):
+    from fastbp.threads import _controller
+
+    def blas_threads():
+        return [lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers]
+    calls, before, real = [], blas_threads(), bench._square_products
+
+    def counting(A, B, C, rounds):
+        calls.append((A.shape[0], A.dtype, blas_threads()))
+        real(A, B, C, rounds)
+        np.testing.assert_allclose(C, A @ B, rtol=1e-5)
+    monkeypatch.setattr(bench, "_square_products", counting)
+    peak = bench.blas_peak_gflops(dtype, seconds=0.03, sizes=(32, 64))
+    assert 0.01 < peak < 100000
+    assert {n for n, _, _ in calls} == {32, 64} and {d for _, d, _ in calls} == {np.dtype(dtype)}
+    assert all(set(threads) == {1} for _, _, threads in calls)         # one core's rate
+    assert blas_threads() == before
+
+
 @pytest.mark.parametrize("products", list(bench.GEMM_PRODUCTS))
 def test_the_gemm_floor_runs_the_products_it_names(products):
     from numba.typed import List
