@@ -539,9 +539,9 @@ def threading_info():
 #   _activate_rows(code, p, Z, bias): Z[s, j] <- g(Z[s, j] + bias[j]) over a block of rows;
 #   _chain_delta(code, p, z, o, t, d): an output layer's d[i] <- (o[i] - t[i]) g'(z[i]);
 #   _delta_into(propagate_error, code, p, z, a, d, e): d[i] <- d[i] g'(z[i]), in place, d
-#     holding what the layer above sent back, and e[i] <- that or the new d[i] (with the
-#     sent-back error in an array of its own, the same as d, the loop's alias check failed
-#     and it ran scalar: 2.7x as slow);
+#     holding what the layer above sent back, and e[i] <- that or the new d[i] (it took
+#     the sent-back error as an argument of its own, which every caller passed as d too:
+#     the loop's run-time alias check then failed and it ran scalar, 2.7x as slow);
 #   _masked_delta(code, p, Z, A, back, E, masks, r0, first): a hidden layer with dropout
 #     (see "dropout and input noise"), for a block of rows, from back = W^T e of the layer
 #     above: back[s, j] and E[s, j] <- back[s, j] m g'(z), m the unit's mask in masks[r0 +
