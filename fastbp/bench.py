@@ -425,18 +425,23 @@ def _fma_chains(v, rounds):
     return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7
 
 
+def _rounds_per_second(run, seconds, rounds=1):
+    """run(rounds) with rounds doubled until one call takes more than `seconds`; that
+    call's rounds per second."""
+    while True:
+        start = time.perf_counter()
+        run(rounds)
+        elapsed = time.perf_counter() - start
+        if elapsed > seconds:
+            return rounds / elapsed
+        rounds *= 2
+
+
 def fma_peak_gflops(dtype="float32", seconds=0.3):
     """One core's measured multiply-add rate, GFLOP/s (2 flops per multiply-add)."""
     v = np.full(1024, 1e-3, dtype)
     _fma_chains(v, 1)
-    rounds = 64
-    while True:
-        start = time.perf_counter()
-        _fma_chains(v, rounds)
-        elapsed = time.perf_counter() - start
-        if elapsed > seconds:
-            return 2 * 8 * v.size * rounds / elapsed / 1e9
-        rounds *= 2
+    return 2 * 8 * v.size * _rounds_per_second(functools.partial(_fma_chains, v), seconds, 64) / 1e9
 
 
 @njit(cache=kernels.CACHE)
@@ -446,12 +451,12 @@ def _square_products(A, B, C, rounds):
         np.dot(A, B, C)
 
 
-BLAS_PEAK_SIZES = (256, 384, 512)      # square products whose three matrices stay in one core's cache
+BLAS_PEAK_SIZES = (256, 384, 512)      # square products of a few ms, where BLAS runs at full speed
 
 
 def blas_peak_gflops(dtype="float32", seconds=0.3, sizes=BLAS_PEAK_SIZES):
     """One core's multiply-add rate as BLAS reaches it, GFLOP/s: the fastest of square
-    products of these sizes in cache, BLAS held to one thread. BLAS's kernels use every
+    products of these sizes, BLAS held to one thread. BLAS's kernels use every
     vector width the core has, where fma_peak_gflops measures what Numba's loops reach
     (256-bit vectors on an AVX-512 core), so this is the higher of the two there: the
     peak to read the batched epochs' and their products' GFLOP/s against, times the
@@ -463,15 +468,8 @@ def blas_peak_gflops(dtype="float32", seconds=0.3, sizes=BLAS_PEAK_SIZES):
             A, B = (np.full((n, n), 1e-3, dtype) for _ in range(2))
             C = np.empty((n, n), dtype)
             _square_products(A, B, C, 1)
-            rounds = 1
-            while True:
-                start = time.perf_counter()
-                _square_products(A, B, C, rounds)
-                elapsed = time.perf_counter() - start
-                if elapsed > seconds / len(sizes):
-                    break
-                rounds *= 2
-            best = max(best, 2.0 * n ** 3 * rounds / elapsed / 1e9)
+            per_second = _rounds_per_second(functools.partial(_square_products, A, B, C), seconds / len(sizes))
+            best = max(best, 2.0 * n ** 3 * per_second / 1e9)
     return best
 
 
@@ -1078,7 +1076,7 @@ def main(argv=None):
         figures["blas_peak_gflops_one_core"] = blas_peak
         print("\nmini-batch epochs, 784-%d-10 ReLU/softmax, float32, %d samples, against the "
               "same products alone (medians of %d interleaved pairs)" % (args.hidden, m, args.repeats))
-        print("one core's multiply-add peak as BLAS reaches it (square products in cache, one thread): "
+        print("one core's multiply-add peak as BLAS reaches it (square products, one thread): "
               "%.0f GFLOP/s float32; times the %d cores in use: %.0f" % (blas_peak, cores, blas_peak * cores))
         print("%-6s %-5s %9s %8s %12s %11s %15s" % ("batch", "rule", "epoch s", "GFLOP/s",
                                                  "GEMM-only s", "GEMM GFLOP/s", "epoch / GEMM"))
